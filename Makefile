@@ -1,0 +1,51 @@
+# The README's commands. `make test` works on a fresh machine: it creates .venv,
+# installs the package with its test extras, the Debian components (etcd 3.4,
+# Prometheus), builds kube-apiserver once into a cache outside the repo, lints, and
+# runs the whole suite.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv system k8s lint unit mutants bench torture clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+system:
+	bash scripts/install-system.sh
+
+k8s: venv
+	bash scripts/build-k8s.sh
+
+demo: venv
+	$(BIN)/python -m raftkv.demo
+
+lint: venv
+	$(BIN)/ruff check raftkv tests bench
+	$(BIN)/mypy raftkv
+	$(BIN)/lint-imports
+
+test: venv system k8s lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+mutants: venv
+	$(BIN)/python -m tests.raft.mutants
+
+bench: venv
+	$(BIN)/python bench/raft_core.py
+
+torture: venv system
+	$(BIN)/python -m tests.e2e.history.torture
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

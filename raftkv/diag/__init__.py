@@ -1,0 +1,1 @@
+"""diag: a typer CLI that diagnoses etcd and raftkv clusters."""

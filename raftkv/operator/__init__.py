@@ -1,0 +1,1 @@
+"""The RaftCluster operator: kopf handlers and the pure scaling planner."""

@@ -1,0 +1,1 @@
+"""Consensus core: a deterministic Raft state machine stepped by its caller; no I/O."""

@@ -1,0 +1,1 @@
+"""The asyncio node: Ready loop, peer transport, etcd gRPC services, metrics."""

@@ -1,0 +1,1 @@
+"""Durable storage: WAL segments, the SQLite backend, snapshots, the data-dir lock."""

