@@ -1,0 +1,25 @@
+"""Errors the consensus core reports to its caller. Each is a distinct, catchable class."""
+
+
+class RaftError(Exception):
+    """Base of the core's errors."""
+
+
+class ProposalDropped(RaftError):
+    """The proposal was not appended (no leader, leadership transfer, pending change...)."""
+
+
+class Compacted(RaftError):
+    """The requested index is below the first index still in the log (compacted away)."""
+
+
+class Unavailable(RaftError):
+    """The requested entries are not available (above the last index)."""
+
+
+class SnapshotOutOfDate(RaftError):
+    """The snapshot is older than the storage's current one."""
+
+
+class SnapshotTemporarilyUnavailable(RaftError):
+    """The storage cannot produce a snapshot right now; the leader will retry."""
