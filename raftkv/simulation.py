@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from raftkv.raft import (
     Config,
-    ConfChange,
     ConfState,
     Entry,
     EntryType,
@@ -131,24 +130,23 @@ class SimNode:
         # 2. send (the caller delivers what we return)
         msgs = rd.messages
         # 3. apply
+        applied_index = self.applied_index
+        values, applied = self.values, self.applied
         for e in rd.committed_entries:
-            self._apply(node, e)
+            if e.index <= applied_index:
+                continue
+            if e.type is EntryType.CONF_CHANGE:
+                self.conf_state = node.apply_conf_change(decode_conf_change(e.data))
+                self.conf_changes_applied += 1
+            elif e.data:
+                values.append(e.data)
+                applied.append((e.index, e.data))
+            applied_index = e.index
+        self.applied_index = applied_index
         # 4. advance
         node.advance(rd)
         self._maybe_compact()
         return msgs
-
-    def _apply(self, node: RawNode, e: Entry) -> None:
-        if e.index <= self.applied_index:
-            return
-        if e.type is EntryType.CONF_CHANGE:
-            cc: ConfChange = decode_conf_change(e.data)
-            self.conf_state = node.apply_conf_change(cc)
-            self.conf_changes_applied += 1
-        elif e.data:
-            self.values.append(e.data)
-            self.applied.append((e.index, e.data))
-        self.applied_index = e.index
 
     def _maybe_compact(self) -> None:
         every = self.cfg.snapshot_every
@@ -227,9 +225,10 @@ class SimCluster:
     def leader(self) -> SimNode | None:
         best: SimNode | None = None
         for n in self.nodes.values():
-            if n.node is not None and n.node.raft.state is StateType.LEADER:
-                if best is None or n.node.raft.term > (best.node.raft.term if best.node else 0):
-                    best = n
+            if n.node is None or n.node.raft.state is not StateType.LEADER:
+                continue
+            if best is None or n.node.raft.term > (best.node.raft.term if best.node else 0):
+                best = n
         return best
 
     def process_readies(self) -> None:

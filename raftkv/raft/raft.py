@@ -746,8 +746,8 @@ class Raft:
         if self.state is not StateType.FOLLOWER:
             return False
         cs = meta.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners:
-            return False  # a snapshot that does not include us is not for us
+        # A snapshot may predate our own addition (a new member behind a compacted log):
+        # we install it and learn our membership from the entries that follow it.
         if self.raft_log.match_term(meta.index, meta.term):
             # We have the entries already: just fast-forward the commit index.
             self.raft_log.commit_to(meta.index)

@@ -167,13 +167,16 @@ class InteractionEnv:
             did = True
         return did
 
-    def deliver(self, ids: list[int], drop: bool = False) -> bool:
+    def deliver(self, ids: list[int], drop: bool = False, sender: int = 0) -> bool:
         did = False
         for i in ids:
-            mine = [m for m in self.queue if m.to == i]
+            def wanted(m: Message, i: int = i) -> bool:
+                return m.to == i and sender in (0, m.sender)
+
+            mine = [m for m in self.queue if wanted(m)]
             if not mine:
                 continue
-            self.queue = [m for m in self.queue if m.to != i]
+            self.queue = [m for m in self.queue if not wanted(m)]
             did = True
             n = self.nodes[i]
             if drop:
@@ -276,7 +279,8 @@ class InteractionEnv:
         self.process_ready(self.ids(b.args))
 
     def cmd_deliver_msgs(self, b: Block) -> None:
-        self.deliver(self.ids(b.args), drop=b.kwargs.get("drop") == "true")
+        self.deliver(self.ids(b.args), drop=b.kwargs.get("drop") == "true",
+                     sender=int(b.kwargs.get("from", "0")))
 
     def cmd_stabilize(self, b: Block) -> None:
         ids = self.ids(b.args)

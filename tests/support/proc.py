@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T | None | bool],
+    predicate: Callable[[], T | bool | None],
     timeout: float,
     what: str,
     interval: float = 0.05,
