@@ -18,8 +18,8 @@ Invariants:
 - A new segment is written under a ``.tmp`` name, preallocated, its header synced, then
   renamed and the directory fsynced; stale ``.tmp`` files are ignored and removed.
 - On open, a bad record in the last segment followed only by zeros (or running past
-  the end of the file, unless one flipped bit of its length explains it) is a torn
-  tail and is truncated; any other bad record raises ``WALCorruptError`` naming the file and
+  the end of the file) is a torn tail and is truncated, unless one flipped bit of its
+  length explains it; any other bad record raises ``WALCorruptError`` naming the file and
   offset before anything in the directory is changed.
 - Reading resolves conflicts as etcd does: an entry at index i replaces the entries at
   i and above read before it.
@@ -94,7 +94,7 @@ def _zeros(buf: bytes, start: int) -> bool:
 def _length_bit_flipped(buf: bytes, off: int, n: int, length: int, rtype: int, rcrc: int,
                         chain: int | None) -> bool:
     """Whether flipping one bit of the length makes the record check out: then a record
-    that seems to run past EOF is damaged, not torn (a torn length only loses bits)."""
+    that looks torn (zeros or EOF after its claimed end) is damaged, not torn."""
     seed = 0 if rtype == RecordType.CRC else (chain or 0)
     start = off + _HDR.size
     for bit in range(32):
@@ -146,8 +146,6 @@ def _scan(path: Path, buf: bytes, chain: int | None, is_last: bool) -> _Scan:
                     reason = f"unknown record type {rtype}"
                 elif end > n:
                     reason = "record runs past the end of the file"
-                    if _length_bit_flipped(buf, off, n, length, rtype, rcrc, chain):
-                        raise WALCorruptError(path, off, "record length field is damaged")
                 elif _crc(rtype, data, 0 if rtype == RecordType.CRC else (chain or 0)) != rcrc:
                     reason = "CRC mismatch"
                 elif rtype == RecordType.CRC:
@@ -157,6 +155,8 @@ def _scan(path: Path, buf: bytes, chain: int | None, is_last: bool) -> _Scan:
                     chain = carried
                 else:
                     chain = rcrc
+                if reason and _length_bit_flipped(buf, off, n, length, rtype, rcrc, chain):
+                    raise WALCorruptError(path, off, "record length field is damaged")
                 if not reason:
                     if not records and rtype != RecordType.CRC:
                         raise WALCorruptError(path, off, "segment does not start with a CRC record")
