@@ -136,7 +136,7 @@ class WriteTxn:
         """Tombstone every live key in the range; returns what was deleted."""
         if self._ended:
             raise StorageError("WriteTxn already ended")
-        deleted, _ = self._b.range(key, range_end)
+        deleted, _ = self._b._range_at(key, range_end, self.rev)  # sees this txn's puts
         for kv in deleted:
             self._insert(kv.key, b"", 0, 0, 0, 1)
         return deleted
@@ -236,10 +236,15 @@ class Backend:
     def range(self, key: bytes, range_end: bytes | None = None, rev: int = 0,
               limit: int = 0) -> tuple[list[KeyValue], int]:
         """Live kvs at ``rev`` (0 = current) sorted by key, and their count ignoring limit."""
-        at = self._check_rev(rev)
+        return self._range_at(key, range_end, self._check_rev(rev), limit)
+
+    def _range_at(self, key: bytes, range_end: bytes | None, at: int,
+                  limit: int = 0) -> tuple[list[KeyValue], int]:
         where, args = _where(key, range_end)
-        sql = (f"SELECT {_COLS}, MAX(rev * {_REV_SHIFT} + sub) FROM kv "
-               f"WHERE {where} AND rev <= ? GROUP BY key HAVING tombstone = 0 ORDER BY key")
+        # a bare column beside MAX() comes from the row holding the maximum (SQLite)
+        sql = (f"SELECT {_COLS} FROM (SELECT {_COLS}, tombstone, "
+               f"MAX(rev * {_REV_SHIFT} + sub) FROM kv WHERE {where} AND rev <= ? "
+               "GROUP BY key) WHERE tombstone = 0 ORDER BY key")
         params: list[object] = [*args, at]
         rows = self._conn.execute(sql + (" LIMIT ?" if limit else ""),
                                   [*params, limit] if limit else params).fetchall()
