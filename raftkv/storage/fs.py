@@ -5,9 +5,11 @@ directory fsync through an ``O_RDONLY`` descriptor). ``FaultyFS`` is an in-memor
 for power-loss tests: it keeps, per file, the durable bytes apart from the operations
 applied since the last ``fdatasync``, and the durable directory entries apart from the
 names created, renamed or removed since the last ``fsync_dir`` of their directory.
-``power_loss(rng)`` reverts every file to its durable bytes, possibly keeping a prefix
-of the unsynced operations with the next write torn at a random byte, and reverts every
-directory to its durable entries. Invariant: nothing written and not synced survives a
+``crash_at`` makes the k-th mutating call raise ``PowerCut`` (so a test can stop a
+program between any two of its writes and syncs); ``power_loss(rng)`` reverts every
+file to its durable bytes, possibly keeping a prefix of the unsynced operations with
+the next write torn at a random byte, and reverts every directory to its durable
+entries. Invariant: nothing written and not synced survives a
 power loss except such an ordered prefix, so a missing fsync shows up as lost data.
 """
 
@@ -153,6 +155,7 @@ class FaultyFile:
     def _op(self, op: _Op) -> None:
         if self._closed:
             raise ValueError("I/O on a closed file")
+        self._fs.tick()
         _apply(self._inode.current, op)
         self._inode.pending.append(op)
 
@@ -163,6 +166,7 @@ class FaultyFile:
         self._op(("write", len(self._inode.current), bytes(data)))
 
     def fdatasync(self) -> None:
+        self._fs.tick()
         if self._fs.fail_sync:
             raise OSError(errno.EIO, "injected fdatasync failure")
         self._fs.syncs += 1
@@ -183,6 +187,10 @@ class FaultyFile:
         self._closed = True
 
 
+class PowerCut(Exception):
+    """Raised by ``FaultyFS`` at its ``crash_at``-th mutating call, before doing it."""
+
+
 def _key(path: Path) -> str:
     return os.path.normpath(str(path))
 
@@ -197,6 +205,14 @@ class FaultyFS:
         self.durable_dirs: set[str] = {"/"}
         self.fail_sync = False
         self.syncs = 0
+        self.ops = 0  # mutating calls so far
+        self.crash_at: int | None = None
+
+    def tick(self) -> None:
+        """Count one mutating call; cut the power before the ``crash_at``-th."""
+        if self.crash_at is not None and self.ops >= self.crash_at:
+            raise PowerCut(f"power cut before mutating call #{self.ops}")
+        self.ops += 1
 
     def clone(self) -> FaultyFS:
         """A deep copy (open handles keep pointing at the original)."""
@@ -214,6 +230,7 @@ class FaultyFS:
             if not create:
                 raise FileNotFoundError(errno.ENOENT, "no such file", k)
             self._need_dir(os.path.dirname(k))
+            self.tick()
             inode = self.files[k] = _Inode()
         return FaultyFile(self, inode)
 
@@ -236,6 +253,8 @@ class FaultyFS:
 
     def mkdir(self, path: Path) -> None:
         k = _key(path)
+        if k not in self.dirs:
+            self.tick()
         while k not in self.dirs:
             self.dirs.add(k)
             k = os.path.dirname(k)
@@ -245,17 +264,20 @@ class FaultyFS:
         if s not in self.files:
             raise FileNotFoundError(errno.ENOENT, "no such file", s)
         self._need_dir(os.path.dirname(d))
+        self.tick()
         self.files[d] = self.files.pop(s)
 
     def remove(self, path: Path) -> None:
         k = _key(path)
         if k not in self.files:
             raise FileNotFoundError(errno.ENOENT, "no such file", k)
+        self.tick()
         del self.files[k]
 
     def fsync_dir(self, path: Path) -> None:
         d = _key(path)
         self._need_dir(d)
+        self.tick()
         if self.fail_sync:
             raise OSError(errno.EIO, "injected directory fsync failure")
         self.syncs += 1
@@ -272,6 +294,7 @@ class FaultyFS:
     # faults
     def power_loss(self, rng: random.Random) -> None:
         """Lose everything not synced; maybe keep an ordered prefix with a torn write."""
+        self.crash_at = None
         inodes = {id(i): i for i in (*self.files.values(), *self.durable_files.values())}
         for inode in inodes.values():
             kept = bytearray(inode.durable)
