@@ -138,8 +138,8 @@ def run(seed: int, workdir: Path, crash_at: int | None = None) -> tuple[Image, E
     try:
         x.inflight = "create"
         wal = WAL.create(WAL_DIR, b"cluster-1", fs=fs, segment_size=SEG)
+        x.inflight = ""  # from here on the WAL must exist
         snapper = Snapshotter(SNAP_DIR, fs=fs)
-        x.inflight = ""
         term, applied, n = 1, 0, 0
         for _ in range(STEPS):
             r = rng.random()
@@ -261,4 +261,5 @@ def check(image: Image, x: Expect, rng: random.Random) -> str:
     _, st2 = WAL.open(WAL_DIR, fs=fs, segment_size=SEG)
     assert st2.entries[-1] == nxt
     kind = "torn" if torn else ("inflight" if got != want else "clean")
-    return f"{kind} ci={ci} commit={st.hard_state.commit} entries={len(got)} snap={st.snapshot.index}"
+    return (f"{kind} ci={ci} commit={st.hard_state.commit} entries={len(got)} "
+            f"snap={st.snapshot.index}")
