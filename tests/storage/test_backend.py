@@ -4,6 +4,7 @@ atomicity of data and consistent index, size and defragmentation, snapshot round
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -365,3 +366,44 @@ def test_snapshot_copy_stream_and_install(tmp_path: Path) -> None:
     assert follower.meta_get("cluster_id") == b"c1"
     assert follower.range(b"\0", b"\0") == leader.range(b"\0", b"\0")
     assert follower.range(b"late")[0][0].value == b"!"
+
+
+
+@pytest.mark.parametrize("batch_limit", [1, 3])
+def test_crash_before_every_sql_statement(tmp_path: Path, batch_limit: int) -> None:
+    """A crash image (the database files as they are on disk) taken just before each SQL
+    statement in turn (data rows, state row, savepoint release, COMMIT...): once
+    recovered, the data and the consistent index are never seen apart."""
+    db = tmp_path / "db"
+    b = Backend.open(db, batch_limit=batch_limit)
+    images: list[Path] = []
+
+    def trace(sql: str) -> None:
+        d = tmp_path / f"img{len(images)}"
+        d.mkdir()
+        for suffix in ("", "-wal"):
+            src = db.with_name("db" + suffix)
+            if src.exists():
+                shutil.copyfile(src, d / src.name)
+        images.append(d / "db")
+
+    b._conn.set_trace_callback(trace)
+    for i in range(1, 5):
+        with b.write_txn() as t:
+            t.put(b"a%d" % i, b"x")
+            t.put(b"b%d" % i, b"y")
+            t.end(i)
+    b.force_commit()
+    b._conn.set_trace_callback(None)
+    trace("after the last commit")
+    assert len(images) > 20
+    seen = set()
+    for k, img in enumerate(images):
+        r = Backend.open(img)
+        ci = r.consistent_index()
+        keys = {kv.key for kv in r.range(b"\0", b"\0")[0]}
+        assert keys == {p + b"%d" % i for i in range(1, ci + 1) for p in (b"a", b"b")}, k
+        assert r.current_revision() == ci
+        seen.add(ci)
+        r.close()
+    assert seen == ({0, 1, 2, 3, 4} if batch_limit == 1 else {0, 3, 4})
