@@ -1,0 +1,415 @@
+"""The backend: etcd's revisioned keyspace and meta in one SQLite database.
+
+Schema: ``kv`` holds one row per (key, main revision, sub revision) with the value,
+create revision, version, lease and a tombstone flag; ``state`` holds the consistent
+index (the last Raft index applied), the current and the compacted revision; ``meta``
+holds named blobs (member id, cluster id, ...).
+
+Invariants:
+- One ``WriteTxn`` that writes is one main revision (current + 1); its operations take
+  sub revisions 0, 1, ... in order. A WriteTxn that wrote must call ``end(index)``,
+  which records the consistent index (and the current revision) with SQL statements in
+  the same SQLite transaction as the data, so no committed state can hold data without
+  its index or the reverse. Leaving without ``end`` rolls the WriteTxn back and raises.
+- Writes join a batch SQLite transaction committed by count (``batch_limit``) or age
+  (``batch_interval``, checked by ``maybe_commit``) or ``force_commit``; each commit is
+  timed into ``etcd_disk_backend_commit_duration_seconds``. Reads use the same
+  connection, so they see every applied write before it is committed. A crash loses
+  the uncommitted batch as a whole; the WAL replays it (entries above the index).
+- ``journal_mode=WAL`` with ``synchronous=FULL``: a returned commit is durable.
+- Compaction at rev keeps, per key, the newest row at or below rev unless it is a
+  tombstone; reads below the compacted revision raise ``CompactedError`` (as etcd,
+  a read at exactly the compacted revision is still served).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from raftkv.storage.errors import CompactedError, FutureRevError, StorageError
+from raftkv.storage.metrics import BACKEND_COMMIT_SECONDS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL, rev INTEGER NOT NULL, sub INTEGER NOT NULL,
+    value BLOB NOT NULL, create_rev INTEGER NOT NULL, version INTEGER NOT NULL,
+    lease INTEGER NOT NULL, tombstone INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev, sub);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+_REV_SHIFT = 1 << 32  # rev * _REV_SHIFT + sub orders (rev, sub); subs stay below 2**32
+_COLS = "key, value, create_rev, rev, version, lease"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+def _kv(row: tuple[bytes, bytes, int, int, int, int]) -> KeyValue:
+    return KeyValue(bytes(row[0]), bytes(row[1]), row[2], row[3], row[4], row[5])
+
+
+def _where(key: bytes, range_end: bytes | None) -> tuple[str, list[bytes]]:
+    """etcd's range semantics: single key, ``b"\\0"`` = every key >= key, else [key, end)."""
+    if not range_end:
+        return "key = ?", [key]
+    if range_end == b"\0":
+        return "key >= ?", [key]
+    return "key >= ? AND key < ?", [key, range_end]
+
+
+class WriteTxn:
+    """One etcd main revision; use as a context manager from ``Backend.write_txn``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+        self._sub = 0
+        self._ended = False
+        self.rev = backend.current_revision() + 1
+
+    @property
+    def changes(self) -> int:
+        return self._sub
+
+    def __enter__(self) -> WriteTxn:
+        self._b._begin()
+        self._b._conn.execute("SAVEPOINT wtxn")
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        conn = self._b._conn
+        if t is None and self._sub and not self._ended:
+            conn.execute("ROLLBACK TO wtxn")
+            conn.execute("RELEASE wtxn")
+            raise StorageError("a WriteTxn that wrote was left without end(index); "
+                               "rolled back")
+        if t is not None:
+            conn.execute("ROLLBACK TO wtxn")
+            conn.execute("RELEASE wtxn")
+            return
+        conn.execute("RELEASE wtxn")
+        if self._sub:
+            self._b._current_rev = self.rev
+        if self._ended:
+            self._b._ci = self._ci
+        self._b._pending += 1
+        if self._b._pending >= self._b.batch_limit:
+            self._b.force_commit()
+
+    def _insert(self, key: bytes, value: bytes, create: int, version: int, lease: int,
+                tomb: int) -> None:
+        self._b._conn.execute(
+            "INSERT INTO kv (key, rev, sub, value, create_rev, version, lease, tombstone)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, self.rev, self._sub, value, create, version, lease, tomb))
+        self._sub += 1
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue | None:
+        """Write key at this revision; returns the previous live KeyValue, if any."""
+        if self._ended:
+            raise StorageError("WriteTxn already ended")
+        prev = self._b._latest(key)
+        if prev is None:
+            self._insert(key, value, self.rev, 1, lease, 0)
+        else:
+            self._insert(key, value, prev.create_revision, prev.version + 1, lease, 0)
+        return prev
+
+    def delete_range(self, key: bytes, range_end: bytes | None = None) -> list[KeyValue]:
+        """Tombstone every live key in the range; returns what was deleted."""
+        if self._ended:
+            raise StorageError("WriteTxn already ended")
+        deleted, _ = self._b._range_at(key, range_end, self.rev)  # sees this txn's puts
+        for kv in deleted:
+            self._insert(kv.key, b"", 0, 0, 0, 1)
+        return deleted
+
+    def end(self, consistent_index: int) -> None:
+        """Record the Raft index this transaction applies, in the same SQL transaction."""
+        if self._ended:
+            raise StorageError("WriteTxn already ended")
+        self._b._set_state(consistent_index=consistent_index,
+                           current_rev=self.rev if self._sub else self._b.current_revision())
+        self._ci = consistent_index
+        self._ended = True
+
+
+class Backend:
+    def __init__(self, path: Path, conn: sqlite3.Connection, batch_limit: int,
+                 batch_interval: float) -> None:
+        self.path = Path(path)
+        self._conn = conn
+        self.batch_limit = batch_limit
+        self.batch_interval = batch_interval
+        self._in_tx = False
+        self._batch_start = 0.0
+        self._pending = 0
+        st = dict(conn.execute("SELECT name, value FROM state").fetchall())
+        self._ci: int = st.get("consistent_index", 0)
+        self._current_rev: int = st.get("current_rev", 0)
+        self._compacted_rev: int = st.get("compacted_rev", 0)
+
+    @classmethod
+    def open(cls, path: Path, batch_limit: int = 10000, batch_interval: float = 0.1) -> Backend:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StorageError(f"backend {path}: cannot enable SQLite WAL mode ({mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        return cls(path, conn, batch_limit, batch_interval)
+
+    # --- transactions ----------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            self._batch_start = time.monotonic()
+
+    def write_txn(self) -> WriteTxn:
+        return WriteTxn(self)
+
+    def _set_state(self, **values: int) -> None:
+        self._begin()
+        self._conn.executemany(
+            "INSERT INTO state (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            list(values.items()))
+
+    def maybe_commit(self) -> bool:
+        """Commit if the batch is full or old enough; True if it committed."""
+        if self._in_tx and (self._pending >= self.batch_limit
+                            or time.monotonic() - self._batch_start >= self.batch_interval):
+            self.force_commit()
+            return True
+        return False
+
+    def force_commit(self) -> None:
+        """Commit the open batch (if any); durable when this returns."""
+        if not self._in_tx:
+            return
+        start = time.perf_counter()
+        self._conn.execute("COMMIT")
+        BACKEND_COMMIT_SECONDS.observe(time.perf_counter() - start)
+        self._in_tx = False
+        self._pending = 0
+
+    # --- reads -----------------------------------------------------------------------
+
+    def _latest(self, key: bytes) -> KeyValue | None:
+        row = self._conn.execute(
+            f"SELECT {_COLS}, tombstone FROM kv WHERE key = ? ORDER BY rev DESC, sub DESC "
+            "LIMIT 1", (key,)).fetchone()
+        if row is None or row[6]:
+            return None
+        return _kv(row)
+
+    def _check_rev(self, rev: int) -> int:
+        if rev > self._current_rev:
+            raise FutureRevError(f"revision {rev} is newer than the current revision "
+                                 f"{self._current_rev}")
+        if 0 < rev < self._compacted_rev:
+            raise CompactedError(f"revision {rev} has been compacted (compacted revision "
+                                 f"{self._compacted_rev})")
+        return rev or self._current_rev
+
+    def range(self, key: bytes, range_end: bytes | None = None, rev: int = 0,
+              limit: int = 0) -> tuple[list[KeyValue], int]:
+        """Live kvs at ``rev`` (0 = current) sorted by key, and their count ignoring limit."""
+        return self._range_at(key, range_end, self._check_rev(rev), limit)
+
+    def _range_at(self, key: bytes, range_end: bytes | None, at: int,
+                  limit: int = 0) -> tuple[list[KeyValue], int]:
+        where, args = _where(key, range_end)
+        # a bare column beside MAX() comes from the row holding the maximum (SQLite)
+        sql = (f"SELECT {_COLS} FROM (SELECT {_COLS}, tombstone, "
+               f"MAX(rev * {_REV_SHIFT} + sub) FROM kv WHERE {where} AND rev <= ? "
+               "GROUP BY key) WHERE tombstone = 0 ORDER BY key")
+        params: list[object] = [*args, at]
+        rows = self._conn.execute(sql + (" LIMIT ?" if limit else ""),
+                                  [*params, limit] if limit else params).fetchall()
+        kvs = [_kv(r) for r in rows]
+        if limit and len(kvs) == limit:
+            count = self._conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
+        else:
+            count = len(kvs)
+        return kvs, count
+
+    def current_revision(self) -> int:
+        return self._current_rev
+
+    def compacted_revision(self) -> int:
+        return self._compacted_rev
+
+    def consistent_index(self) -> int:
+        return self._ci
+
+    # --- compaction, meta ------------------------------------------------------------
+
+    def compact(self, rev: int, consistent_index: int | None = None) -> None:
+        """Drop rows superseded at or below rev (and tombstones there); in the batch,
+        with the compacted revision (and the consistent index, if given)."""
+        if rev <= self._compacted_rev:
+            raise CompactedError(f"revision {rev} has been compacted (compacted revision "
+                                 f"{self._compacted_rev})")
+        if rev > self._current_rev:
+            raise FutureRevError(f"cannot compact at {rev}: current revision is "
+                                 f"{self._current_rev}")
+        self._begin()
+        c = self._conn
+        c.execute("SAVEPOINT compact")
+        try:
+            c.execute("DELETE FROM kv WHERE rev <= :r AND EXISTS (SELECT 1 FROM kv AS n "
+                      "WHERE n.key = kv.key AND n.rev <= :r AND "
+                      "(n.rev > kv.rev OR (n.rev = kv.rev AND n.sub > kv.sub)))", {"r": rev})
+            c.execute("DELETE FROM kv WHERE rev <= ? AND tombstone = 1", (rev,))
+            values = {"compacted_rev": rev}
+            if consistent_index is not None:
+                values["consistent_index"] = consistent_index
+            self._set_state(**values)
+        except BaseException:
+            c.execute("ROLLBACK TO compact")
+            c.execute("RELEASE compact")
+            raise
+        c.execute("RELEASE compact")
+        self._compacted_rev = rev
+        if consistent_index is not None:
+            self._ci = consistent_index
+        self._pending += 1
+
+    def meta_get(self, name: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def meta_put(self, name: str, value: bytes) -> None:
+        """Store a named blob in the open batch (commit it with ``force_commit``)."""
+        self._begin()
+        self._conn.execute("INSERT INTO meta (name, value) VALUES (?, ?) "
+                           "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                           (name, value))
+        self._pending += 1
+
+    # --- size, defragmentation -------------------------------------------------------
+
+    def _pragma(self, name: str) -> int:
+        return int(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    def size(self) -> int:
+        """Bytes of the database (its file size once checkpointed)."""
+        return self._pragma("page_count") * self._pragma("page_size")
+
+    def size_in_use(self) -> int:
+        return (self._pragma("page_count") - self._pragma("freelist_count")) * \
+            self._pragma("page_size")
+
+    def defragment(self) -> None:
+        self.force_commit()
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- snapshots -------------------------------------------------------------------
+
+    def snapshot_to(self, path: Path) -> str:
+        """Commit, then write a consistent copy to ``path`` (synced, atomically
+        renamed); returns its SHA-256 hex digest."""
+        self.force_commit()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        dest = sqlite3.connect(tmp)
+        try:
+            self._conn.backup(dest)
+        finally:
+            dest.close()
+        digest = _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return digest
+
+    @staticmethod
+    def read_snapshot_chunks(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    @staticmethod
+    def install(db_path: Path, new_db_path: Path, expected_sha256: str | None = None,
+                batch_limit: int = 10000, batch_interval: float = 0.1) -> Backend:
+        """Atomically replace the (closed) database at db_path with new_db_path, reopen.
+
+        The old Backend must be closed first; a leftover ``-wal`` file would otherwise
+        be replayed onto the new database."""
+        db_path, new_db_path = Path(db_path), Path(new_db_path)
+        wal = db_path.with_name(db_path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StorageError(f"backend {db_path} is still open (its -wal file exists); "
+                               "close it before installing a snapshot")
+        digest = _fsync_file(new_db_path)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise StorageError(f"snapshot database {new_db_path} has SHA-256 {digest}, "
+                               f"expected {expected_sha256}")
+        check = sqlite3.connect(new_db_path)
+        try:
+            ok = check.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            check.close()
+        if ok != "ok":
+            raise StorageError(f"snapshot database {new_db_path} fails quick_check: {ok}")
+        wal.unlink(missing_ok=True)
+        db_path.with_name(db_path.name + "-shm").unlink(missing_ok=True)
+        os.replace(new_db_path, db_path)
+        _fsync_dir(db_path.parent)
+        return Backend.open(db_path, batch_limit, batch_interval)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit, checkpoint and close."""
+        self.force_commit()
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()
+
+    def close_without_commit(self) -> None:
+        """Drop the open batch as a crash would (tests, and failing nodes)."""
+        self._conn.close()
+        self._in_tx = False
+
+
+def _fsync_file(path: Path) -> str:
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
