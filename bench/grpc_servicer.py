@@ -23,8 +23,8 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.etcd import Cluster, etcd_bin  # noqa: E402
-from tests.support.proc import free_port, port_open, wait_until  # noqa: E402
+from tests.support.etcd import Cluster, etcd_bin
+from tests.support.proc import free_port, port_open, wait_until
 
 
 def _header() -> rpc_pb2.ResponseHeader:

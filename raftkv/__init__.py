@@ -7,3 +7,13 @@ diagnostic CLI). Dependencies point one way; ``.importlinter`` enforces it.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # raftkv.Node (the embedded member) is imported lazily, so that using the consensus
+    # core alone does not pull in gRPC and the server.
+    if name == "Node":
+        from raftkv.server.embed import Node
+
+        return Node
+    raise AttributeError(f"module 'raftkv' has no attribute {name!r}")

@@ -141,6 +141,11 @@ class WriteTxn:
             self._insert(kv.key, b"", 0, 0, 0, 1)
         return deleted
 
+    def range(self, key: bytes, range_end: bytes | None = None,
+              limit: int = 0) -> tuple[list[KeyValue], int]:
+        """Live kvs as this transaction sees them, its own writes included."""
+        return self._b._range_at(key, range_end, self.rev, limit)
+
     def end(self, consistent_index: int) -> None:
         """Record the Raft index this transaction applies, in the same SQL transaction."""
         if self._ended:
@@ -153,7 +158,7 @@ class WriteTxn:
 
 class Backend:
     def __init__(self, path: Path, conn: sqlite3.Connection, batch_limit: int,
-                 batch_interval: float) -> None:
+                 batch_interval: float, initial_revision: int = 0) -> None:
         self.path = Path(path)
         self._conn = conn
         self.batch_limit = batch_limit
@@ -163,11 +168,13 @@ class Backend:
         self._pending = 0
         st = dict(conn.execute("SELECT name, value FROM state").fetchall())
         self._ci: int = st.get("consistent_index", 0)
-        self._current_rev: int = st.get("current_rev", 0)
+        # An empty etcd store is at revision 1 (the server opens with initial_revision=1).
+        self._current_rev: int = st.get("current_rev", initial_revision)
         self._compacted_rev: int = st.get("compacted_rev", 0)
 
     @classmethod
-    def open(cls, path: Path, batch_limit: int = 10000, batch_interval: float = 0.1) -> Backend:
+    def open(cls, path: Path, batch_limit: int = 10000, batch_interval: float = 0.1,
+             initial_revision: int = 0) -> Backend:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -176,7 +183,7 @@ class Backend:
             raise StorageError(f"backend {path}: cannot enable SQLite WAL mode ({mode})")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
-        return cls(path, conn, batch_limit, batch_interval)
+        return cls(path, conn, batch_limit, batch_interval, initial_revision)
 
     # --- transactions ----------------------------------------------------------------
 
@@ -354,7 +361,8 @@ class Backend:
 
     @staticmethod
     def install(db_path: Path, new_db_path: Path, expected_sha256: str | None = None,
-                batch_limit: int = 10000, batch_interval: float = 0.1) -> Backend:
+                batch_limit: int = 10000, batch_interval: float = 0.1,
+                initial_revision: int = 0) -> Backend:
         """Atomically replace the (closed) database at db_path with new_db_path, reopen.
 
         The old Backend must be closed first; a leftover ``-wal`` file would otherwise
@@ -379,7 +387,7 @@ class Backend:
         db_path.with_name(db_path.name + "-shm").unlink(missing_ok=True)
         os.replace(new_db_path, db_path)
         _fsync_dir(db_path.parent)
-        return Backend.open(db_path, batch_limit, batch_interval)
+        return Backend.open(db_path, batch_limit, batch_interval, initial_revision)
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -14,14 +14,28 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.proc import Proc, free_port, wait_until
+from tests.support.proc import Proc, free_port, port_open, wait_until
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def raftkv_bin() -> Path:
+    """The ``raftkv`` server command installed in the venv (takes etcd's flags)."""
+    path = VENV_BIN / "raftkv"
+    if not path.exists():
+        raise FileNotFoundError(f"raftkv not installed at {path}; run `make venv`")
+    return path
+
+
+def raftkv_cluster(workdir: Path, size: int = 3, **kw: object) -> Cluster:
+    """A Cluster of raftkv members (health read from their metrics listeners)."""
+    return Cluster(workdir, size, binary=raftkv_bin(), health_on_metrics=True, **kw)  # type: ignore[arg-type]
 
 
 def etcd_bin(name: str = "etcd", version: str = "3.5") -> Path:
@@ -62,13 +76,24 @@ class Member:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}"
 
+    health_on_metrics: bool = False  # raftkv serves /health on the metrics URL only
+    env: dict[str, str] = field(default_factory=dict)  # extra environment, this member only
+
     def health(self, timeout: float = 1.0) -> bool:
         """etcd's /health: true when the member is up and has a leader."""
-        with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout) as resp:
-            return bool(json.loads(resp.read()).get("health") == "true")
+        base = self.metrics_url if self.health_on_metrics else self.client_url
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                return False
+            raise
 
     def serving(self) -> bool:
-        """The client port answers HTTP at all (it may still have no leader)."""
+        """The member answers at all (it may still have no leader)."""
+        if self.health_on_metrics:
+            return port_open(self.client_port) and port_open(self.metrics_port)
         try:
             with urllib.request.urlopen(f"{self.client_url}/version", timeout=1.0) as resp:
                 return resp.status == 200
@@ -88,6 +113,7 @@ class Cluster:
         extra_args: list[str] | None = None,
         peer_url_for: Callable[[Member], str] | None = None,
         env: dict[str, str] | None = None,
+        health_on_metrics: bool = False,
     ) -> None:
         self.workdir = workdir
         self.binary = binary or etcd_bin()
@@ -102,6 +128,7 @@ class Cluster:
                 client_port=free_port(),
                 peer_port=free_port(),
                 metrics_port=free_port(),
+                health_on_metrics=health_on_metrics,
             )
             for i in range(size)
         ]
@@ -133,7 +160,7 @@ class Cluster:
         ]
 
     def start_member(self, m: Member, state: str = "new") -> None:
-        env = {"ETCD_UNSUPPORTED_ARCH": "", **(self.env or {})}
+        env = {"ETCD_UNSUPPORTED_ARCH": "", **(self.env or {}), **m.env}
         m.proc = Proc(m.name, self.argv(m, state), self.workdir / f"{m.name}.log", env=env)
         m.proc.start()
 

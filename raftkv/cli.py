@@ -1,0 +1,152 @@
+"""The ``raftkv`` command: run one member with etcd's flag names and meanings.
+
+A thin shell over :class:`raftkv.server.embed.Node`. A bad flag or value is one sentence
+on stderr and exit code 2; storage trouble (a corrupt WAL, a data dir locked by another
+process) is one sentence and exit code 3; SIGTERM and SIGINT shut down cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
+
+EXIT_USAGE = 2
+EXIT_STORAGE = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"raftkv: {message} (see raftkv --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="raftkv", description="Run a raftkv member (etcd v3 API over Raft).",
+                allow_abbrev=False)
+    a = p.add_argument
+    a("--name", default="default", help="human-readable name for this member")
+    a("--data-dir", default=None, help="path to the data directory (default: ${name}.etcd)")
+    a("--listen-peer-urls", default="http://localhost:2380")
+    a("--initial-advertise-peer-urls", default="http://localhost:2380")
+    a("--listen-client-urls", default="http://localhost:2379")
+    a("--advertise-client-urls", default="http://localhost:2379")
+    a("--listen-metrics-urls", default="", help="URLs serving /metrics and /health")
+    a("--initial-cluster", default=None, help="name=peer-url,... of the initial members")
+    a("--initial-cluster-state", default="new", choices=["new", "existing"])
+    a("--initial-cluster-token", default="etcd-cluster")
+    a("--heartbeat-interval", type=int, default=100, help="milliseconds")
+    a("--election-timeout", type=int, default=1000, help="milliseconds")
+    a("--snapshot-count", type=int, default=100_000)
+    a("--quota-backend-bytes", type=int, default=2 << 30)
+    a("--max-request-bytes", type=int, default=1536 * 1024)
+    a("--max-txn-ops", type=int, default=128)
+    a("--experimental-snapshot-catchup-entries", type=int, default=5000,
+      help="entries kept in the log after a snapshot for slow followers")
+    a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
+      help="size of preallocated WAL segment files (small values are for tests)")
+    a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    a("--logger", default="text", choices=["text", "json", "zap"])
+    return p
+
+
+def config_from_args(ns: argparse.Namespace) -> ServerConfig:
+    peer_adv = parse_urls("initial-advertise-peer-urls", ns.initial_advertise_peer_urls)
+    cluster = (parse_initial_cluster(ns.initial_cluster) if ns.initial_cluster
+               else {ns.name: peer_adv})
+    cfg = ServerConfig(
+        name=ns.name,
+        data_dir=Path(ns.data_dir or f"{ns.name}.etcd"),
+        listen_peer_urls=parse_urls("listen-peer-urls", ns.listen_peer_urls),
+        initial_advertise_peer_urls=peer_adv,
+        listen_client_urls=parse_urls("listen-client-urls", ns.listen_client_urls),
+        advertise_client_urls=parse_urls("advertise-client-urls", ns.advertise_client_urls),
+        listen_metrics_urls=(parse_urls("listen-metrics-urls", ns.listen_metrics_urls)
+                             if ns.listen_metrics_urls else []),
+        initial_cluster=cluster,
+        initial_cluster_state=ns.initial_cluster_state,
+        initial_cluster_token=ns.initial_cluster_token,
+        heartbeat_interval_ms=ns.heartbeat_interval,
+        election_timeout_ms=ns.election_timeout,
+        snapshot_count=ns.snapshot_count,
+        quota_backend_bytes=ns.quota_backend_bytes,
+        max_request_bytes=ns.max_request_bytes,
+        max_txn_ops=ns.max_txn_ops,
+        snapshot_catchup_entries=ns.experimental_snapshot_catchup_entries,
+        wal_segment_bytes=ns.experimental_wal_segment_bytes,
+        log_level=ns.log_level,
+        logger=ns.logger,
+    )
+    cfg.validate()
+    return cfg
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "level": record.levelname.lower(),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        })
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt in ("json", "zap"):
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level={"warn": "WARNING"}.get(level, level.upper()), handlers=[handler])
+
+
+async def serve(cfg: ServerConfig) -> None:
+    from raftkv.server.embed import Node
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Node(cfg) as node:
+        logging.getLogger("raftkv").info(
+            "ready to serve client requests on %s (member %x, cluster %x)",
+            ",".join(cfg.listen_client_urls), node.server.id, node.server.cluster_id)
+        done = asyncio.ensure_future(stop.wait())
+        fatal = node.server.fatal_task()
+        await asyncio.wait({done, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if fatal.done() and fatal.exception() is not None:
+            raise fatal.exception()  # type: ignore[misc]
+        logging.getLogger("raftkv").info("received a signal; shutting down")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(ns)
+    except ConfigError as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_USAGE
+    setup_logging(cfg.log_level, cfg.logger)
+    from raftkv.storage.errors import StorageError
+
+    try:
+        asyncio.run(serve(cfg))
+    except StorageError as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_STORAGE
+    except OSError as exc:
+        sys.stderr.write(f"raftkv: cannot start: {exc}\n")
+        return EXIT_STORAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""etcd's client-visible errors, with etcd v3.5's exact gRPC codes and messages.
+
+Each error carries a gRPC status code name and the message etcdctl prints, so the server
+maps it to the wire in one place and differential tests can compare text with etcd's.
+"""
+
+from __future__ import annotations
+
+
+class EtcdError(Exception):
+    code = "UNKNOWN"
+    message = "etcdserver: unknown error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
+
+def _err(name: str, code: str, message: str) -> type[EtcdError]:
+    return type(name, (EtcdError,), {"code": code, "message": message})
+
+
+EmptyKey = _err("EmptyKey", "INVALID_ARGUMENT", "etcdserver: key is not provided")
+KeyNotFound = _err("KeyNotFound", "INVALID_ARGUMENT", "etcdserver: key not found")
+ValueProvided = _err("ValueProvided", "INVALID_ARGUMENT", "etcdserver: value is provided")
+LeaseProvided = _err("LeaseProvided", "INVALID_ARGUMENT", "etcdserver: lease is provided")
+TooManyOps = _err("TooManyOps", "INVALID_ARGUMENT",
+                  "etcdserver: too many operations in txn request")
+DuplicateKey = _err("DuplicateKey", "INVALID_ARGUMENT",
+                    "etcdserver: duplicate key given in txn request")
+Compacted = _err("Compacted", "OUT_OF_RANGE",
+                 "etcdserver: mvcc: required revision has been compacted")
+FutureRev = _err("FutureRev", "OUT_OF_RANGE",
+                 "etcdserver: mvcc: required revision is a future revision")
+NoSpace = _err("NoSpace", "RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
+LeaseNotFound = _err("LeaseNotFound", "NOT_FOUND", "etcdserver: requested lease not found")
+LeaseExist = _err("LeaseExist", "FAILED_PRECONDITION", "etcdserver: lease already exists")
+RequestTooLarge = _err("RequestTooLarge", "INVALID_ARGUMENT",
+                       "etcdserver: request is too large")
+NoLeader = _err("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
+NotCapable = _err("NotCapable", "UNAVAILABLE", "etcdserver: not capable")
+Stopped = _err("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
+Timeout = _err("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
+LeaderChanged = _err("LeaderChanged", "UNAVAILABLE",
+                     "etcdserver: leader changed")
+MemberNotFound = _err("MemberNotFound", "NOT_FOUND", "etcdserver: member not found")
+MemberExist = _err("MemberExist", "FAILED_PRECONDITION", "etcdserver: member ID already exist")
+PeerURLExist = _err("PeerURLExist", "FAILED_PRECONDITION",
+                    "etcdserver: Peer URLs already exists")
+MemberBadURLs = _err("MemberBadURLs", "INVALID_ARGUMENT",
+                     "etcdserver: given member URLs are invalid")
+MemberNotLearner = _err("MemberNotLearner", "FAILED_PRECONDITION",
+                        "etcdserver: can only promote a learner member")
+LearnerNotReady = _err("LearnerNotReady", "FAILED_PRECONDITION",
+                       "etcdserver: can only promote a learner member which is in sync with "
+                       "leader")
+TooManyLearners = _err("TooManyLearners", "FAILED_PRECONDITION",
+                       "etcdserver: too many learner members in cluster")
+NotEnoughStarted = _err("NotEnoughStarted", "FAILED_PRECONDITION",
+                        "etcdserver: re-configuration failed due to not enough started members")

@@ -1,0 +1,131 @@
+"""A member's configuration, with etcd's flag names, defaults and member/cluster ID rules.
+
+Invariants: URLs are validated at construction (a bad value is a ConfigError with one
+sentence naming the flag); member and cluster IDs are derived exactly as etcd derives
+them (SHA-1 over sorted peer URLs and the cluster token; the cluster ID over the sorted
+member IDs), so a cluster started with the same flags gets the same IDs every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag."""
+
+
+def parse_urls(flag: str, value: str) -> list[str]:
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError(f"--{flag} needs at least one URL")
+    for u in urls:
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+            raise ConfigError(f"--{flag}: {u!r} is not a URL like http://127.0.0.1:2379")
+        if parts.scheme == "https":
+            raise ConfigError(f"--{flag}: {u!r}: TLS is not supported yet; use http://")
+    return urls
+
+
+def parse_initial_cluster(value: str) -> dict[str, list[str]]:
+    """``name=url,name=url`` -> {name: [urls]} (a name may repeat for several URLs)."""
+    out: dict[str, list[str]] = {}
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, url = part.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--initial-cluster: {part!r} is not name=peer-url")
+        out.setdefault(name, []).extend(parse_urls("initial-cluster", url))
+    if not out:
+        raise ConfigError("--initial-cluster is empty")
+    return out
+
+
+def member_id(peer_urls: list[str], token: str) -> int:
+    """etcd's computeMemberID without a time component."""
+    b = "".join(sorted(peer_urls)).encode() + token.encode()
+    return int.from_bytes(hashlib.sha1(b).digest()[:8], "big")
+
+
+def cluster_id(member_ids: list[int]) -> int:
+    b = b"".join(struct.pack(">Q", m) for m in sorted(member_ids))
+    return int.from_bytes(hashlib.sha1(b).digest()[:8], "big")
+
+
+@dataclass
+class ServerConfig:
+    name: str = "default"
+    data_dir: Path = Path("default.etcd")
+    listen_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    initial_advertise_peer_urls: list[str] = field(
+        default_factory=lambda: ["http://localhost:2380"])
+    listen_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
+    advertise_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
+    listen_metrics_urls: list[str] = field(default_factory=list)
+    initial_cluster: dict[str, list[str]] = field(
+        default_factory=lambda: {"default": ["http://localhost:2380"]})
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    snapshot_count: int = 100_000
+    quota_backend_bytes: int = 2 << 30
+    max_request_bytes: int = 1536 * 1024
+    max_txn_ops: int = 128
+    snapshot_catchup_entries: int = 5000  # entries kept behind a snapshot (etcd's default)
+    wal_segment_bytes: int = 64 << 20
+    log_level: str = "info"
+    logger: str = "text"
+
+    def validate(self) -> None:
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise ConfigError(
+                f"--initial-cluster-state must be 'new' or 'existing', not "
+                f"{self.initial_cluster_state!r}")
+        if self.heartbeat_interval_ms <= 0:
+            raise ConfigError("--heartbeat-interval must be a positive number of milliseconds")
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
+            raise ConfigError(
+                f"--election-timeout ({self.election_timeout_ms} ms) must be at least 5 times "
+                f"--heartbeat-interval ({self.heartbeat_interval_ms} ms)")
+        if self.election_timeout_ms > 50_000:
+            raise ConfigError("--election-timeout is too long (at most 50000 ms)")
+        if self.snapshot_count <= 0:
+            raise ConfigError("--snapshot-count must be positive")
+        if self.snapshot_catchup_entries < 1:
+            raise ConfigError("--experimental-snapshot-catchup-entries must be at least 1")
+        if self.wal_segment_bytes < 4096:
+            raise ConfigError("--experimental-wal-segment-bytes must be at least 4096")
+        if self.quota_backend_bytes < 0:
+            raise ConfigError("--quota-backend-bytes cannot be negative")
+        if self.name not in self.initial_cluster:
+            raise ConfigError(
+                f"--initial-cluster has no entry for this member's --name {self.name!r}")
+        if sorted(self.initial_cluster[self.name]) != sorted(self.initial_advertise_peer_urls):
+            raise ConfigError(
+                f"--initial-cluster gives {self.name} the peer URLs "
+                f"{self.initial_cluster[self.name]}, but --initial-advertise-peer-urls says "
+                f"{self.initial_advertise_peer_urls}")
+
+    @property
+    def member_id(self) -> int:
+        return member_id(self.initial_advertise_peer_urls, self.initial_cluster_token)
+
+    def initial_members(self) -> dict[int, tuple[str, list[str]]]:
+        return {member_id(urls, self.initial_cluster_token): (name, urls)
+                for name, urls in self.initial_cluster.items()}
+
+    @property
+    def cluster_id(self) -> int:
+        return cluster_id(list(self.initial_members()))
+
+    @property
+    def election_ticks(self) -> int:
+        return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)

@@ -1,0 +1,133 @@
+"""Embedding a member in a Python program: ``async with raftkv.Node(config) as node``.
+
+Like etcd's embed package, :class:`Node` runs a full member — Raft over the network,
+durable storage, the etcd gRPC services and the metrics listener — inside the caller's
+event loop, and offers ``put/get/delete/txn/status`` directly, without gRPC. The
+``raftkv`` command is a thin shell over it. ``stop()`` (or leaving the ``async with``)
+shuts down in order: clients first, then Raft, then storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+from raftkv.mvcc import errors, kv
+from raftkv.server.config import ServerConfig
+from raftkv.server.http import MetricsServer
+from raftkv.server.raftserver import RaftServer
+from raftkv.server.services import ClusterService, KVService, MaintenanceService
+from raftkv.server.transport import host_port
+from raftkv.storage.metrics import REGISTRY as STORAGE_REGISTRY
+
+log = logging.getLogger("raftkv")
+
+GRPC_OVERHEAD = 512 * 1024  # etcd allows this much beyond --max-request-bytes
+
+
+def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        # Go clients (etcdctl, kube-apiserver) ping every 5 s even without calls: accept
+        # it, never strike, so idle watches are not cut with "too_many_pings".
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.keepalive_time_ms", 2 * 60 * 60 * 1000),
+        ("grpc.keepalive_timeout_ms", 20 * 1000),
+    ]
+
+
+class Node:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.server = RaftServer(config)
+        self.grpc: grpc.aio.Server | None = None
+        self.metrics: MetricsServer | None = None
+
+    async def start(self) -> Node:
+        await self.server.start()
+        self.grpc = grpc.aio.server(options=grpc_options(self.config))
+        rpc_pb2_grpc.add_KVServicer_to_server(KVService(self.server), self.grpc)
+        rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(self.server), self.grpc)
+        rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self.server), self.grpc)
+        for url in self.config.listen_client_urls:
+            host, port = host_port(url)
+            self.grpc.add_insecure_port(f"{host}:{port}")
+        await self.grpc.start()
+        if self.config.listen_metrics_urls:
+            self.metrics = MetricsServer([self.server.metrics.registry, STORAGE_REGISTRY],
+                                         self.health)
+            for url in self.config.listen_metrics_urls:
+                await self.metrics.listen(url)
+        return self
+
+    async def stop(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(grace=1)
+        if self.metrics is not None:
+            await self.metrics.close()
+        await self.server.stop()
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def health(self) -> tuple[bool, str]:
+        if self.server.lead == 0:
+            return False, "RAFT NO LEADER"
+        try:
+            await asyncio.wait_for(self.server.linearizable_barrier(), 1.0)
+        except (TimeoutError, errors.EtcdError) as exc:
+            return False, f"QGET ERROR:{exc}"
+        return True, ""
+
+    # --- the embedded KV API ---------------------------------------------------------------
+
+    async def put(self, key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.PutResponse:
+        req = rpc_pb2.PutRequest(key=key, value=value, lease=lease)
+        kv.check_put(req)
+        return await self.server.propose(req)
+
+    async def get(self, key: bytes, range_end: bytes = b"", *, serializable: bool = False,
+                  revision: int = 0, limit: int = 0) -> rpc_pb2.RangeResponse:
+        req = rpc_pb2.RangeRequest(key=key, range_end=range_end, serializable=serializable,
+                                   revision=revision, limit=limit)
+        kv.check_range(req)
+        if not serializable:
+            await self.server.linearizable_barrier()
+        return kv.range_(self.server.backend, req)
+
+    async def delete(self, key: bytes, range_end: bytes = b"") -> rpc_pb2.DeleteRangeResponse:
+        req = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
+        kv.check_delete(req)
+        return await self.server.propose(req)
+
+    async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        kv.check_txn(request, self.config.max_txn_ops)
+        if kv.is_read_only(request):
+            await self.server.linearizable_barrier()
+            return kv.txn(kv.Tx(self.server.backend, None), request, self.server.leases)
+        return await self.server.propose(request)
+
+    def status(self) -> rpc_pb2.StatusResponse:
+        return self.server.status()
+
+    async def wait_leader(self, timeout: float = 30.0) -> int:
+        """Wait until this member knows a leader (woken by each leader change)."""
+        async def known() -> int:
+            while self.server.lead == 0:
+                await self.server.leader_changed.wait()
+            return self.server.lead
+        try:
+            return await asyncio.wait_for(known(), timeout)
+        except TimeoutError:
+            raise errors.NoLeader() from None
+
+

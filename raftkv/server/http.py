@@ -1,0 +1,68 @@
+"""The metrics listener: ``/metrics`` (Prometheus text) and ``/health`` (etcd's JSON).
+
+A deliberately small HTTP/1.1 responder on asyncio streams: GET only, one request per
+connection, bounded header size. ``/health`` is true when the member has a leader and a
+linearizable read completes within a second, with etcd's JSON shape and a 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from raftkv.server.transport import host_port
+
+Health = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class MetricsServer:
+    def __init__(self, registries: list[CollectorRegistry], health: Health) -> None:
+        self.registries = registries
+        self.health = health
+        self.servers: list[asyncio.Server] = []
+
+    async def listen(self, url: str) -> None:
+        host, port = host_port(url)
+        self.servers.append(await asyncio.start_server(self._handle, host, port))
+
+    async def close(self) -> None:
+        for s in self.servers:
+            s.close()
+            with contextlib.suppress(Exception):
+                await s.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            if len(head) > 16384:
+                raise ValueError("header too large")
+            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            path = path.split("?", 1)[0]
+            if method != "GET":
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path == "/metrics":
+                body = b"".join(generate_latest(r) for r in self.registries)
+                status, ctype = "200 OK", CONTENT_TYPE_LATEST
+            elif path in ("/health", "/livez", "/readyz"):
+                ok, reason = await self.health()
+                body = json.dumps({"health": "true" if ok else "false", "reason": reason},
+                                  separators=(",", ":")).encode()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype = "application/json"
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,199 @@
+"""etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment) and
+Cluster (member list, add, remove, promote).
+
+Every error a client sees is an :class:`raftkv.mvcc.errors.EtcdError` mapped to etcd's
+gRPC code and message in ``_fail``; validation happens before proposing, as etcd's
+v3rpc layer does. Top-level response headers carry cluster ID, member ID, revision and
+raft term; nested txn responses carry only their revision, as etcd's do.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+import grpc
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+from raftkv.mvcc import errors, kv
+from raftkv.raft import ConfChange, ConfChangeType
+from raftkv.raft.quorum import majority
+from raftkv.server.config import ConfigError, member_id, parse_urls
+from raftkv.server.membership import Member
+from raftkv.server.raftserver import RaftServer
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: errors.EtcdError) -> NoReturn:
+    await context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
+    raise AssertionError("unreachable")
+
+
+def _fill(server: RaftServer, resp: Any) -> Any:
+    rev = resp.header.revision or server.backend.current_revision()
+    resp.header.CopyFrom(server.header(rev))
+    return resp
+
+
+class KVService(rpc_pb2_grpc.KVServicer):
+    def __init__(self, server: RaftServer) -> None:
+        self.s = server
+
+    async def Range(self, request: rpc_pb2.RangeRequest,
+                    context: grpc.aio.ServicerContext) -> rpc_pb2.RangeResponse:
+        try:
+            kv.check_range(request)
+            if not request.serializable:
+                await self.s.linearizable_barrier()
+            return _fill(self.s, kv.range_(self.s.backend, request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def Put(self, request: rpc_pb2.PutRequest,
+                  context: grpc.aio.ServicerContext) -> rpc_pb2.PutResponse:
+        try:
+            kv.check_put(request)
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def DeleteRange(self, request: rpc_pb2.DeleteRangeRequest,
+                          context: grpc.aio.ServicerContext) -> rpc_pb2.DeleteRangeResponse:
+        try:
+            kv.check_delete(request)
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def Txn(self, request: rpc_pb2.TxnRequest,
+                  context: grpc.aio.ServicerContext) -> rpc_pb2.TxnResponse:
+        try:
+            kv.check_txn(request, self.s.cfg.max_txn_ops)
+            if kv.is_read_only(request):
+                if not _all_serializable(request):
+                    await self.s.linearizable_barrier()
+                return _fill(self.s, kv.txn(kv.Tx(self.s.backend, None), request, self.s.leases))
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def Compact(self, request: rpc_pb2.CompactionRequest,
+                      context: grpc.aio.ServicerContext) -> rpc_pb2.CompactionResponse:
+        try:
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+
+def _all_serializable(r: rpc_pb2.TxnRequest) -> bool:
+    for op in (*r.success, *r.failure):
+        which = op.WhichOneof("request")
+        if which == "request_range" and not op.request_range.serializable:
+            return False
+        if which == "request_txn" and not _all_serializable(op.request_txn):
+            return False
+    return True
+
+
+class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+    def __init__(self, server: RaftServer) -> None:
+        self.s = server
+
+    async def Status(self, request: rpc_pb2.StatusRequest,
+                     context: grpc.aio.ServicerContext) -> rpc_pb2.StatusResponse:
+        return self.s.status()
+
+    async def Alarm(self, request: rpc_pb2.AlarmRequest,
+                    context: grpc.aio.ServicerContext) -> rpc_pb2.AlarmResponse:
+        if request.action != rpc_pb2.AlarmRequest.GET:
+            await _fail(context, errors.NotCapable("etcdserver: alarms are not supported yet"))
+        return _fill(self.s, rpc_pb2.AlarmResponse())
+
+    async def Defragment(self, request: rpc_pb2.DefragmentRequest,
+                         context: grpc.aio.ServicerContext) -> rpc_pb2.DefragmentResponse:
+        self.s.backend.force_commit()
+        self.s.backend.defragment()
+        return _fill(self.s, rpc_pb2.DefragmentResponse())
+
+
+def _member_pb(m: Member) -> rpc_pb2.Member:
+    return rpc_pb2.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls,
+                          isLearner=m.is_learner)
+
+
+class ClusterService(rpc_pb2_grpc.ClusterServicer):
+    def __init__(self, server: RaftServer) -> None:
+        self.s = server
+
+    def _members(self) -> list[rpc_pb2.Member]:
+        return [_member_pb(m) for m in sorted(self.s.membership.members.values(),
+                                               key=lambda m: m.id)]
+
+    async def MemberList(self, request: rpc_pb2.MemberListRequest,
+                         context: grpc.aio.ServicerContext) -> rpc_pb2.MemberListResponse:
+        try:
+            if request.linearizable:
+                await self.s.linearizable_barrier()
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+        return _fill(self.s, rpc_pb2.MemberListResponse(members=self._members()))
+
+    async def MemberAdd(self, request: rpc_pb2.MemberAddRequest,
+                        context: grpc.aio.ServicerContext) -> rpc_pb2.MemberAddResponse:
+        try:
+            try:
+                urls = parse_urls("peer-urls", ",".join(request.peerURLs))
+            except ConfigError:
+                raise errors.MemberBadURLs() from None
+            ms = self.s.membership
+            if any(set(urls) & set(m.peer_urls) for m in ms.members.values()):
+                raise errors.PeerURLExist()
+            mid = member_id(urls, self.s.cfg.initial_cluster_token)
+            if mid in ms.members or mid in ms.removed:
+                # a re-added member with the same URLs gets a fresh ID, as etcd's time salt
+                mid = member_id(urls, f"{self.s.cfg.initial_cluster_token}{time.time_ns()}")
+            if request.isLearner and any(m.is_learner for m in ms.members.values()):
+                raise errors.TooManyLearners()
+            m = Member(mid, "", urls, [], request.isLearner)
+            kind = (ConfChangeType.ADD_LEARNER_NODE if request.isLearner
+                    else ConfChangeType.ADD_NODE)
+            await self.s.propose_conf_change(ConfChange(kind, mid, m.to_json()))
+            return _fill(self.s, rpc_pb2.MemberAddResponse(member=_member_pb(m),
+                                                           members=self._members()))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def MemberRemove(self, request: rpc_pb2.MemberRemoveRequest,
+                           context: grpc.aio.ServicerContext) -> rpc_pb2.MemberRemoveResponse:
+        try:
+            ms = self.s.membership
+            m = ms.members.get(request.ID)
+            if m is None:
+                raise errors.MemberNotFound()
+            if not m.is_learner:
+                voters = [v.id for v in ms.voters() if v.id != m.id]
+                started = sum(1 for v in voters
+                              if v == self.s.id or self.s.transport.connected(v))
+                if voters and started < majority(len(voters)):
+                    raise errors.NotEnoughStarted()
+            await self.s.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, m.id))
+            return _fill(self.s, rpc_pb2.MemberRemoveResponse(members=self._members()))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def MemberPromote(self, request: rpc_pb2.MemberPromoteRequest,
+                            context: grpc.aio.ServicerContext) -> rpc_pb2.MemberPromoteResponse:
+        try:
+            m = self.s.membership.members.get(request.ID)
+            if m is None:
+                raise errors.MemberNotFound()
+            if not m.is_learner:
+                raise errors.MemberNotLearner()
+            try:
+                await self.s.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, m.id))
+            except errors.EtcdError as exc:
+                if "caught up" in exc.message:
+                    raise errors.LearnerNotReady() from None
+                raise
+            return _fill(self.s, rpc_pb2.MemberPromoteResponse(members=self._members()))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)

@@ -1,0 +1,322 @@
+"""Peer transport: Raft messages between members over long-lived framed TCP streams.
+
+Frames are ``u32 length | u8 kind | payload``; payloads use the core's versioned codec
+(never pickle). Each connection starts with a HELLO naming the format version, the
+cluster ID and both member IDs; a mismatched cluster is refused, so members of another
+cluster (or a client pointed at the peer port) cannot inject messages. One outbound
+stream per peer carries ordinary messages in batches from a bounded queue (when it is
+full, messages are dropped, which Raft tolerates, and the peer is reported
+unreachable); the stream reconnects with capped exponential backoff. A snapshot goes on
+a connection of its own, the backend file streamed in chunks with a CRC, so a large
+transfer never delays heartbeats; the receiver writes it to a file and only then hands
+the snapshot message to Raft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from raftkv.raft import Message, MessageType
+from raftkv.raft.codec import DecodeError, decode_message, encode_message
+
+log = logging.getLogger("raftkv.transport")
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 64 << 20
+SNAPSHOT_CHUNK = 1 << 20
+QUEUE_LIMIT = 4096
+BATCH_LIMIT = 256
+
+HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END = 1, 2, 3, 4, 5
+STREAM, SNAPSHOT = 1, 2  # connection purposes, named in HELLO
+
+_HDR = struct.Struct(">IB")
+_HELLO = struct.Struct(">BBQQQ")  # version, purpose, cluster, from, to
+
+
+class TransportError(Exception):
+    pass
+
+
+def host_port(url: str) -> tuple[str, int]:
+    u = urlsplit(url)
+    if not u.hostname or not u.port:
+        raise ValueError(f"peer URL {url!r} needs a host and a port")
+    return u.hostname, u.port
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    hdr = await reader.readexactly(_HDR.size)
+    length, kind = _HDR.unpack(hdr)
+    if length > MAX_FRAME:
+        raise TransportError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+    return kind, await reader.readexactly(length)
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return _HDR.pack(len(payload), kind) + payload
+
+
+def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
+    """Where a snapshot's backend file received from the leader is kept until installed."""
+    return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
+
+
+SnapshotProvider = Callable[[Message], Awaitable[Path]]
+"""Given an outgoing MsgSnap, produce the backend file to stream with it."""
+
+
+@dataclass
+class _Peer:
+    id: int
+    url: str
+    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    task: asyncio.Task[None] | None = None
+    connected: bool = False
+
+
+class Transport:
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        on_message: Callable[[Message], None],
+        on_unreachable: Callable[[int], None],
+        on_snapshot_status: Callable[[int, bool], None],
+        snapshot_provider: SnapshotProvider,
+        snapshot_dir: Path,
+    ) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.on_message = on_message
+        self.on_unreachable = on_unreachable
+        self.on_snapshot_status = on_snapshot_status
+        self.snapshot_provider = snapshot_provider
+        self.snapshot_dir = snapshot_dir
+        self.peers: dict[int, _Peer] = {}
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def listen(self, url: str) -> None:
+        host, port = host_port(url)
+        self.server = await asyncio.start_server(self._accept, host, port)
+
+    def set_peers(self, peers: dict[int, str]) -> None:
+        """Make the peer set exactly ``peers`` (id -> peer URL), starting/stopping streams."""
+        for pid in list(self.peers):
+            if pid not in peers or self.peers[pid].url != peers[pid]:
+                self._drop_peer(pid)
+        for pid, url in peers.items():
+            if pid != self.member_id and pid not in self.peers:
+                p = _Peer(pid, url)
+                p.task = asyncio.create_task(self._stream(p), name=f"peer-{pid:x}")
+                self.peers[pid] = p
+
+    def _drop_peer(self, pid: int) -> None:
+        p = self.peers.pop(pid)
+        if p.task is not None:
+            p.task.cancel()
+
+    async def close(self) -> None:
+        self._closing = True
+        streams = [p.task for p in self.peers.values() if p.task is not None]
+        for pid in list(self.peers):
+            self._drop_peer(pid)
+        await asyncio.gather(*streams, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def connected(self, pid: int) -> bool:
+        p = self.peers.get(pid)
+        return p is not None and p.connected
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            p = self.peers.get(m.to)
+            if p is None:
+                continue  # not (or no longer) a peer: Raft will cope
+            if m.type is MessageType.SNAP:
+                self._spawn(self._send_snapshot(p, m), f"snapshot-to-{p.id:x}")
+                continue
+            try:
+                p.queue.put_nowait(m)
+            except asyncio.QueueFull:
+                self.on_unreachable(p.id)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        t = asyncio.ensure_future(coro)
+        t.set_name(name)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def _hello(self, purpose: int, to: int) -> bytes:
+        return frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, purpose, self.cluster_id,
+                                        self.member_id, to))
+
+    async def _stream(self, p: _Peer) -> None:
+        backoff = 0.05
+        while not self._closing:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                host, port = host_port(p.url)
+                _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+                writer = w
+                w.write(self._hello(STREAM, p.id))
+                await w.drain()
+                p.connected = True
+                backoff = 0.05
+                while True:
+                    first = await p.queue.get()
+                    batch = [first]
+                    while len(batch) < BATCH_LIMIT and not p.queue.empty():
+                        batch.append(p.queue.get_nowait())
+                    w.write(b"".join(frame(MSG, encode_message(m)) for m in batch))
+                    await w.drain()
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, OSError, ValueError) as exc:
+                if p.connected:
+                    log.info("lost stream to peer %x: %s", p.id, exc)
+                p.connected = False
+                self.on_unreachable(p.id)
+                # messages queued while down are stale; Raft resends what matters
+                while not p.queue.empty():
+                    p.queue.get_nowait()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            finally:
+                if writer is not None:
+                    writer.close()
+
+    async def _send_snapshot(self, p: _Peer, m: Message) -> None:
+        ok = False
+        writer: asyncio.StreamWriter | None = None
+        try:
+            path = await self.snapshot_provider(m)
+            host, port = host_port(p.url)
+            reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+            writer = w
+            w.write(self._hello(SNAPSHOT, p.id))
+            w.write(frame(SNAP_HEADER, encode_message(m)))
+            crc = 0
+            with open(path, "rb") as f:
+                while chunk := f.read(SNAPSHOT_CHUNK):
+                    crc = zlib.crc32(chunk, crc)
+                    w.write(frame(SNAP_CHUNK, chunk))
+                    await w.drain()
+            w.write(frame(SNAP_END, struct.pack(">I", crc)))
+            await w.drain()
+            kind, payload = await asyncio.wait_for(read_frame(reader), 120)
+            ok = kind == SNAP_END and payload == b"ok"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure: report it so Raft retries later
+            log.warning("sending snapshot to %x failed: %s", p.id, exc)
+        finally:
+            if writer is not None:
+                writer.close()
+        self.on_snapshot_status(p.id, not ok)
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            kind, payload = await asyncio.wait_for(read_frame(reader), 5)
+            if kind != HELLO or len(payload) != _HELLO.size:
+                raise TransportError("connection did not start with a HELLO frame")
+            version, purpose, cluster, sender, to = _HELLO.unpack(payload)
+            if version != PROTOCOL_VERSION:
+                raise TransportError(f"peer speaks protocol {version}, we speak "
+                                     f"{PROTOCOL_VERSION}")
+            if cluster != self.cluster_id:
+                raise TransportError(f"cluster ID mismatch: peer {sender:x} is in cluster "
+                                     f"{cluster:x}, we are in {self.cluster_id:x}")
+            if to != self.member_id:
+                raise TransportError(f"peer {sender:x} addressed member {to:x}, we are "
+                                     f"{self.member_id:x}")
+            if purpose == STREAM:
+                await self._receive_stream(reader, sender)
+            elif purpose == SNAPSHOT:
+                await self._receive_snapshot(reader, writer, sender)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except (TransportError, DecodeError) as exc:
+            log.warning("refused peer connection: %s", exc)
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _receive_stream(self, reader: asyncio.StreamReader, sender: int) -> None:
+        while True:
+            kind, payload = await read_frame(reader)
+            if kind != MSG:
+                raise TransportError(f"unexpected frame kind {kind} on a message stream")
+            m = decode_message(payload)
+            if m.sender != sender or m.to != self.member_id:
+                raise TransportError(f"message {m.sender:x}->{m.to:x} on the stream from "
+                                     f"{sender:x}")
+            if m.type is MessageType.SNAP:
+                raise TransportError("snapshot message on a message stream")
+            self.on_message(m)
+
+    async def _receive_snapshot(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sender: int
+    ) -> None:
+        kind, payload = await read_frame(reader)
+        if kind != SNAP_HEADER:
+            raise TransportError("snapshot stream without a header")
+        m = decode_message(payload)
+        if m.type is not MessageType.SNAP or m.snapshot is None or m.sender != sender:
+            raise TransportError("snapshot header is not a snapshot message from the sender")
+        meta = m.snapshot.metadata
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        final = received_snapshot_path(self.snapshot_dir, meta.term, meta.index)
+        tmp = final.with_suffix(".tmp")
+        crc = 0
+        with open(tmp, "wb") as f:
+            while True:
+                kind, payload = await read_frame(reader)
+                if kind == SNAP_CHUNK:
+                    crc = zlib.crc32(payload, crc)
+                    f.write(payload)
+                elif kind == SNAP_END:
+                    (want,) = struct.unpack(">I", payload)
+                    if want != crc:
+                        raise TransportError("snapshot checksum mismatch")
+                    break
+                else:
+                    raise TransportError(f"unexpected frame kind {kind} in a snapshot")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        dfd = os.open(self.snapshot_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        writer.write(frame(SNAP_END, b"ok"))
+        await writer.drain()
+        self.on_message(m)
