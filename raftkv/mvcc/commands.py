@@ -27,6 +27,7 @@ class Kind(IntEnum):
     COMPACT = 4
     LEASE_GRANT = 5
     LEASE_REVOKE = 6
+    PUBLISH = 7  # a member's name and client URLs, as etcd's publish
 
 
 _TYPES: dict[Kind, Any] = {
@@ -36,6 +37,7 @@ _TYPES: dict[Kind, Any] = {
     Kind.COMPACT: rpc_pb2.CompactionRequest,
     Kind.LEASE_GRANT: rpc_pb2.LeaseGrantRequest,
     Kind.LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
+    Kind.PUBLISH: rpc_pb2.Member,
 }
 
 

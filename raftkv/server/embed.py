@@ -19,7 +19,12 @@ from raftkv.mvcc import errors, kv
 from raftkv.server.config import ServerConfig
 from raftkv.server.http import MetricsServer
 from raftkv.server.raftserver import RaftServer
-from raftkv.server.services import ClusterService, KVService, MaintenanceService
+from raftkv.server.services import (
+    ClusterService,
+    KVService,
+    LeaseService,
+    MaintenanceService,
+)
 from raftkv.server.transport import host_port
 from raftkv.storage.metrics import REGISTRY as STORAGE_REGISTRY
 
@@ -55,6 +60,7 @@ class Node:
         rpc_pb2_grpc.add_KVServicer_to_server(KVService(self.server), self.grpc)
         rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(self.server), self.grpc)
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self.server), self.grpc)
+        rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(self.server), self.grpc)
         for url in self.config.listen_client_urls:
             host, port = host_port(url)
             self.grpc.add_insecure_port(f"{host}:{port}")

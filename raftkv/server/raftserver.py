@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import commands, errors, kv
 from raftkv.mvcc.commands import Command, Kind
+from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
     NONE,
     ConfChange,
@@ -67,13 +69,6 @@ log = logging.getLogger("raftkv.server")
 MEMBERS_META = "members"
 
 
-class NoLeases:
-    """Leases are not served yet: any lease ID is unknown (etcd's 'lease not found')."""
-
-    def exists(self, lease_id: int) -> bool:
-        return False
-
-
 @dataclass
 class _Read:
     ctx: bytes
@@ -89,7 +84,6 @@ class RaftServer:
         self.cluster_id = cfg.cluster_id
         self.member_dir = cfg.data_dir / "member"
         self.metrics = ServerMetrics()
-        self.leases = NoLeases()
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
@@ -142,6 +136,11 @@ class RaftServer:
             self.storage.set_hard_state(state.hard_state)
         self.snapshot_index = self.storage.snapshot().metadata.index
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
+        # etcd's minimum lease TTL: one and a half election timeouts, in whole seconds
+        self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
+        self._revoking: set[int] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        self._publishing: asyncio.Future[None] | None = None
         self.applied_index = self.snapshot_index
         self.node = RawNode(
             Config(
@@ -173,9 +172,9 @@ class RaftServer:
         """A brand-new cluster: every initial member added by a committed conf change."""
         ents = []
         for i, (mid, (name, urls)) in enumerate(sorted(self.cfg.initial_members().items())):
+            # Identical on every member (Raft's logs must agree byte for byte): client
+            # URLs are not known here; each member publishes its own once a leader exists.
             m = Member(mid, name, urls, [])
-            if mid == self.id:
-                m.client_urls = list(self.cfg.advertise_client_urls)
             cc = ConfChange(ConfChangeType.ADD_NODE, mid, m.to_json())
             ents.append(Entry(1, i + 1, EntryType.CONF_CHANGE, encode_conf_change(cc)))
         hs = HardState(term=1, vote=NONE, commit=len(ents))
@@ -194,6 +193,9 @@ class RaftServer:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        for t in list(self._background):
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.transport.close()
         for fut in self._waiters.values():
             if not fut.done():
@@ -224,6 +226,8 @@ class RaftServer:
                     self.node.tick()
                     next_tick = now + tick
                     self._retry_reads(now)
+                    self._revoke_expired(now)
+                    self._maybe_publish()
                 while self._inbox:
                     m = self._inbox.popleft()
                     try:
@@ -282,6 +286,49 @@ class RaftServer:
         self.leader_changed = asyncio.Event()
         self.metrics.has_leader.set(1 if lead != NONE else 0)
         self.metrics.is_leader.set(1 if state is StateType.LEADER else 0)
+        if state is StateType.LEADER:
+            self.leases.promote(time.monotonic(), self.cfg.election_timeout_ms / 1000)
+        else:
+            self.leases.demote()
+
+    def _maybe_publish(self) -> None:
+        """Make our name and client URLs part of the replicated membership (etcd's publish)."""
+        if self.lead == NONE or self._publishing is not None or self.removed:
+            return
+        me = self.membership.members.get(self.id)
+        want = list(self.cfg.advertise_client_urls)
+        if me is None or (me.name == self.cfg.name and me.client_urls == want):
+            return
+        req = rpc_pb2.Member(ID=self.id, name=self.cfg.name, clientURLs=want)
+
+        async def publish() -> None:
+            try:
+                with contextlib.suppress(errors.EtcdError):
+                    await self.propose(req)
+            finally:
+                self._publishing = None
+
+        self._publishing = asyncio.ensure_future(publish())
+        self._background.add(self._publishing)
+        self._publishing.add_done_callback(self._background.discard)
+
+    def _revoke_expired(self, now: float) -> None:
+        """The leader revokes leases past their deadline, through the log."""
+        if self.node.raft.state is not StateType.LEADER:
+            return
+        for lid in self.leases.expired(now):
+            if lid not in self._revoking:
+                self._revoking.add(lid)
+                t = asyncio.ensure_future(self._revoke(lid))
+                self._background.add(t)
+                t.add_done_callback(self._background.discard)
+
+    async def _revoke(self, lease_id: int) -> None:
+        try:
+            with contextlib.suppress(errors.EtcdError):
+                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+        finally:
+            self._revoking.discard(lease_id)
 
     # --- apply ---------------------------------------------------------------------------
 
@@ -333,6 +380,18 @@ class RaftServer:
             return kv.delete_range(tx, cmd.request)
         if cmd.kind is Kind.TXN:
             return kv.txn(tx, cmd.request, self.leases)
+        if cmd.kind is Kind.LEASE_GRANT:
+            leader = self.node.raft.state is StateType.LEADER
+            return self.leases.grant(cmd.request, time.monotonic() if leader else None)
+        if cmd.kind is Kind.LEASE_REVOKE:
+            return self.leases.revoke(tx, cmd.request.ID)
+        if cmd.kind is Kind.PUBLISH:
+            m = self.membership.members.get(cmd.request.ID)
+            if m is not None:
+                m.name = cmd.request.name
+                m.client_urls = list(cmd.request.clientURLs)
+                self.backend.meta_put(MEMBERS_META, self.membership.encode())
+            return rpc_pb2.MemberUpdateResponse()
         if cmd.kind is Kind.COMPACT:
             rev = cmd.request.revision
             if rev <= self.backend.compacted_revision():
@@ -405,6 +464,7 @@ class RaftServer:
         self.backend = Backend.install(self.member_dir / "snap" / "db", received,
                                        initial_revision=ETCD_FIRST_REVISION)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
+        self.leases.reload(self.backend)
         self.transport.set_peers(self.membership.peer_urls())
         self.applied_index = max(meta.index, self.backend.consistent_index())
         self.snapshot_index = meta.index

@@ -1,5 +1,6 @@
 """etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment) and
-Cluster (member list, add, remove, promote).
+Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive,
+time-to-live, leases).
 
 Every error a client sees is an :class:`raftkv.mvcc.errors.EtcdError` mapped to etcd's
 gRPC code and message in ``_fail``; validation happens before proposing, as etcd's
@@ -9,6 +10,7 @@ raft term; nested txn responses carry only their revision, as etcd's do.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any, NoReturn
 
@@ -16,7 +18,7 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
-from raftkv.raft import ConfChange, ConfChangeType
+from raftkv.raft import ConfChange, ConfChangeType, StateType
 from raftkv.raft.quorum import majority
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
@@ -197,3 +199,91 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
             return _fill(self.s, rpc_pb2.MemberPromoteResponse(members=self._members()))
         except errors.EtcdError as exc:
             await _fail(context, exc)
+
+
+class LeaseService(rpc_pb2_grpc.LeaseServicer):
+    """Grant and revoke go through the log; keep-alive and time-to-live are answered by
+    the leader, which alone tracks deadlines (a follower forwards them to it)."""
+
+    def __init__(self, server: RaftServer) -> None:
+        self.s = server
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def LeaseGrant(self, request: rpc_pb2.LeaseGrantRequest,
+                         context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseGrantResponse:
+        try:
+            if request.ID == 0:
+                # chosen before proposing, so every member applies the same ID
+                request.ID = secrets.randbits(62) + 1
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def LeaseRevoke(self, request: rpc_pb2.LeaseRevokeRequest,
+                          context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseRevokeResponse:
+        try:
+            if not self.s.leases.exists(request.ID):
+                raise errors.LeaseNotFound()
+            return _fill(self.s, await self.s.propose(request))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    def _leader_stub(self) -> rpc_pb2_grpc.LeaseStub:
+        m = self.s.membership.members.get(self.s.lead)
+        if m is None or not m.client_urls:
+            raise errors.NoLeader()
+        target = m.client_urls[0].removeprefix("http://")
+        ch = self._channels.get(target)
+        if ch is None:
+            ch = self._channels[target] = grpc.aio.insecure_channel(target)
+        return rpc_pb2_grpc.LeaseStub(ch)
+
+    async def LeaseKeepAlive(self, request_iterator: Any,
+                             context: grpc.aio.ServicerContext) -> Any:
+        async for req in request_iterator:
+            try:
+                if self.s.node.raft.state is StateType.LEADER:
+                    ttl = self.s.leases.renew(req.ID, time.monotonic())
+                else:
+                    resp = await self._forward_keepalive(req)
+                    ttl = resp.TTL
+            except errors.LeaseNotFound:
+                ttl = 0  # etcd answers a keep-alive for an unknown lease with TTL 0
+            except errors.EtcdError as exc:
+                await _fail(context, exc)
+            yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
+
+    async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest) -> Any:
+        stub = self._leader_stub()
+        call = stub.LeaseKeepAlive(iter([req]), timeout=self.s.request_timeout)
+        async for resp in call:
+            return resp
+        raise errors.NoLeader()
+
+    async def LeaseTimeToLive(self, request: rpc_pb2.LeaseTimeToLiveRequest,
+                              context: grpc.aio.ServicerContext,
+                              ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        try:
+            if self.s.node.raft.state is not StateType.LEADER:
+                try:
+                    return await self._leader_stub().LeaseTimeToLive(
+                        request, timeout=self.s.request_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
+            if not self.s.leases.exists(request.ID):
+                return _fill(self.s, rpc_pb2.LeaseTimeToLiveResponse(ID=request.ID, TTL=-1))
+            resp = rpc_pb2.LeaseTimeToLiveResponse(
+                ID=request.ID, TTL=self.s.leases.remaining(request.ID, time.monotonic()),
+                grantedTTL=self.s.leases.ttls[request.ID])
+            if request.keys:
+                resp.keys.extend(self.s.leases.keys(self.s.backend, request.ID))
+            return _fill(self.s, resp)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def LeaseLeases(self, request: rpc_pb2.LeaseLeasesRequest,
+                          context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseLeasesResponse:
+        resp = rpc_pb2.LeaseLeasesResponse()
+        for lid in sorted(self.s.leases.ttls):
+            resp.leases.add(ID=lid)
+        return _fill(self.s, resp)
