@@ -81,6 +81,7 @@ class Exporter:
         self.hits: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.leader_changes = 1.0
+        self.leader_changes_step = 0.0  # added on each /advance/metrics request
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -121,6 +122,7 @@ class Exporter:
                 return "<html><body>not metrics</body></html>\n", "text/html"
             if path == "/advance/metrics":
                 self.advance_count += 1
+                self.leader_changes += self.leader_changes_step
                 k, reset = float(self.advance_count), False
             elif path in ("/metrics", "/diag/metrics"):
                 k = 1.0 if self.phase == 1 else 0.0
