@@ -34,7 +34,10 @@ class EtcdError(Exception):
 
 
 _TLS_WORDS = ("ssl", "tls", "handshake", "certificate", "x509", "wrong_version_number")
-_NOT_ETCD_WORDS = ("http1.x", "http/1", "http status", "protocol error", "malformed")
+_NOT_ETCD_WORDS = (
+    "http1.x", "http/1", "http status", "protocol error", "malformed", "parsing http/2",
+    "settings frame",
+)
 
 
 def classify(exc: BaseException, endpoint: str, tls: bool) -> EtcdError:

@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from raftkv.diag import (  # noqa: F401 - importing registers the commands
+    cmd_alert_rules,
     cmd_check,
     cmd_fsync,
     cmd_health,
