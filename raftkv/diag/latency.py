@@ -145,6 +145,7 @@ def from_prometheus(
         raise ValueError(f"bad Prometheus range {range_!r}: use e.g. 30s, 5m, 1h")
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
+    from urllib3.util.retry import Retry
 
     by_instance: dict[str, Latency] = {}
 
@@ -153,7 +154,10 @@ def from_prometheus(
         return by_instance.setdefault(inst, Latency(inst, url))
 
     try:
-        prom = PrometheusConnect(url=url, disable_ssl=disable_ssl, timeout=timeout)
+        # One quick retry, not the library's default backoff: a CLI should fail fast.
+        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504])
+        prom = PrometheusConnect(url=url, disable_ssl=disable_ssl, timeout=timeout,
+                                 retry=retry)
         for metric, attr in ((WAL_FSYNC, "wal_fsync"), (BACKEND_COMMIT, "backend_commit")):
             for q in quantiles:
                 for row in prom.custom_query(quantile_query(q, metric, selector, range_)):
@@ -168,9 +172,16 @@ def from_prometheus(
     except PrometheusApiClientException as exc:
         raise PrometheusError(f"Prometheus at {url} refused the query: {exc}") from None
     except Exception as exc:  # requests' connection errors and the like
-        raise PrometheusError(f"Prometheus at {url} is unreachable: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise PrometheusError(f"Prometheus at {url} is unreachable ({_reason(exc)})") from None
     return [by_instance[k] for k in sorted(by_instance)]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if m:
+        return m.group(1)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:200]
 
 
 def json_float(x: float | None) -> float | None:
