@@ -55,7 +55,6 @@ class Watcher:
         self.last: dict[str, EndpointStatus | EtcdError] = {}
         self.lines: deque[str] = deque(maxlen=12)
         self.longest_leaderless = 0.0
-        self.longest_gap = 0.0
         self.stop = asyncio.Event()
         self.live = False
 
@@ -115,10 +114,8 @@ class Watcher:
     async def _probe_loop(self) -> None:
         assert self.probe is not None
         while not self.stop.is_set():
-            now = time.monotonic()
-            gap = await self.probe.tick(now)
+            gap = await self.probe.tick()
             if gap is not None:
-                self.longest_gap = max(self.longest_gap, gap)
                 self.say(f"writes resumed after a {fmt_duration(gap)} write gap "
                          f"({self.probe.failures} probe writes failed so far)")
             with contextlib.suppress(TimeoutError):
@@ -142,7 +139,8 @@ class Watcher:
         start = time.monotonic()
         probe_task = None
         if self.want_probe:
-            self.probe = WriteProbe(self.clients, self.prefix, self.ttl)
+            self.probe = WriteProbe(self.clients, self.prefix, self.ttl,
+                                    report_after=max(3 * self.interval, 0.3))
             probe_task = asyncio.create_task(self._probe_loop())
         live_view = Live(self.table(), console=console(), auto_refresh=False) if live else None
         try:
@@ -182,7 +180,7 @@ class Watcher:
                    f"{fmt_duration(self.longest_leaderless)}")
         if self.probe is not None:
             summary += (f", {self.probe.writes} probe writes ok, {self.probe.failures} failed, "
-                        f"longest write gap {fmt_duration(self.longest_gap)}")
+                        f"longest write gap {fmt_duration(self.probe.longest_gap)}")
         self.live = False
         self.say(summary)
 

@@ -5,9 +5,14 @@ the answering member that reports itself leader with the highest term; a poll wi
 is leaderless. The tracker emits an event when the leader or the term changes, and when a
 leaderless spell starts and ends, with how long it lasted.
 
+A new leader (or term) is confirmed only when two consecutive polls agree on it: real etcd
+can briefly answer Status with the new leader and the old term while it applies its
+election, and a watch must not report that as an election of its own.
+
 Invariants: events are emitted in poll order; the leaderless duration is measured between
-polls (first leaderless poll -> first poll with a leader), so its resolution is the poll
-interval; an elected event always carries the previous leader and term when known.
+polls (first leaderless poll -> first poll that saw the leader that was then confirmed), so
+its resolution is the poll interval; an elected event always carries the previous leader
+and term when known.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class LeaderTracker:
         self.leaderless_since: float | None = None
         self.down: dict[str, str] = {}
         self.elections = 0
+        self.pending: tuple[int, int, float] | None = None  # leader, term, first seen
 
     def observe(self, at: float, statuses: dict[str, EndpointStatus | EtcdError]) -> list[Event]:
         events: list[Event] = []
@@ -73,18 +79,30 @@ class LeaderTracker:
             events.append(Event(at, "initial", leader=leader, term=self.term))
             return events
         if not leader:
+            self.pending = None
             if self.leaderless_since is None:
                 self.leaderless_since = at
                 events.append(Event(at, "leader-lost", previous_leader=self.leader,
                                      previous_term=self.term, term=max_term(statuses)))
             return events
-        if leader != self.leader or term != self.term:
-            lost_for = at - self.leaderless_since if self.leaderless_since is not None else 0.0
-            kind = "elected" if leader != self.leader else "term"
-            events.append(Event(at, kind, leader=leader, term=term,
-                                previous_leader=self.leader, previous_term=self.term,
-                                leaderless_for=lost_for))
-            self.elections += 1
+        if leader == self.leader and term == self.term:
+            self.pending = None
+            self.leaderless_since = None
+            return events
+        if self.pending is None or self.pending[0] != leader:
+            self.pending = (leader, term, at)
+            return events
+        if self.pending[1] != term:
+            self.pending = (leader, term, self.pending[2])  # same leader, term settling
+            return events
+        seen = self.pending[2]
+        lost_for = seen - self.leaderless_since if self.leaderless_since is not None else 0.0
+        kind = "elected" if leader != self.leader else "term"
+        events.append(Event(at, kind, leader=leader, term=term,
+                            previous_leader=self.leader, previous_term=self.term,
+                            leaderless_for=lost_for))
+        self.elections += 1
         self.leader, self.term = leader, term
         self.leaderless_since = None
+        self.pending = None
         return events
