@@ -16,7 +16,7 @@ from tests.support.etcd import Cluster, etcd_bin
 from tests.support.proc import free_port
 
 # grpc.aio binds its poller to one event loop: run this module's tests on one loop.
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

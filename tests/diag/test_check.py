@@ -18,6 +18,8 @@ from tests.diag.exporter import FAST_CASE, P99_16_32MS, P99_INF, Case, Exporter
 from tests.support.etcd import Cluster
 from tests.support.proc import wait_until
 
+pytestmark = pytest.mark.slow  # real etcd / Prometheus processes
+
 
 class Exporters:
     """One fixture exporter per member, all serving the same case."""

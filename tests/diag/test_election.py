@@ -10,9 +10,13 @@ import signal
 import subprocess
 import threading
 
+import pytest
+
 from tests.diag.conftest import DIAG, eps, etcdctl_json, run_diag
 from tests.support.etcd import Cluster
 from tests.support.proc import wait_until
+
+pytestmark = pytest.mark.slow  # real etcd / Prometheus processes
 
 ELECTED = re.compile(
     r"elected (?P<new>\S+) \((?P<newid>[0-9a-f]+)\) term (?P<term>\d+) "

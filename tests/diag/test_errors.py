@@ -24,6 +24,7 @@ def _no_traceback(*texts: str) -> None:
         assert "Traceback" not in t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["3.5", "3.4"])
 def test_unreachable_and_peer_port(request: pytest.FixtureRequest, version: str) -> None:
     cluster: Cluster = request.getfixturevalue("etcd35" if version == "3.5" else "etcd34")
@@ -49,6 +50,7 @@ def test_unreachable_and_peer_port(request: pytest.FixtureRequest, version: str)
     assert r.code == 6 and "not an etcd client port" in r.err and "started" in r.out
 
 
+@pytest.mark.slow
 def test_metrics_url_not_prometheus_text(etcd35: Cluster) -> None:
     m = etcd35.members
     # etcd's /health answers JSON, not Prometheus text; the others are real /metrics.
@@ -85,6 +87,7 @@ def test_usage_errors_have_their_own_code(args: list[str],
     assert out == "" and "Traceback" not in err and err.strip()
 
 
+@pytest.mark.slow
 def test_usage_code_from_the_real_command() -> None:
     r = run_diag("status", "--bogus")
     assert r.code == 64 and "No such option" in r.err and r.out == ""
@@ -128,6 +131,7 @@ def https(port: int) -> str:
     return f"https://127.0.0.1:{port}"
 
 
+@pytest.mark.slow
 def test_mutual_tls(tls_etcd: tuple[Cluster, Certs]) -> None:
     c, certs = tls_etcd
     ep = https(c.members[0].client_port)

@@ -15,6 +15,8 @@ from tests.diag.conftest import eps, etcdctl_json, run_diag
 from tests.support.etcd import Cluster
 from tests.support.proc import wait_until
 
+pytestmark = pytest.mark.slow  # real etcd / Prometheus processes
+
 VERSIONS = ["3.5", "3.4"]
 
 

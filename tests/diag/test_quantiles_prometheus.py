@@ -23,6 +23,8 @@ from tests.diag.exporter import ALL_CASES, EMPTY, HISTS, P99_16_32MS, P99_INF, R
 from tests.diag.prometheus import PrometheusServer
 from tests.support.proc import wait_until
 
+pytestmark = pytest.mark.slow  # real etcd / Prometheus processes
+
 JOB = "etcd-fixture"
 SEL = f'job="{JOB}"'
 QS = (0.5, 0.9, 0.99)
