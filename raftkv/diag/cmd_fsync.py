@@ -19,6 +19,7 @@ from rich.table import Table
 
 from raftkv.diag.common import app, console, duration_option, emit_json, err, first_code, opts
 from raftkv.diag.exitcodes import ExitCode
+from raftkv.diag.gather import resolve_endpoints
 from raftkv.diag.latency import (
     DEFAULT_SELECTOR,
     QUANTILES,
@@ -33,7 +34,14 @@ from raftkv.diag.units import fmt_duration
 
 
 def metric_targets(o: Options) -> list[tuple[str, str]]:
+    """(label, /metrics URL) per endpoint; --cluster asks the member list first."""
     eps = o.endpoints
+    if o.cluster:
+        expanded, errors = asyncio.run(resolve_endpoints(o))
+        for e in errors:
+            err(str(e))
+        eps = expanded or eps
+        o.check_metrics_alignment(eps)
     if o.metrics_urls is not None and len(o.metrics_urls) != len(eps):
         return [(u, u) for u in o.metrics_urls]
     return [(ep.target, o.metrics_url_for(i, ep)) for i, ep in enumerate(eps)]
@@ -116,7 +124,11 @@ def fsync(
             raise typer.Exit(ExitCode.PROMETHEUS_ERROR)
     else:
         ctx_ssl = o.tls.ssl_context() if o.tls.enabled else None
-        lats = asyncio.run(from_metrics(metric_targets(o), win, o.command_timeout, ctx_ssl))
+        try:
+            targets = metric_targets(o)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        lats = asyncio.run(from_metrics(targets, win, o.command_timeout, ctx_ssl))
         for lat in lats:
             if lat.error is not None:
                 err(f"{lat.label}: metrics {lat.error}")

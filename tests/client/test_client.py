@@ -13,7 +13,7 @@ import pytest
 
 from raftkv.client import EndpointStatus, ErrorKind, EtcdClient, EtcdError, parse_endpoint
 from tests.support.etcd import Cluster, etcd_bin
-from tests.support.proc import free_port
+from tests.support.proc import free_port, wait_until
 
 # grpc.aio binds its poller to one event loop: run this module's tests on one loop.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
@@ -69,6 +69,9 @@ async def test_paused_member_times_out(tmp_path: Path) -> None:
         try:
             await cl.status()
             c.pause(c.members[0])
+            proc = c.members[0].proc
+            assert proc is not None
+            wait_until(lambda: stopped(proc.pid), 10, "etcd to be stopped by SIGSTOP")
             with pytest.raises(EtcdError) as e:
                 await cl.status()
             assert e.value.kind == ErrorKind.TIMEOUT
@@ -77,6 +80,13 @@ async def test_paused_member_times_out(tmp_path: Path) -> None:
     finally:
         c.resume(c.members[0])
         c.stop()
+
+
+def stopped(pid: int) -> bool:
+    """Every thread of the process is in state T (stopped)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+    return bool(states) and all(s in ("T", "t") for s in states)
 
 
 @pytest.fixture

@@ -137,3 +137,8 @@ def test_cluster_flag_expands_like_etcdctl(request: pytest.FixtureRequest, versi
     assert diag.code == 0, diag.err
     assert sorted(r["endpoint"] for r in diag.json()["endpoints"]) == sorted(
         e["Endpoint"].removeprefix("http://") for e in want)
+    fsync = run_diag("--endpoints", first[0], "--cluster", "-w", "json", "fsync", "--lifetime")
+    assert fsync.code == 0, fsync.err
+    assert sorted(r["endpoint"] for r in fsync.json()) == sorted(
+        r["endpoint"] for r in diag.json()["endpoints"])
+    assert all(r["wal_fsync"]["observations"] > 0 for r in fsync.json())
