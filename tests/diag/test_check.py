@@ -145,3 +145,9 @@ def test_check_no_leader_when_majority_stopped(fresh_cluster: Cluster) -> None:
     assert r.out.startswith("ETCD CRITICAL - no-leader: no leader"), r.out
     assert "CRITICAL quorum: quorum lost as seen from here: 1 of 3" in r.out
     assert r.out.count("CRITICAL member-unreachable") == 2
+    # health agrees with etcdctl: the survivor answers but cannot serve a linearizable read.
+    h = run_diag("--endpoints", survivor.client_url, "--command-timeout", "1s", "health")
+    assert h.code == 9 and "is unhealthy" in h.err and "false" in h.out, h.out + h.err
+    ctl = c.etcdctl("endpoint", "health", "--command-timeout=1s",
+                    endpoints=[survivor.client_url], check=False)
+    assert ctl.returncode != 0 and "unhealthy" in ctl.stdout + ctl.stderr
