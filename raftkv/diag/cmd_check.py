@@ -15,7 +15,7 @@ import typer
 
 from raftkv.client import Alarm, EtcdError
 from raftkv.diag.checks import Finding, Severity, Thresholds, evaluate, worst
-from raftkv.diag.common import app, duration_option, emit_json, opts
+from raftkv.diag.common import EXIT_CODES, app, duration_option, emit_json, opts
 from raftkv.diag.exitcodes import ExitCode
 from raftkv.diag.gather import (
     ClusterView,
@@ -72,7 +72,7 @@ def _summary(sev: Severity, findings: list[Finding], view: ClusterView,
             f"{fmt_duration(worst_p99)}")
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def check(
     ctx: typer.Context,
     window: Annotated[str, typer.Option(help="window for latency and leader changes")] = "30s",

@@ -17,7 +17,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from raftkv.diag.common import app, console, duration_option, emit_json, err, first_code, opts
+from raftkv.diag.common import (
+    EXIT_CODES,
+    app,
+    console,
+    duration_option,
+    emit_json,
+    err,
+    first_code,
+    opts,
+)
 from raftkv.diag.exitcodes import ExitCode
 from raftkv.diag.gather import resolve_endpoints
 from raftkv.diag.latency import (
@@ -96,7 +105,7 @@ def latency_table(lats: list[Latency], window: float | None, prom: bool) -> None
                 else f"figures over a {fmt_duration(window)} window")
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def fsync(
     ctx: typer.Context,
     window: Annotated[str, typer.Option(help="window between the two scrapes")] = "30s",

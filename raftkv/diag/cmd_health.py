@@ -17,7 +17,16 @@ from rich import box
 from rich.table import Table
 
 from raftkv.client import Endpoint, ErrorKind, EtcdError
-from raftkv.diag.common import app, console, emit_json, err, first_code, opts, report_error
+from raftkv.diag.common import (
+    EXIT_CODES,
+    app,
+    console,
+    emit_json,
+    err,
+    first_code,
+    opts,
+    report_error,
+)
 from raftkv.diag.exitcodes import FOR_KIND, ExitCode
 from raftkv.diag.gather import resolve_endpoints
 from raftkv.diag.options import Options
@@ -68,7 +77,7 @@ async def _all(o: Options) -> tuple[list[Health], list[EtcdError]]:
     return list(await asyncio.gather(*(_one(o, ep) for ep in endpoints))), errors
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def health(ctx: typer.Context) -> None:
     """Per endpoint: a linearizable read of key "health" and its latency; healthy or why not."""
     o = opts(ctx)

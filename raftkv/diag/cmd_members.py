@@ -14,7 +14,7 @@ from rich import box
 from rich.table import Table
 
 from raftkv.client import EtcdError, MemberList
-from raftkv.diag.common import app, console, emit_json, first_code, opts, report_error
+from raftkv.diag.common import EXIT_CODES, app, console, emit_json, first_code, opts, report_error
 from raftkv.diag.exitcodes import ExitCode
 from raftkv.diag.gather import peer_port_error, resolve_endpoints
 from raftkv.diag.options import Options
@@ -38,7 +38,7 @@ async def _first_list(o: Options) -> tuple[MemberList | None, list[EtcdError]]:
     return None, errors
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def members(ctx: typer.Context) -> None:
     """Member list: ID, status, name, peer and client URLs, learner flag."""
     o = opts(ctx)

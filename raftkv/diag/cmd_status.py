@@ -15,7 +15,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from raftkv.diag.common import app, console, emit_json, err, first_code, opts, report_error
+from raftkv.diag.common import (
+    EXIT_CODES,
+    app,
+    console,
+    emit_json,
+    err,
+    first_code,
+    opts,
+    report_error,
+)
 from raftkv.diag.exitcodes import ExitCode
 from raftkv.diag.gather import ClusterView, EndpointReport, cluster_view, collect
 from raftkv.diag.latency import json_float
@@ -99,7 +108,7 @@ def status_table(reports: list[EndpointReport], view: ClusterView) -> None:
     )
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def status(ctx: typer.Context) -> None:
     """Per endpoint status (as etcdctl endpoint status) and the cluster's quorum view.
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from raftkv.client import EndpointStatus, EtcdClient, EtcdError
-from raftkv.diag.common import app, console, duration_option, err, opts
+from raftkv.diag.common import EXIT_CODES, app, console, duration_option, err, opts
 from raftkv.diag.exitcodes import ExitCode
 from raftkv.diag.gather import resolve_endpoints
 from raftkv.diag.options import Options
@@ -185,7 +185,7 @@ class Watcher:
         self.say(summary)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def watch(
     ctx: typer.Context,
     interval: Annotated[str, typer.Option(help="poll interval")] = "200ms",

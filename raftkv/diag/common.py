@@ -20,12 +20,14 @@ from raftkv.diag.exitcodes import FOR_KIND, ExitCode, help_text
 from raftkv.diag.options import Options
 from raftkv.diag.units import parse_duration
 
+EXIT_CODES = help_text()
+
 app = typer.Typer(
     name="diag",
     help="Diagnose etcd (and raftkv) clusters: status, health, members, fsync latency, "
     "a Nagios-style check, and a leader watch. Global options may come before or after "
     "the command, as with etcdctl.",
-    epilog=help_text(),
+    epilog=EXIT_CODES,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
