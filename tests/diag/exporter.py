@@ -17,6 +17,7 @@ zero-point clamp never triggers) and its histogram_quantile sees the delta's sha
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -179,4 +180,23 @@ NON_MONOTONIC = Case(
 )
 FAST_CASE = Case("fast", wal_base=dict(FAST), wal_delta={0.001: 80, 0.002: 20})
 
-ALL_CASES = [P99_16_32MS, P99_INF, EMPTY, RESET, NON_MONOTONIC]
+
+
+def random_cases(seed: int, n: int) -> list[Case]:
+    """Seeded random histograms (sparse, with empty buckets) that keep the invariant above:
+    baseline = 2 x delta + extra, bucket by bucket."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        def counts(hi: int) -> dict[float, float]:
+            return {b: float(rng.choice([0, 0, rng.randint(1, hi)])) for b in BOUNDS}
+
+        wal_d, commit_d = counts(60), counts(60)
+        wal_b = {b: 2 * wal_d[b] + rng.randint(0, 30) for b in BOUNDS}
+        commit_b = {b: 2 * commit_d[b] + rng.randint(0, 30) for b in BOUNDS}
+        out.append(Case(f"random-{seed}-{i}", wal_b, wal_d, commit_b, commit_d,
+                        reset=rng.random() < 0.3))
+    return out
+
+
+ALL_CASES = [P99_16_32MS, P99_INF, EMPTY, RESET, NON_MONOTONIC, *random_cases(1, 4)]
