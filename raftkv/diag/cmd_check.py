@@ -1,14 +1,15 @@
 """``diag check``: judge a cluster over a window and exit like a Nagios plugin.
 
 Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (nothing reachable); usage errors 64. The
-first stdout line is the Nagios summary (``ETCD CRITICAL - no leader ...``); one line per
-finding follows with the rule's name and the figures behind it. Rules and thresholds'
+first stdout line is the Nagios summary (``ETCD CRITICAL - no leader ... | perfdata``);
+one line per finding follows with the rule's name and the figures behind it. Rules and thresholds'
 sources are in :mod:`raftkv.diag.checks`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated
 
 import typer
@@ -65,11 +66,31 @@ def _summary(sev: Severity, findings: list[Finding], view: ClusterView,
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
         return f"ETCD {sev.name} - {first.rule}: {first.message}{more}"
     leader = f"{view.leader_name or '?'} ({hex_id(view.leader)})" if view.leader else "?"
-    p99s = [lat.wal_fsync.get(0.99) for lat in lats.values() if lat.wal_fsync]
-    worst_p99 = max((p for p in p99s if p is not None and p == p), default=None)
+    worst_p99 = _worst(lats, "wal_fsync")
+    fsync = (f"WAL fsync P99 max {fmt_duration(worst_p99)}" if worst_p99 is not None
+             else "no WAL fsync observed")
     return (f"ETCD OK - leader {leader} term {view.terms_seen[-1] if view.terms_seen else '?'}, "
-            f"{view.reachable}/{view.members} members answered, WAL fsync P99 max "
-            f"{fmt_duration(worst_p99)}")
+            f"{view.reachable}/{view.members} members answered, {fsync}")
+
+
+def _worst(lats: dict[str, Latency], attr: str) -> float | None:
+    vals = [getattr(lat, attr).get(0.99) for lat in lats.values()]
+    return max((v for v in vals if v is not None and not math.isnan(v)), default=None)
+
+
+def perfdata(view: ClusterView, lats: dict[str, Latency], th: Thresholds) -> str:
+    """Nagios performance data: 'label'=value[unit];warn;crit;min;max."""
+    parts = [f"members_answered={view.reachable};;{view.quorum - 1}:;0;{view.members}"]
+    wal = _worst(lats, "wal_fsync")
+    if wal is not None:
+        parts.append(f"wal_fsync_p99={wal:.6f}s;{th.fsync_warn:g};{th.fsync_crit:g};0")
+    commit = _worst(lats, "backend_commit")
+    if commit is not None:
+        parts.append(f"backend_commit_p99={commit:.6f}s;{th.commit_warn:g};;0")
+    changes = [lat.leader_changes for lat in lats.values() if lat.leader_changes is not None]
+    if changes:
+        parts.append(f"leader_changes={max(changes):g};{th.max_leader_changes:g};;0")
+    return " ".join(parts)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -119,7 +140,7 @@ def check(
                          for f in findings],
         })
     else:
-        print(_summary(sev, findings, view, lats))
+        print(f"{_summary(sev, findings, view, lats)} | {perfdata(view, lats, th)}")
         for f in findings:
             print(f"{f.severity.name} {f.rule}: {f.message}")
     raise typer.Exit(ExitCode(int(sev)))

@@ -83,10 +83,14 @@ def latency_json(lats: list[Latency], window: float | None, prom: bool) -> list[
     return rows
 
 
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
 def latency_table(lats: list[Latency], window: float | None, prom: bool) -> None:
     t = Table(box=box.ASCII)
     for col in ("INSTANCE" if prom else "ENDPOINT", "HISTOGRAM", "P50", "P90", "P99",
-                "OBSERVATIONS", "NOTE"):
+                "OBSERVATIONS", "HAS LEADER", "LEADER CHANGES", "NOTE"):
         t.add_column(col)
     for lat in lats:
         if lat.error is not None:
@@ -95,7 +99,8 @@ def latency_table(lats: list[Latency], window: float | None, prom: bool) -> None
         for name, d, n in (("wal fsync", lat.wal_fsync, lat.wal_fsync_count),
                            ("backend commit", lat.backend_commit, lat.backend_commit_count)):
             t.add_row(lat.label, name, *(fmt_duration(d.get(q)) for q in QUANTILES),
-                      "-" if n is None else f"{n:g}", note)
+                      "-" if n is None else f"{n:g}", _num(lat.has_leader),
+                      _num(lat.leader_changes), note)
     c = console()
     c.print(t)
     if prom:

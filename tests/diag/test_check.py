@@ -71,6 +71,9 @@ def test_check_fsync_thresholds(etcd35: Cluster, exporter: Exporters, code: int,
         assert "WARNING wal-fsync-p99" in out and "> warning 10ms" in out
     if code == 2:
         assert "CRITICAL wal-fsync-p99" in out and "8.192s > critical 1s" in out
+        assert first.endswith("wal_fsync_p99=8.192000s;0.01;1;0 backend_commit_p99=0.001980s;"
+                              "0.025;;0 leader_changes=0;3;;0"), first
+    assert " | members_answered=3;;1:;0;3" in first
 
 
 def test_check_thresholds_are_options(etcd35: Cluster) -> None:
