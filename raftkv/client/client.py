@@ -1,0 +1,229 @@
+"""An async etcd v3 client for one endpoint, over aetcd's generated etcdserverpb stubs.
+
+aetcd's high-level ``Client`` has no TLS and no raw Status fields (applied index, DB size
+in use, learner), so this module drives the same stubs on its own grpc channel.
+
+Invariants:
+- dialing is bounded by ``dial_timeout``, every call by ``command_timeout``;
+- every failure leaves as a classified :class:`~raftkv.client.errors.EtcdError`;
+- ``close()`` is idempotent and the client is an async context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from aetcd import rpc
+
+from raftkv.client.endpoints import Endpoint
+from raftkv.client.errors import ErrorKind, EtcdError, classify
+from raftkv.client.tls import TLSConfig
+from raftkv.client.types import Alarm, EndpointStatus, Member, MemberList, ReadResult
+
+T = TypeVar("T")
+
+_ALARM_NAMES = {v: k for k, v in rpc.AlarmType.items()}
+
+
+class EtcdClient:
+    """One endpoint's channel and the calls diag and the operator need."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        tls: TLSConfig | None = None,
+        dial_timeout: float = 2.0,
+        command_timeout: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.tls = tls or TLSConfig()
+        self.use_tls = endpoint.scheme == "https" or self.tls.enabled
+        self.dial_timeout = dial_timeout
+        self.command_timeout = command_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._connected = False
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.target
+
+    # -- channel ----------------------------------------------------------------------
+
+    def _make_channel(self) -> grpc.aio.Channel:
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.enable_retries", 0),
+        ]
+        if self.use_tls:
+            return grpc.aio.secure_channel(
+                self.endpoint.target, self.tls.grpc_credentials(), options=options
+            )
+        return grpc.aio.insecure_channel(self.endpoint.target, options=options)
+
+    async def connect(self) -> None:
+        """Dial within ``dial_timeout``; on failure raise the classified reason."""
+        if self._connected:
+            return
+        if self._channel is None:
+            try:
+                self._channel = self._make_channel()
+            except ValueError as exc:
+                raise EtcdError(ErrorKind.USAGE, self.name, str(exc)) from exc
+        channel = self._channel
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.dial_timeout
+        state = channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state in (
+                grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                grpc.ChannelConnectivity.SHUTDOWN,
+            ):
+                # One fail-fast call carries grpc's reason (refused, TLS, HTTP/1 server).
+                await self._probe_failure()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise EtcdError(
+                    ErrorKind.TIMEOUT, self.name,
+                    f"could not connect within the dial timeout ({self.dial_timeout:g}s)",
+                )
+            try:
+                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                continue
+            state = channel.get_state(try_to_connect=True)
+        self._connected = True
+
+    async def _probe_failure(self) -> None:
+        assert self._channel is not None
+        stub = rpc.MaintenanceStub(self._channel)
+        try:
+            await stub.Status(rpc.StatusRequest(), timeout=self.dial_timeout)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise classify(exc, self.name, self.use_tls) from None
+        # The call went through after all: the channel recovered.
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            self._connected = False
+            await channel.close()
+
+    async def __aenter__(self) -> EtcdClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, make: Callable[[grpc.aio.Channel], Awaitable[T]]) -> T:
+        await self.connect()
+        assert self._channel is not None
+        try:
+            return await asyncio.wait_for(make(self._channel), self.command_timeout + 0.5)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._connected = False  # dial again (and classify why) on the next call
+            raise classify(exc, self.name, self.use_tls) from None
+
+    # -- calls ------------------------------------------------------------------------
+
+    async def status(self) -> EndpointStatus:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.MaintenanceStub(ch).Status(
+                rpc.StatusRequest(), timeout=self.command_timeout
+            )
+
+        r = await self._call(call)
+        return EndpointStatus(
+            endpoint=self.endpoint.target,
+            cluster_id=r.header.cluster_id,
+            member_id=r.header.member_id,
+            revision=r.header.revision,
+            version=r.version,
+            db_size=r.dbSize,
+            db_size_in_use=r.dbSizeInUse,
+            leader=r.leader,
+            is_learner=r.isLearner,
+            raft_term=r.raftTerm,
+            raft_index=r.raftIndex,
+            raft_applied_index=r.raftAppliedIndex,
+            errors=tuple(r.errors),
+        )
+
+    async def member_list(self, linearizable: bool = False) -> MemberList:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.ClusterStub(ch).MemberList(
+                rpc.MemberListRequest(linearizable=linearizable), timeout=self.command_timeout
+            )
+
+        r = await self._call(call)
+        return MemberList(
+            cluster_id=r.header.cluster_id,
+            member_id=r.header.member_id,
+            raft_term=r.header.raft_term,
+            members=tuple(
+                Member(
+                    id=m.ID,
+                    name=m.name,
+                    peer_urls=tuple(m.peerURLs),
+                    client_urls=tuple(m.clientURLs),
+                    is_learner=m.isLearner,
+                )
+                for m in r.members
+            ),
+        )
+
+    async def alarms(self) -> list[Alarm]:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            req = rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=0)
+            return await rpc.MaintenanceStub(ch).Alarm(req, timeout=self.command_timeout)
+
+        r = await self._call(call)
+        return [Alarm(a.memberID, _ALARM_NAMES.get(a.alarm, str(a.alarm))) for a in r.alarms]
+
+    async def get(self, key: bytes, serializable: bool = False) -> ReadResult:
+        """A Range on one key; linearizable unless ``serializable``."""
+
+        async def call(ch: grpc.aio.Channel) -> Any:
+            req = rpc.RangeRequest(key=key, serializable=serializable, count_only=True)
+            return await rpc.KVStub(ch).Range(req, timeout=self.command_timeout)
+
+        r = await self._call(call)
+        return ReadResult(revision=r.header.revision, count=r.count)
+
+    async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
+        """Returns the revision of the write."""
+
+        async def call(ch: grpc.aio.Channel) -> Any:
+            req = rpc.PutRequest(key=key, value=value, lease=lease)
+            return await rpc.KVStub(ch).Put(req, timeout=self.command_timeout)
+
+        r = await self._call(call)
+        return int(r.header.revision)
+
+    async def lease_grant(self, ttl: int) -> int:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.LeaseStub(ch).LeaseGrant(
+                rpc.LeaseGrantRequest(TTL=ttl, ID=0), timeout=self.command_timeout
+            )
+
+        r = await self._call(call)
+        if r.error:
+            raise EtcdError(ErrorKind.RPC, self.name, f"lease grant: {r.error}")
+        return int(r.ID)
+
+    async def lease_revoke(self, lease_id: int) -> None:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.LeaseStub(ch).LeaseRevoke(
+                rpc.LeaseRevokeRequest(ID=lease_id), timeout=self.command_timeout
+            )
+
+        await self._call(call)

@@ -1,0 +1,79 @@
+"""Errors the etcd client raises, each classified into a kind a user can act on.
+
+Invariant: every failure that leaves :mod:`raftkv.client` is an :class:`EtcdError` whose
+``kind`` says what went wrong in terms of the endpoint (unreachable, TLS failure, not an
+etcd client port, timeout, or an error etcd itself returned); ``str(error)`` is one line.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import grpc
+
+
+class ErrorKind(enum.Enum):
+    """What kind of failure an endpoint produced."""
+
+    UNREACHABLE = "unreachable"
+    TLS = "TLS failure"
+    NOT_ETCD = "not an etcd client port"
+    TIMEOUT = "timeout"
+    RPC = "etcd error"
+    USAGE = "bad option"
+
+
+class EtcdError(Exception):
+    """A classified failure talking to one endpoint."""
+
+    def __init__(self, kind: ErrorKind, endpoint: str, detail: str) -> None:
+        self.kind = kind
+        self.endpoint = endpoint
+        self.detail = " ".join(detail.split())  # one line, whatever grpc said
+        super().__init__(f"{endpoint}: {kind.value}: {self.detail}")
+
+
+_TLS_WORDS = ("ssl", "tls", "handshake", "certificate", "x509", "wrong_version_number")
+_NOT_ETCD_WORDS = (
+    "http1.x", "http/1", "http status", "protocol error", "malformed", "parsing http/2",
+    "settings frame",
+)
+
+
+def classify(exc: BaseException, endpoint: str, tls: bool) -> EtcdError:
+    """Turn a grpc (or socket) exception into an :class:`EtcdError`.
+
+    grpc reports most transport failures as UNAVAILABLE; the detail text tells refused
+    connections, TLS handshakes and HTTP/1 servers (an etcd peer port, a web server) apart.
+    """
+    if isinstance(exc, EtcdError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return EtcdError(ErrorKind.TIMEOUT, endpoint, str(exc) or "timed out")
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        detail = exc.details() or code.name
+        low = detail.lower()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return EtcdError(ErrorKind.TIMEOUT, endpoint, f"no answer in time ({detail})")
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return EtcdError(ErrorKind.NOT_ETCD, endpoint,
+                             f"the server lacks etcd's API ({detail})")
+        if any(w in low for w in _NOT_ETCD_WORDS):
+            return EtcdError(ErrorKind.NOT_ETCD, endpoint,
+                             f"the port does not speak gRPC; is it a peer port? ({detail})")
+        if any(w in low for w in _TLS_WORDS):
+            return EtcdError(ErrorKind.TLS, endpoint, detail)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            if tls and ("socket closed" in low or "connection reset" in low):
+                return EtcdError(ErrorKind.TLS, endpoint,
+                                 f"the server closed the TLS handshake ({detail})")
+            if "socket closed" in low or "connection reset" in low or "end of file" in low:
+                return EtcdError(ErrorKind.NOT_ETCD, endpoint,
+                                 f"the server closed the connection; it may expect TLS or "
+                                 f"not be an etcd client port ({detail})")
+            return EtcdError(ErrorKind.UNREACHABLE, endpoint, detail)
+        return EtcdError(ErrorKind.RPC, endpoint, f"{code.name}: {detail}")
+    if isinstance(exc, OSError):
+        return EtcdError(ErrorKind.UNREACHABLE, endpoint, str(exc))
+    return EtcdError(ErrorKind.RPC, endpoint, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,102 @@
+"""Reading etcd's Prometheus text exposition from a /metrics URL.
+
+Invariant: :func:`scrape` returns a parsed :class:`Scrape` or raises :class:`MetricsError`
+with one sentence (unreachable, HTTP error, or not Prometheus text). Samples of a family
+with several label sets are summed, as ``sum by (le)`` would: one URL is one member.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from raftkv.diag.histogram import Histogram
+
+WAL_FSYNC = "etcd_disk_wal_fsync_duration_seconds"
+BACKEND_COMMIT = "etcd_disk_backend_commit_duration_seconds"
+HAS_LEADER = "etcd_server_has_leader"
+LEADER_CHANGES = "etcd_server_leader_changes_seen_total"
+DB_SIZE = "etcd_mvcc_db_total_size_in_bytes"
+QUOTA = "etcd_server_quota_backend_bytes"
+PROPOSALS_FAILED = "etcd_server_proposals_failed_total"
+
+
+class MetricsError(Exception):
+    """A metrics URL that could not be read as Prometheus text."""
+
+    def __init__(self, url: str, detail: str, unreachable: bool = False) -> None:
+        self.url = url
+        self.detail = detail
+        self.unreachable = unreachable
+        super().__init__(f"{url}: {detail}")
+
+
+@dataclass
+class Scrape:
+    url: str
+    scalars: dict[str, float] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+
+    def histogram(self, name: str) -> Histogram:
+        try:
+            return self.histograms[name]
+        except KeyError:
+            raise MetricsError(self.url, f"serves no {name} histogram") from None
+
+    def scalar(self, name: str) -> float | None:
+        return self.scalars.get(name)
+
+
+def parse(url: str, text: str) -> Scrape:
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise MetricsError(url, f"does not serve Prometheus text ({exc})") from None
+    if not families:
+        raise MetricsError(url, "serves no metrics (empty Prometheus text)")
+    out = Scrape(url)
+    for fam in families:
+        if fam.type == "histogram":
+            buckets: dict[float, float] = {}
+            count = total = 0.0
+            for s in fam.samples:
+                if s.name.endswith("_bucket"):
+                    upper = float(s.labels["le"])
+                    buckets[upper] = buckets.get(upper, 0.0) + float(s.value)
+                elif s.name.endswith("_count"):
+                    count += float(s.value)
+                elif s.name.endswith("_sum"):
+                    total += float(s.value)
+            ordered = tuple(sorted(buckets.items()))
+            out.histograms[fam.name] = Histogram(ordered, count, total)
+        else:
+            for s in fam.samples:
+                if math.isnan(float(s.value)):
+                    continue
+                out.scalars[s.name] = out.scalars.get(s.name, 0.0) + float(s.value)
+    return out
+
+
+def scrape(url: str, timeout: float, ssl_context: ssl.SSLContext | None = None) -> Scrape:
+    req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as resp:
+            body = resp.read(64 * 1024 * 1024)
+    except urllib.error.HTTPError as exc:
+        raise MetricsError(url, f"answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+        raise MetricsError(url, f"unreachable ({detail})", unreachable=True) from None
+    except (OSError, ValueError) as exc:
+        raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MetricsError(url, "does not serve Prometheus text (not UTF-8)") from None
+    return parse(url, text)
