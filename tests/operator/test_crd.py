@@ -179,3 +179,12 @@ def test_status_condition_type_is_checked(k8s: ControlPlane) -> None:
                           "--type=merge", "-p", json.dumps({"status": bad}))
     assert patched.returncode != 0
     assert "Unsupported value" in patched.stderr
+
+
+def test_controller_manager_finishes_namespace_deletion(control_plane: ControlPlane) -> None:
+    """Without kube-controller-manager a deleted namespace stays Terminating forever."""
+    control_plane.kubectl("create", "namespace", "doomed", check=True)
+    control_plane.kubectl("create", "configmap", "x", "-n", "doomed", check=True)
+    deleted = control_plane.kubectl("delete", "namespace", "doomed", "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+    assert control_plane.kubectl("get", "namespace", "doomed").returncode != 0

