@@ -153,7 +153,7 @@ def _no_quorum_or_leader(view: _View) -> Wait | None:
     healthy = healthy_voters(view.members)
     if not vs:
         return Wait(
-            f"{view.obs.cluster} has no voting member, only learners; it cannot elect a "
+            f"RaftCluster {view.obs.cluster} has no voting member, only learners; it cannot elect a "
             "leader, so restore it from a backup.",
             WaitKind.BLOCKED,
         )
@@ -318,7 +318,7 @@ def _upgrade(view: _View) -> Plan | None:
     if len(view.voters) == 1:
         n = view.name(stale[0].ordinal)
         return Wait(
-            f"{view.obs.cluster} has a single voter, so restarting {n} on image {image} "
+            f"RaftCluster {view.obs.cluster} has a single voter, so restarting {n} on image {image} "
             "would stop the cluster; scale it to 3 replicas first, then change the image.",
             WaitKind.BLOCKED,
         )
@@ -389,13 +389,13 @@ def _idle(view: _View) -> Wait:
     assert leader is not None
     if down:
         return Wait(
-            f"{c} matches its spec, but {view.names(down)} "
+            f"RaftCluster {c} matches its spec, but {view.names(down)} "
             f"{'is' if len(down) == 1 else 'are'} unhealthy; check "
             f"`kubectl logs {view.name(down[0].ordinal)}`.",
             WaitKind.BLOCKED,
         )
     return Wait(
-        f"{c} matches its spec: {view.replicas} voter(s) on image {view.obs.spec.image}, "
+        f"RaftCluster {c} matches its spec: {view.replicas} voter(s) on image {view.obs.spec.image}, "
         f"led by {view.name(leader.ordinal)}.",
         WaitKind.CONVERGED,
     )
