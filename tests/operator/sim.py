@@ -80,6 +80,11 @@ class World:
                 and self.healthy(self.members[self.leader])
                 and not self.members[self.leader].learner and self.quorate())
 
+    def caught_up(self, m: SimMember) -> bool:
+        """etcd's rule for promoting a learner: its log is at 90% of the leader's."""
+        assert self.leader is not None
+        return m.raft_index * 10 >= self.members[self.leader].raft_index * 9
+
     def in_flight(self) -> int:
         """Membership changes begun and not finished: learners, and replacements whose
         member was removed but not yet re-added (a memberless pod within the target)."""
@@ -180,7 +185,7 @@ class World:
         elif isinstance(step, PromoteLearner):
             m = self.members.get(step.ordinal)
             if (self.has_leader() and m is not None and m.learner and self.healthy(m)
-                    and m.raft_index * 10 >= self.commit * 9):
+                    and self.caught_up(m)):
                 m.learner = False
         elif isinstance(step, TransferLeadership):
             to = self.members.get(step.to_ordinal)

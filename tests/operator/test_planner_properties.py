@@ -14,6 +14,10 @@ Invariants checked at every planner call (on the model, not on the planner's vie
 - at most one membership change is in flight (never more than before, when a generated
   start already had more);
 - the leader is never removed or restarted;
+- every step takes effect on the model (the model refuses what etcd or Kubernetes would:
+  promoting a learner that has not caught up, deleting a claim a pod uses, ...);
+- a healthy voter is removed only while every remaining voter is healthy, and a member
+  is restarted only while every other member is healthy;
 - a wait changes nothing and its reason is a sentence naming what to look at.
 """
 
@@ -47,6 +51,8 @@ from tests.operator.sim import Operator, SimMember, World
 IMAGES = ("raftkv:0.1.0", "raftkv:0.2.0")
 SETTINGS = settings(derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(SETTINGS, max_examples=1500)
+SEQUENCES = settings(SETTINGS, max_examples=400)
 SENTENCE = re.compile(r"^[A-Z`].{20,}[.]$", re.DOTALL)
 
 
@@ -130,10 +136,21 @@ def check_and_execute(w: World, op: Operator, p: Plan, *, execute: bool = True) 
         assert w.has_leader(), f"{p} issued without a leader"
         if isinstance(p, (RemoveMember, RollMember)):
             assert p.ordinal != w.leader, f"{p} acts on the leader"
+        others = [m for o, m in w.members.items() if o != getattr(p, "ordinal", None)]
+        if isinstance(p, RemoveMember) and p.ordinal in w.members:
+            leaving = w.members[p.ordinal]
+            if not leaving.learner and w.healthy(leaving):
+                assert all(w.healthy(m) for m in others if not m.learner), (
+                    f"{p} removes a healthy voter while a remaining voter is unhealthy")
+        if isinstance(p, RollMember):
+            assert all(w.healthy(m) for m in others), (
+                f"{p} restarts a member while another one is down")
     op.in_progress = p  # recorded before executing, as the operator does
     if not execute:
         return
+    before = snapshot(w)
     w.execute(p)
+    assert snapshot(w) != before, f"{p} had no effect: the model refused it"
     if not isinstance(p, Bootstrap):
         assert w.quorate(), f"{p} left no healthy voter quorum"
     assert w.in_flight() <= max(1, in_flight_before), (
@@ -166,7 +183,7 @@ def assert_reached(w: World, p: Plan) -> None:
 # --- properties over single states ----------------------------------------------------
 
 
-@SETTINGS
+@MANY
 @given(worlds(), steps)
 def test_any_state_one_step_is_safe(w: World, recorded: Step | None) -> None:
     op = Operator(in_progress=recorded)
@@ -178,7 +195,7 @@ def test_any_state_one_step_is_safe(w: World, recorded: Step | None) -> None:
     check_and_execute(w, op, p)
 
 
-@SETTINGS
+@MANY
 @given(worlds(all_healthy=True), steps)
 def test_target_reached_from_any_healthy_start(w: World, recorded: Step | None) -> None:
     op = Operator(in_progress=recorded)
@@ -225,7 +242,7 @@ def apply_event(w: World, op: Operator, e: Event) -> bool:
     return e.kind == "crash-before-execute"
 
 
-@SETTINGS
+@SEQUENCES
 @given(
     st.sampled_from([1, 3, 5]),
     st.lists(st.tuples(st.integers(0, 6), events), min_size=5, max_size=60),
