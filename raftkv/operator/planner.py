@@ -153,8 +153,8 @@ def _no_quorum_or_leader(view: _View) -> Wait | None:
     healthy = healthy_voters(view.members)
     if not vs:
         return Wait(
-            f"RaftCluster {view.obs.cluster} has no voting member, only learners; it cannot elect a "
-            "leader, so restore it from a backup.",
+            f"RaftCluster {view.obs.cluster} has no voting member, only learners; it cannot "
+            "elect a leader, so restore it from a backup.",
             WaitKind.BLOCKED,
         )
     if not quorate(view.members):
@@ -318,8 +318,9 @@ def _upgrade(view: _View) -> Plan | None:
     if len(view.voters) == 1:
         n = view.name(stale[0].ordinal)
         return Wait(
-            f"RaftCluster {view.obs.cluster} has a single voter, so restarting {n} on image {image} "
-            "would stop the cluster; scale it to 3 replicas first, then change the image.",
+            f"RaftCluster {view.obs.cluster} has a single voter, so restarting {n} on image "
+            f"{image} would stop the cluster; scale it to 3 replicas first, then change the "
+            "image.",
             WaitKind.BLOCKED,
         )
     down = [m for m in view.members if not m.healthy]
@@ -395,8 +396,8 @@ def _idle(view: _View) -> Wait:
             WaitKind.BLOCKED,
         )
     return Wait(
-        f"RaftCluster {c} matches its spec: {view.replicas} voter(s) on image {view.obs.spec.image}, "
-        f"led by {view.name(leader.ordinal)}.",
+        f"RaftCluster {c} matches its spec: {view.replicas} voter(s) on image "
+        f"{view.obs.spec.image}, led by {view.name(leader.ordinal)}.",
         WaitKind.CONVERGED,
     )
 

@@ -120,8 +120,9 @@ class World:
                 )
                 for m in sorted(self.members.values(), key=lambda m: m.ordinal)
             )
-        leader_id = self.members[self.leader].id if self.has_leader() else None
-        assert self.leader is not None or leader_id is None
+        leader_id = None
+        if self.has_leader() and self.leader is not None:
+            leader_id = self.members[self.leader].id
         return Observed(
             cluster=self.cluster,
             spec=self.spec,
@@ -183,10 +184,10 @@ class World:
                     m.starting = STARTUP_TICKS
                 self.members[step.ordinal] = m
         elif isinstance(step, PromoteLearner):
-            m = self.members.get(step.ordinal)
-            if (self.has_leader() and m is not None and m.learner and self.healthy(m)
-                    and self.caught_up(m)):
-                m.learner = False
+            learner = self.members.get(step.ordinal)
+            if (self.has_leader() and learner is not None and learner.learner
+                    and self.healthy(learner) and self.caught_up(learner)):
+                learner.learner = False
         elif isinstance(step, TransferLeadership):
             to = self.members.get(step.to_ordinal)
             if (self.has_leader() and self.leader == step.from_ordinal and to is not None

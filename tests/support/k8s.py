@@ -227,7 +227,7 @@ current-context: raftkv-test
         with urllib.request.urlopen(
             f"https://127.0.0.1:{self.kcm_port}/healthz", timeout=2.0, context=ctx
         ) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def _check_alive(self, proc: Proc) -> None:
         if not proc.alive():
