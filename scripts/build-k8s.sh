@@ -52,6 +52,8 @@ if cached; then  # another run finished the build while we waited for the lock
     exit 0
 fi
 
+# A build killed with SIGKILL leaves its temp dir behind; we hold the lock, so none is live.
+rm -rf "$CACHE"/build.*
 WORK="$(mktemp -d "$CACHE/build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 STATS="$WORK/build-stats.txt"
