@@ -38,6 +38,11 @@ def pdb_max_unavailable(voters: int) -> int:
     return max(0, (voters - 1) // 2)
 
 
+def disruption_budget(members: Iterable[Member]) -> int:
+    """maxUnavailable for the member pods, from the voters among ``members`` only."""
+    return pdb_max_unavailable(len(voters(members)))
+
+
 def voters(members: Iterable[Member]) -> list[Member]:
     return [m for m in members if m.voter]
 

@@ -46,7 +46,11 @@ class Member:
 
 @dataclass(frozen=True)
 class Step:
-    """One action on the cluster. Subclasses name their target; ``describe`` says it."""
+    """One action on the cluster. Subclasses name their target; ``describe`` says it.
+
+    The executor must make every step idempotent (check before acting: the planner may
+    return the same step again after a restart that lost whether it ran).
+    """
 
     def describe(self, cluster: str) -> str:
         raise NotImplementedError
@@ -68,7 +72,12 @@ class Bootstrap(Step):
 
 @dataclass(frozen=True)
 class AddLearner(Step):
-    """Add a non-voting member for this ordinal (etcdctl member add --learner)."""
+    """Add a non-voting member for this ordinal (etcdctl member add --learner).
+
+    For a new ordinal the StatefulSet grows next (a separate step). When the pod already
+    exists (a member that lost its data was removed), the executor restarts it with an
+    empty data directory so that it joins as the new member.
+    """
 
     ordinal: int
 

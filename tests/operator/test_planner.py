@@ -15,7 +15,7 @@ import pytest
 
 from raftkv.operator import planner
 from raftkv.operator.planner import plan
-from raftkv.operator.quorum import pdb_max_unavailable, quorum
+from raftkv.operator.quorum import disruption_budget, pdb_max_unavailable, quorum
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
@@ -214,12 +214,12 @@ def test_pdb_counts_voters_only(voters: int, max_unavailable: int, needed: int) 
 
 
 def test_learner_does_not_widen_the_disruption_budget() -> None:
-    members = (_member(0), _member(1), _member(2), _member(3, learner=True))
-    voters = sum(1 for m in members if m.voter)
-    assert pdb_max_unavailable(voters) == 1
-    members5 = (*members, _member(4, learner=True))
+    voters3 = (_member(0), _member(1), _member(2))
     # 5 members but 3 voters: the budget is 1, not the 2 that counting learners would give.
-    assert pdb_max_unavailable(sum(1 for m in members5 if m.voter)) == 1
+    members = (*voters3, _member(3, learner=True), _member(4, learner=True))
+    assert disruption_budget(members) == 1
+    assert disruption_budget((*voters3, _member(3), _member(4))) == 2
+    assert disruption_budget((_member(0), _member(1, learner=True))) == 0
 
 
 def test_data_lost_member_is_never_counted_healthy() -> None:
