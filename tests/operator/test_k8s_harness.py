@@ -17,7 +17,7 @@ import kopf
 import pytest
 from kubernetes import client, config
 
-from tests.support.k8s import ControlPlane
+from tests.support.k8s import ControlPlane, k8s_bin_dir, missing_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +87,13 @@ def test_kubeconfig_serves_the_kubernetes_client_and_kopf(control_plane: Control
     assert info is not None
     assert info.server == control_plane.url
     assert info.certificate_path == str(control_plane.pki / "admin.crt")
+
+
+def test_build_script_returns_at_once_on_a_warm_cache() -> None:
+    if missing_binaries():
+        pytest.skip(f"no built binaries in {k8s_bin_dir()} to find warm")
+    out = subprocess.run(["bash", str(ROOT / "scripts/build-k8s.sh")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"build-k8s: cached: {k8s_bin_dir()}" in out.stderr
+    assert "building" not in out.stderr
