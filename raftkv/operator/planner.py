@@ -6,6 +6,10 @@ reason is a sentence a person can act on. The operator executes the step (idempo
 observes again and asks again; it may restart between any two calls, and the only memory
 it keeps is the step it recorded in the RaftCluster's status before executing it.
 
+The waits that come before the rules (no member answers, no quorum or leader, the
+recorded step still settling) and after them (nothing to do) live in
+``raftkv.operator.waits``; the normalised observation in ``raftkv.operator.view``.
+
 Rules, in the order they are tried once a healthy quorum and a leader exist:
 
 1. finish the membership change in flight: a member without a pod gets its pod
@@ -33,13 +37,11 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 
 from raftkv.operator.quorum import after, healthy_voters, quorate, quorum, voters
 from raftkv.operator.types import (
     AddLearner,
-    Bootstrap,
     DeleteVolumeClaim,
     Member,
     Observed,
@@ -54,158 +56,29 @@ from raftkv.operator.types import (
     Wait,
     WaitKind,
 )
-
-# etcd promotes a learner once its log reaches 90% of the leader's (isLearnerReady).
-CATCH_UP_NUMERATOR, CATCH_UP_DENOMINATOR = 9, 10
-
-
-def caught_up(learner: Member, leader: Member) -> bool:
-    return learner.raft_index * CATCH_UP_DENOMINATOR >= leader.raft_index * CATCH_UP_NUMERATOR
-
-
-@dataclass(frozen=True)
-class _View:
-    """The observation with members normalised: a member that lost its data is unhealthy."""
-
-    obs: Observed
-    members: tuple[Member, ...]
-    leader: Member | None
-
-    @classmethod
-    def of(cls, obs: Observed) -> _View:
-        assert obs.members is not None
-        members = tuple(
-            sorted((replace(m, healthy=False) if m.data_lost else m for m in obs.members),
-                   key=lambda m: m.ordinal)
-        )
-        leader = next((m for m in members
-                       if m.id == obs.leader_id and m.voter and m.healthy), None)
-        return cls(obs, members, leader)
-
-    def name(self, ordinal: int) -> str:
-        return f"{self.obs.cluster}-{ordinal}"
-
-    def names(self, members: Sequence[Member]) -> str:
-        names = [self.name(m.ordinal) for m in members]
-        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-    def member(self, ordinal: int) -> Member | None:
-        return next((m for m in self.members if m.ordinal == ordinal), None)
-
-    @property
-    def replicas(self) -> int:
-        return self.obs.spec.replicas
-
-    @property
-    def learners(self) -> list[Member]:
-        return [m for m in self.members if m.learner]
-
-    @property
-    def voters(self) -> list[Member]:
-        return voters(self.members)
+from raftkv.operator.view import View, caught_up
+from raftkv.operator.waits import idle, no_quorum_or_leader, settling, without_members
 
 
 def plan(obs: Observed) -> Plan:
     """The one next step for ``obs``, or a wait with a reason."""
     if not obs.members:
-        return _without_members(obs)
-    view = _View.of(obs)
-    blocked = _no_quorum_or_leader(view)
+        return without_members(obs)
+    view = View.of(obs)
+    blocked = no_quorum_or_leader(view)
     if blocked is not None:
         return blocked
-    settling = _settling(view)
-    if settling is not None:
-        return settling
+    waiting = settling(view)
+    if waiting is not None:
+        return waiting
     for rule in _RULES:
         result = rule(view)
         if result is not None:
             return _guarded(view, result)
-    return _idle(view)
+    return idle(view)
 
 
-def _without_members(obs: Observed) -> Wait | Step:
-    c = obs.cluster
-    if obs.sts_replicas == 0:
-        if not obs.claims:
-            return Bootstrap(obs.spec.image)
-        claims = ", ".join(f"{c}-{o}" for o in sorted(obs.claims))
-        return Wait(
-            f"No member of {c} runs, but volume claims remain for {claims}; delete them "
-            f"to bootstrap a new, empty cluster, or restore {c} from a backup.",
-            WaitKind.BLOCKED,
-        )
-    if isinstance(obs.in_progress, Bootstrap):
-        return Wait(
-            f"Waiting for {c}-0 to start and bootstrap the cluster; if it does not, "
-            f"check `kubectl describe pod {c}-0` and `kubectl logs {c}-0`.",
-            WaitKind.SETTLING,
-        )
-    return Wait(
-        f"No member of {c} answers although its StatefulSet has {obs.sts_replicas} "
-        f"pod(s); check the pods and their logs (`kubectl get pods`, `kubectl logs {c}-0`). "
-        "Nothing is changed until a member answers.",
-        WaitKind.BLOCKED,
-    )
-
-
-def _no_quorum_or_leader(view: _View) -> Wait | None:
-    vs = view.voters
-    healthy = healthy_voters(view.members)
-    if not vs:
-        return Wait(
-            f"RaftCluster {view.obs.cluster} has no voting member, only learners; it cannot "
-            "elect a leader, so restore it from a backup.",
-            WaitKind.BLOCKED,
-        )
-    if not quorate(view.members):
-        down = [m for m in vs if not m.healthy]
-        return Wait(
-            f"Quorum lost: only {len(healthy)} of {len(vs)} voters are healthy and "
-            f"{quorum(len(vs))} are needed. Bring {view.names(down)} back; if their data "
-            f"is gone, restore {view.obs.cluster} from a backup. Nothing is changed meanwhile.",
-            WaitKind.BLOCKED,
-        )
-    if view.leader is None:
-        return Wait(
-            f"No leader yet, though {len(healthy)} of {len(vs)} voters are healthy; membership "
-            f"changes wait for an election. If this lasts, check the network between "
-            f"{view.names(healthy)}.",
-            WaitKind.SETTLING,
-        )
-    return None
-
-
-def _settling(view: _View) -> Wait | None:
-    """The recorded step took effect but its member has not come up yet."""
-    step = view.obs.in_progress
-    if isinstance(step, RollMember) and step.image == view.obs.spec.image:
-        m = view.member(step.ordinal)
-        if m is not None and m.image == step.image and not m.healthy and not m.data_lost:
-            n = view.name(m.ordinal)
-            return Wait(
-                f"Waiting for {n} to come back on image {step.image}; if it stays down, "
-                f"check `kubectl logs {n}`, and set the previous image back if the new one "
-                "is broken.",
-                WaitKind.SETTLING,
-            )
-    ordinal = None
-    if isinstance(step, ScaleStatefulSet) and step.replicas == view.obs.sts_replicas:
-        ordinal = step.replicas - 1
-    elif isinstance(step, AddLearner) and step.ordinal < view.obs.sts_replicas:
-        ordinal = step.ordinal
-    if ordinal is not None and ordinal < view.replicas:
-        m = view.member(ordinal)
-        if m is not None and not m.healthy and not m.data_lost:
-            n = view.name(ordinal)
-            return Wait(
-                f"Waiting for pod {n} to start and its member to connect; if it does not, "
-                f"check `kubectl describe pod {n}` and `kubectl logs {n}`.",
-                WaitKind.SETTLING,
-            )
-    return None
-
-
-def _stranded(view: _View) -> Step | None:
+def _stranded(view: View) -> Step | None:
     """Members whose pod does not exist: give the next one its pod, or remove them."""
     sts = view.obs.sts_replicas
     stranded = [m for m in view.members if m.ordinal >= sts]
@@ -218,7 +91,7 @@ def _stranded(view: _View) -> Step | None:
     return RemoveMember(m.ordinal, m.id, RemovalCause.STRANDED)
 
 
-def _surplus_learner(view: _View) -> Step | None:
+def _surplus_learner(view: View) -> Step | None:
     """Learners that must go: lost, beyond the target, or more than one."""
     learners = view.learners
     for m in reversed(learners):
@@ -231,7 +104,7 @@ def _surplus_learner(view: _View) -> Step | None:
     return None
 
 
-def _leftovers(view: _View) -> Step | None:
+def _leftovers(view: View) -> Step | None:
     """What a finished removal leaves: a memberless top pod beyond the target, orphan claims."""
     sts = view.obs.sts_replicas
     top = sts - 1
@@ -243,7 +116,7 @@ def _leftovers(view: _View) -> Step | None:
     return None
 
 
-def _learner(view: _View) -> Plan | None:
+def _learner(view: View) -> Plan | None:
     """The one learner left: promote it once caught up."""
     if not view.learners:
         return None
@@ -266,7 +139,7 @@ def _learner(view: _View) -> Plan | None:
     )
 
 
-def _refill(view: _View) -> Step | None:
+def _refill(view: View) -> Step | None:
     """A pod within the target without a member (after a replacement) gets one back."""
     for o in range(min(view.obs.sts_replicas, view.replicas)):
         if view.member(o) is None:
@@ -274,7 +147,7 @@ def _refill(view: _View) -> Step | None:
     return None
 
 
-def _replace_lost(view: _View) -> Step | None:
+def _replace_lost(view: View) -> Step | None:
     lost = [m for m in view.voters if m.data_lost]
     if not lost:
         return None
@@ -282,7 +155,7 @@ def _replace_lost(view: _View) -> Step | None:
     return RemoveMember(m.ordinal, m.id, RemovalCause.DATA_LOST)
 
 
-def _scale_up(view: _View) -> Step | None:
+def _scale_up(view: View) -> Step | None:
     if len(view.voters) >= view.replicas:
         return None
     # Rule 1 left every pod with a member and no member without a pod: the next ordinal
@@ -290,7 +163,7 @@ def _scale_up(view: _View) -> Step | None:
     return AddLearner(view.obs.sts_replicas)
 
 
-def _scale_down(view: _View) -> Plan | None:
+def _scale_down(view: View) -> Plan | None:
     vs = view.voters
     if len(vs) <= view.replicas:
         return None
@@ -310,7 +183,7 @@ def _scale_down(view: _View) -> Plan | None:
     return RemoveMember(leaving.ordinal, leaving.id, RemovalCause.SCALE_DOWN)
 
 
-def _upgrade(view: _View) -> Plan | None:
+def _upgrade(view: View) -> Plan | None:
     image = view.obs.spec.image
     stale = [m for m in view.members if m.image != image]
     if not stale:
@@ -341,7 +214,7 @@ def _upgrade(view: _View) -> Plan | None:
     return RollMember(target.ordinal, image)
 
 
-def _transfer_away(view: _View, leader: Member, why: str) -> Plan:
+def _transfer_away(view: View, leader: Member, why: str) -> Plan:
     image = view.obs.spec.image
     candidates = [m for m in healthy_voters(view.members) if m is not leader]
     if not candidates:
@@ -354,7 +227,7 @@ def _transfer_away(view: _View, leader: Member, why: str) -> Plan:
     return TransferLeadership(leader.ordinal, best.ordinal, best.id)
 
 
-def _guarded(view: _View, result: Plan) -> Plan:
+def _guarded(view: View, result: Plan) -> Plan:
     """Return ``result`` only if a healthy quorum of voters remains right after it."""
     if isinstance(result, Wait):
         return result
@@ -384,25 +257,7 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _idle(view: _View) -> Wait:
-    down = [m for m in view.members if not m.healthy]
-    c, leader = view.obs.cluster, view.leader
-    assert leader is not None
-    if down:
-        return Wait(
-            f"RaftCluster {c} matches its spec, but {view.names(down)} "
-            f"{'is' if len(down) == 1 else 'are'} unhealthy; check "
-            f"`kubectl logs {view.name(down[0].ordinal)}`.",
-            WaitKind.BLOCKED,
-        )
-    return Wait(
-        f"RaftCluster {c} matches its spec: {view.replicas} voter(s) on image "
-        f"{view.obs.spec.image}, led by {view.name(leader.ordinal)}.",
-        WaitKind.CONVERGED,
-    )
-
-
-_RULES: tuple[Callable[[_View], Plan | None], ...] = (
+_RULES: tuple[Callable[[View], Plan | None], ...] = (
     _surplus_learner,
     _stranded,
     _leftovers,

@@ -34,6 +34,7 @@ from raftkv.operator.types import (
     Wait,
     WaitKind,
 )
+from raftkv.operator.view import View
 from tests.operator.sim import Operator, World
 
 V1, V2 = "raftkv:0.1.0", "raftkv:0.2.0"
@@ -77,6 +78,16 @@ def only_steps(plans: list[Plan]) -> list[Step]:
 def test_empty_cluster_bootstraps_one_member() -> None:
     obs = Observed("demo", Spec(3, V1), sts_replicas=0, members=None, leader_id=None)
     assert plan(obs) == Bootstrap(V1)
+
+
+def test_leftover_claims_block_bootstrap_and_say_what_to_delete() -> None:
+    obs = Observed("demo", Spec(3, V1), sts_replicas=0, members=None, leader_id=None,
+                   claims=frozenset({0, 2}))
+    assert plan(obs) == Wait(
+        "No member of demo runs, but volume claims remain for demo-0, demo-2; delete them "
+        "to bootstrap a new, empty cluster, or restore demo from a backup.",
+        WaitKind.BLOCKED,
+    )
 
 
 def test_scale_up_adds_learner_then_pod_then_promotes_one_at_a_time() -> None:
@@ -195,7 +206,7 @@ def test_guard_refuses_a_step_that_would_leave_no_quorum() -> None:
     """The last line of defence: even a step a rule got wrong is re-checked."""
     members = (_member(0), _member(1), _member(2, healthy=False))
     obs = Observed("demo", Spec(3, V1), 3, members, leader_id=100, claims=frozenset({0, 1, 2}))
-    view = planner._View.of(obs)
+    view = View.of(obs)
     p = planner._guarded(view, RemoveMember(1, 101, RemovalCause.SCALE_DOWN))
     assert isinstance(p, Wait) and p.kind is WaitKind.BLOCKED
     assert p.reason.startswith("Not doing it yet: to remove member demo-1 (scale-down) would "
@@ -229,9 +240,10 @@ def test_data_lost_member_is_never_counted_healthy() -> None:
     assert plan(obs) == RemoveMember(1, 101, RemovalCause.DATA_LOST)
 
 
-PURE_MODULES = ("planner.py", "types.py", "quorum.py")
+PURE_MODULES = ("planner.py", "types.py", "quorum.py", "view.py", "waits.py")
 ALLOWED = {"__future__", "collections.abc", "dataclasses", "enum", "typing",
-           "raftkv.operator.types", "raftkv.operator.quorum"}
+           "raftkv.operator.types", "raftkv.operator.quorum", "raftkv.operator.view",
+           "raftkv.operator.waits"}
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)

@@ -65,7 +65,10 @@ def worlds(draw: st.DrawFn, *, all_healthy: bool = False) -> World:
     spec = Spec(draw(st.sampled_from([1, 3, 5, 7])), draw(st.sampled_from(IMAGES)))
     w = World("demo", spec)
     if draw(st.booleans()) and draw(st.booleans()):
-        return w  # nothing exists yet
+        # Nothing runs yet; claims may remain from a deleted cluster (never bootstrap then).
+        if not all_healthy:
+            w.claims = draw(st.sets(st.integers(0, 8), max_size=2))
+        return w
     sts = draw(st.integers(1, 8))
     w.sts = sts
     w.pods = {o: draw(st.sampled_from(IMAGES)) for o in range(sts)}
