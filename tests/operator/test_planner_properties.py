@@ -18,7 +18,8 @@ Invariants checked at every planner call (on the model, not on the planner's vie
   promoting a learner that has not caught up, deleting a claim a pod uses, ...);
 - a healthy voter is removed only while every remaining voter is healthy, and a member
   is restarted only while every other member is healthy;
-- a wait changes nothing and its reason is a sentence naming what to look at.
+- without a healthy voter quorum the answer is a wait; a wait carries no action, asking
+  again unchanged gives the same wait, and its reason is a sentence naming what to look at.
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ def check_and_execute(w: World, op: Operator, p: Plan, *, execute: bool = True) 
         assert SENTENCE.match(p.reason), f"not a sentence: {p.reason!r}"
         if p.kind is not WaitKind.CONVERGED:
             assert "demo" in p.reason, f"names no member or cluster: {p.reason!r}"
-        before = snapshot(w)
+        # A wait carries no action; asking again without a change must wait again, so a
+        # looping operator does nothing until the cluster or the spec changes.
+        assert plan(w.observe(op.in_progress)) == p, "a repeated question got another answer"
         if p.kind is WaitKind.CONVERGED:
             op.in_progress = None
-        assert snapshot(w) == before  # nothing is done while waiting
         return
     assert isinstance(p, Step)
     assert SENTENCE.match(p.describe("demo"))
