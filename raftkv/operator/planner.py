@@ -1,0 +1,270 @@
+"""The scaling planner: from what the operator observed to exactly one safe next step.
+
+``plan(observed)`` is pure (no I/O, no clock, no randomness): it returns one
+:class:`~raftkv.operator.types.Step` or a :class:`~raftkv.operator.types.Wait` whose
+reason is a sentence a person can act on. The operator executes the step (idempotently),
+observes again and asks again; it may restart between any two calls, and the only memory
+it keeps is the step it recorded in the RaftCluster's status before executing it.
+
+The waits that come before the rules (no member answers, no quorum or leader, the
+recorded step still settling) and after them (nothing to do) live in
+``raftkv.operator.waits``; the normalised observation in ``raftkv.operator.view``.
+
+Rules, in the order they are tried once a healthy quorum and a leader exist:
+
+1. finish the membership change in flight: a member without a pod gets its pod
+   (StatefulSet +1) or is removed; a learner beyond the target, lost or one too many is
+   removed; the StatefulSet shrinks past a memberless top pod; orphan volume claims go;
+   the learner is promoted once caught up (90% of the leader's raft index, as etcd);
+   a memberless pod within the target gets its member back as a learner;
+2. replace a voter whose data was lost: remove it (its pod is then refilled by rule 1);
+3. scale up: add a learner for the next ordinal (the StatefulSet follows, rule 1);
+4. scale down: move leadership away from the highest member, then remove it (the
+   StatefulSet and its volume claim follow, rule 1);
+5. roll members whose image differs from the spec: followers first, the leader last
+   after a leadership transfer.
+
+Invariants:
+- never two membership changes in flight: a new one (add, or removal of a voter) starts
+  only when no learner, memberless pod or orphan claim is left from the previous one;
+- every step is checked against :func:`raftkv.operator.quorum.after`: it is returned only
+  if a healthy quorum of voters remains right after it, and no step at all is returned
+  without a healthy quorum and a leader;
+- scale-down is refused while a remaining voter is unhealthy, unless the member removed
+  is itself unhealthy (its removal restores health);
+- a member is never removed or restarted while it leads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from raftkv.operator.quorum import after, healthy_voters, quorate, quorum, voters
+from raftkv.operator.types import (
+    AddLearner,
+    DeleteVolumeClaim,
+    Member,
+    Observed,
+    Plan,
+    PromoteLearner,
+    RemovalCause,
+    RemoveMember,
+    RollMember,
+    ScaleStatefulSet,
+    Step,
+    TransferLeadership,
+    Wait,
+    WaitKind,
+)
+from raftkv.operator.view import View, caught_up
+from raftkv.operator.waits import idle, no_quorum_or_leader, settling, without_members
+
+
+def plan(obs: Observed) -> Plan:
+    """The one next step for ``obs``, or a wait with a reason."""
+    if not obs.members:
+        return without_members(obs)
+    view = View.of(obs)
+    blocked = no_quorum_or_leader(view)
+    if blocked is not None:
+        return blocked
+    waiting = settling(view)
+    if waiting is not None:
+        return waiting
+    for rule in _RULES:
+        result = rule(view)
+        if result is not None:
+            return _guarded(view, result)
+    return idle(view)
+
+
+def _stranded(view: View) -> Step | None:
+    """Members whose pod does not exist: give the next one its pod, or remove them."""
+    sts = view.obs.sts_replicas
+    stranded = [m for m in view.members if m.ordinal >= sts]
+    if not stranded:
+        return None
+    nxt = view.member(sts)
+    if nxt is not None and sts < view.replicas:
+        return ScaleStatefulSet(sts + 1)
+    m = stranded[-1]
+    return RemoveMember(m.ordinal, m.id, RemovalCause.STRANDED)
+
+
+def _surplus_learner(view: View) -> Step | None:
+    """Learners that must go: lost, beyond the target, or more than one."""
+    learners = view.learners
+    for m in reversed(learners):
+        if m.data_lost:
+            return RemoveMember(m.ordinal, m.id, RemovalCause.DATA_LOST)
+        if m.ordinal >= view.replicas:
+            return RemoveMember(m.ordinal, m.id, RemovalCause.SCALE_DOWN)
+        if m is not learners[0]:
+            return RemoveMember(m.ordinal, m.id, RemovalCause.EXTRA_CHANGE)
+    return None
+
+
+def _leftovers(view: View) -> Step | None:
+    """What a finished removal leaves: a memberless top pod beyond the target, orphan claims."""
+    sts = view.obs.sts_replicas
+    top = sts - 1
+    if top >= view.replicas and view.member(top) is None:
+        return ScaleStatefulSet(sts - 1)
+    for o in sorted(view.obs.claims, reverse=True):
+        if o >= sts and view.member(o) is None:
+            return DeleteVolumeClaim(o)
+    return None
+
+
+def _learner(view: View) -> Plan | None:
+    """The one learner left: promote it once caught up."""
+    if not view.learners:
+        return None
+    learner, leader = view.learners[0], view.leader
+    assert leader is not None
+    n = view.name(learner.ordinal)
+    if not learner.healthy:
+        return Wait(
+            f"Learner {n} is not healthy, so it cannot catch up and be promoted; check "
+            f"`kubectl describe pod {n}` and `kubectl logs {n}`.",
+            WaitKind.BLOCKED,
+        )
+    if caught_up(learner, leader):
+        return PromoteLearner(learner.ordinal, learner.id)
+    return Wait(
+        f"Learner {n} is catching up: raft index {learner.raft_index} of the leader's "
+        f"{leader.raft_index}; it is promoted at 90%. If it stops moving, check its disk "
+        "and its network to the leader.",
+        WaitKind.CATCHING_UP,
+    )
+
+
+def _refill(view: View) -> Step | None:
+    """A pod within the target without a member (after a replacement) gets one back."""
+    for o in range(min(view.obs.sts_replicas, view.replicas)):
+        if view.member(o) is None:
+            return AddLearner(o)
+    return None
+
+
+def _replace_lost(view: View) -> Step | None:
+    lost = [m for m in view.voters if m.data_lost]
+    if not lost:
+        return None
+    m = lost[-1]
+    return RemoveMember(m.ordinal, m.id, RemovalCause.DATA_LOST)
+
+
+def _scale_up(view: View) -> Step | None:
+    if len(view.voters) >= view.replicas:
+        return None
+    # Rule 1 left every pod with a member and no member without a pod: the next ordinal
+    # is the StatefulSet's size.
+    return AddLearner(view.obs.sts_replicas)
+
+
+def _scale_down(view: View) -> Plan | None:
+    vs = view.voters
+    if len(vs) <= view.replicas:
+        return None
+    leaving = vs[-1]
+    n = view.name(leaving.ordinal)
+    others_down = [m for m in vs if m is not leaving and not m.healthy]
+    if leaving.healthy and others_down:
+        return Wait(
+            f"Scale-down from {len(vs)} to {view.replicas} voters is paused: "
+            f"{view.names(others_down)} {'is' if len(others_down) == 1 else 'are'} unhealthy, "
+            f"and removing the healthy {n} would leave less room for failures. Bring "
+            f"{view.names(others_down)} back first.",
+            WaitKind.BLOCKED,
+        )
+    if leaving is view.leader:
+        return _transfer_away(view, leaving, "before it is removed")
+    return RemoveMember(leaving.ordinal, leaving.id, RemovalCause.SCALE_DOWN)
+
+
+def _upgrade(view: View) -> Plan | None:
+    image = view.obs.spec.image
+    stale = [m for m in view.members if m.image != image]
+    if not stale:
+        return None
+    if len(view.voters) == 1:
+        n = view.name(stale[0].ordinal)
+        return Wait(
+            f"RaftCluster {view.obs.cluster} has a single voter, so restarting {n} on image "
+            f"{image} would stop the cluster; scale it to 3 replicas first, then change the "
+            "image.",
+            WaitKind.BLOCKED,
+        )
+    down = [m for m in view.members if not m.healthy]
+    if down:
+        if len(down) == 1 and down[0] in stale:
+            return RollMember(down[0].ordinal, image)  # it is down anyway: restarting costs nothing
+        return Wait(
+            f"Upgrade to {image} is paused: {view.names(down)} "
+            f"{'is' if len(down) == 1 else 'are'} not healthy, and members restart one at a "
+            f"time only when all others are healthy. Bring {view.names(down)} back first.",
+            WaitKind.BLOCKED,
+        )
+    followers = [m for m in stale if m is not view.leader]
+    target = followers[-1] if followers else view.leader
+    assert target is not None
+    if target is view.leader:
+        return _transfer_away(view, target, f"before it restarts on image {image}")
+    return RollMember(target.ordinal, image)
+
+
+def _transfer_away(view: View, leader: Member, why: str) -> Plan:
+    image = view.obs.spec.image
+    candidates = [m for m in healthy_voters(view.members) if m is not leader]
+    if not candidates:
+        return Wait(
+            f"Leadership must move away from {view.name(leader.ordinal)} {why}, but no other "
+            "voter is healthy; bring another voter back first.",
+            WaitKind.BLOCKED,
+        )
+    best = max(candidates, key=lambda m: (m.image == image, m.raft_index, -m.ordinal))
+    return TransferLeadership(leader.ordinal, best.ordinal, best.id)
+
+
+def _guarded(view: View, result: Plan) -> Plan:
+    """Return ``result`` only if a healthy quorum of voters remains right after it."""
+    if isinstance(result, Wait):
+        return result
+    targets_leader = (
+        isinstance(result, (RemoveMember, RollMember))
+        and view.leader is not None
+        and result.ordinal == view.leader.ordinal
+    )
+    if targets_leader:  # the rules move leadership first; never act on the leader itself
+        assert view.leader is not None
+        return _transfer_away(view, view.leader, "first")
+    projected = after(view.members, result)
+    if quorate(projected):
+        return result
+    vs = voters(projected)
+    down = [m for m in view.voters if not m.healthy]
+    bring_back = f"Bring {view.names(down)} back first." if down else "Add members first."
+    return Wait(
+        f"Not doing it yet: to {_lower_first(result.describe(view.obs.cluster)[:-1])} would leave "
+        f"{len(healthy_voters(projected))} of {len(vs)} voters healthy, fewer than the quorum "
+        f"of {quorum(len(vs)) if vs else 1}. {bring_back}",
+        WaitKind.BLOCKED,
+    )
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+_RULES: tuple[Callable[[View], Plan | None], ...] = (
+    _surplus_learner,
+    _stranded,
+    _leftovers,
+    _learner,
+    _refill,
+    _replace_lost,
+    _scale_up,
+    _scale_down,
+    _upgrade,
+)

@@ -1,0 +1,240 @@
+"""A small model of a raftkv cluster on Kubernetes, for testing the planner against.
+
+The model is written independently of the planner: it decides for itself who is healthy,
+who leads, when a learner may be promoted (as etcd: at 90% of the leader's log) and what
+each step does to pods, members and claims. Tests drive it with the planner's steps and
+with faults, and check the invariants on the model's state, not on the planner's view.
+
+Invariants of the model itself:
+- a pod exists for every ordinal below the StatefulSet's replicas, and a member is
+  healthy only if its pod exists, its process is up and its data is intact;
+- membership changes (add, promote, remove) take effect only while a leader exists;
+- a new pod runs the spec's image (the StatefulSet template follows the spec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raftkv.operator.types import (
+    AddLearner,
+    Bootstrap,
+    DeleteVolumeClaim,
+    Member,
+    Observed,
+    Plan,
+    PromoteLearner,
+    RemoveMember,
+    RollMember,
+    ScaleStatefulSet,
+    Spec,
+    Step,
+    TransferLeadership,
+)
+
+STARTUP_TICKS = 1  # a new or restarted pod is down this many ticks
+ROLL_TICKS = 2
+
+
+@dataclass
+class SimMember:
+    ordinal: int
+    id: int
+    learner: bool
+    raft_index: int = 0
+    crashed: bool = False
+    data_lost: bool = False
+    starting: int = 0  # ticks until the process is up after a pod (re)start
+
+
+@dataclass
+class World:
+    cluster: str
+    spec: Spec
+    sts: int = 0
+    pods: dict[int, str] = field(default_factory=dict)  # ordinal -> image of the pod
+    members: dict[int, SimMember] = field(default_factory=dict)
+    leader: int | None = None  # ordinal
+    claims: set[int] = field(default_factory=set)
+    commit: int = 0
+    next_id: int = 0x1000
+
+    # --- state the tests check ------------------------------------------------------
+
+    def healthy(self, m: SimMember) -> bool:
+        return (m.ordinal in self.pods and not m.crashed and not m.data_lost
+                and m.starting == 0)
+
+    def voters(self) -> list[SimMember]:
+        return [m for m in self.members.values() if not m.learner]
+
+    def healthy_voters(self) -> list[SimMember]:
+        return [m for m in self.voters() if self.healthy(m)]
+
+    def quorate(self) -> bool:
+        v = len(self.voters())
+        return v > 0 and len(self.healthy_voters()) >= v // 2 + 1
+
+    def has_leader(self) -> bool:
+        return (self.leader is not None and self.leader in self.members
+                and self.healthy(self.members[self.leader])
+                and not self.members[self.leader].learner and self.quorate())
+
+    def caught_up(self, m: SimMember) -> bool:
+        """etcd's rule for promoting a learner: its log is at 90% of the leader's."""
+        assert self.leader is not None
+        return m.raft_index * 10 >= self.members[self.leader].raft_index * 9
+
+    def in_flight(self) -> int:
+        """Membership changes begun and not finished: learners, and replacements whose
+        member was removed but not yet re-added (a memberless pod within the target)."""
+        learners = sum(1 for m in self.members.values() if m.learner)
+        holes = sum(1 for o in self.pods if o not in self.members and o < self.spec.replicas)
+        return learners + holes
+
+    def converged(self) -> bool:
+        r = self.spec.replicas
+        return (
+            self.sts == r
+            and sorted(self.members) == list(range(r))
+            and all(not m.learner and self.healthy(m) for m in self.members.values())
+            and self.claims == set(range(r))
+            and all(self.pods[o] == self.spec.image for o in range(r))
+        )
+
+    # --- what the operator sees ---------------------------------------------------------
+
+    def observe(self, in_progress: Step | None) -> Observed:
+        if not any(self.healthy(m) for m in self.members.values()):
+            members: tuple[Member, ...] | None = None
+        else:
+            members = tuple(
+                Member(
+                    ordinal=m.ordinal,
+                    id=m.id,
+                    learner=m.learner,
+                    healthy=self.healthy(m),
+                    raft_index=m.raft_index,
+                    image=self.pods.get(m.ordinal, ""),
+                    data_lost=m.data_lost,
+                )
+                for m in sorted(self.members.values(), key=lambda m: m.ordinal)
+            )
+        leader_id = None
+        if self.has_leader() and self.leader is not None:
+            leader_id = self.members[self.leader].id
+        return Observed(
+            cluster=self.cluster,
+            spec=self.spec,
+            sts_replicas=self.sts,
+            members=members,
+            leader_id=leader_id,
+            claims=frozenset(self.claims),
+            in_progress=in_progress,
+        )
+
+    # --- time -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        for m in self.members.values():
+            if m.starting > 0 and m.ordinal in self.pods:
+                m.starting -= 1
+        if not self.has_leader():
+            self.leader = None
+            if self.quorate():
+                best = max(self.healthy_voters(), key=lambda m: (m.raft_index, -m.ordinal))
+                self.leader = best.ordinal
+        if self.has_leader():
+            self.commit += 3
+            for m in self.members.values():
+                if self.healthy(m):
+                    m.raft_index = min(self.commit, m.raft_index + 40)
+            assert self.leader is not None
+            self.members[self.leader].raft_index = self.commit
+
+    # --- faults ---------------------------------------------------------------------
+
+    def crash(self, ordinal: int) -> None:
+        if ordinal in self.members:
+            self.members[ordinal].crashed = True
+
+    def recover(self, ordinal: int) -> None:
+        if ordinal in self.members:
+            self.members[ordinal].crashed = False
+
+    def lose_data(self, ordinal: int) -> None:
+        if ordinal in self.members:
+            self.members[ordinal].data_lost = True
+            self.members[ordinal].raft_index = 0
+
+    # --- steps ------------------------------------------------------------------------
+
+    def execute(self, step: Plan) -> None:
+        """Carry out a step the way the operator's executor would, idempotently."""
+        if isinstance(step, Bootstrap):
+            if self.sts == 0 and not self.members:
+                self._scale(1)
+                self.members[0] = SimMember(0, self._new_id(), learner=False,
+                                            starting=STARTUP_TICKS)
+                self.leader = None
+        elif isinstance(step, AddLearner):
+            if self.has_leader() and step.ordinal not in self.members:
+                m = SimMember(step.ordinal, self._new_id(), learner=True)
+                if step.ordinal in self.pods:  # the pod restarts with an empty data dir
+                    m.starting = STARTUP_TICKS
+                self.members[step.ordinal] = m
+        elif isinstance(step, PromoteLearner):
+            learner = self.members.get(step.ordinal)
+            if (self.has_leader() and learner is not None and learner.learner
+                    and self.healthy(learner) and self.caught_up(learner)):
+                learner.learner = False
+        elif isinstance(step, TransferLeadership):
+            to = self.members.get(step.to_ordinal)
+            if (self.has_leader() and self.leader == step.from_ordinal and to is not None
+                    and not to.learner and self.healthy(to)):
+                self.leader = to.ordinal
+        elif isinstance(step, RemoveMember):
+            if self.has_leader() and step.ordinal in self.members:
+                del self.members[step.ordinal]
+                if self.leader == step.ordinal:
+                    self.leader = None
+        elif isinstance(step, ScaleStatefulSet):
+            self._scale(step.replicas)
+        elif isinstance(step, DeleteVolumeClaim):
+            if step.ordinal not in self.pods:  # a claim in use by a pod is protected
+                self.claims.discard(step.ordinal)
+        elif isinstance(step, RollMember):
+            if step.ordinal in self.pods:
+                self.pods[step.ordinal] = step.image
+                if step.ordinal in self.members:
+                    self.members[step.ordinal].starting = ROLL_TICKS
+                    self.members[step.ordinal].crashed = False
+        else:
+            raise AssertionError(f"not a step: {step!r}")
+
+    def _scale(self, replicas: int) -> None:
+        for o in range(self.sts, replicas):
+            self.pods[o] = self.spec.image
+            self.claims.add(o)
+            if o in self.members:
+                self.members[o].starting = STARTUP_TICKS
+        for o in range(replicas, self.sts):
+            self.pods.pop(o, None)
+        self.sts = replicas
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+
+@dataclass
+class Operator:
+    """The operator's loop around the pure planner. Its only memory is ``in_progress``,
+    which it records (in the RaftCluster status) before executing a step."""
+
+    in_progress: Step | None = None
+
+    def restart(self, keep_record: bool) -> None:
+        """A restart loses everything but the recorded step, and maybe that too."""
+        if not keep_record:
+            self.in_progress = None
