@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import pytest
 
@@ -56,8 +57,11 @@ class Echo:
                 c.close()
 
 
+Setup: TypeAlias = "tuple[ProxyHub, Echo, dict[int, str]]"
+
+
 @pytest.fixture
-def setup() -> Iterator[tuple[ProxyHub, Echo, dict[int, str]]]:
+def setup() -> Iterator[Setup]:
     owners = {os.getpid(): "a"}
     echo = Echo()
     hub = ProxyHub(pids=lambda: dict(owners))
@@ -88,8 +92,8 @@ def roundtrip(s: socket.socket, payload: bytes) -> bytes:
     return got
 
 
-def test_no_fault_passes_bytes_and_identifies_the_dialer(setup: tuple) -> None:
-    hub, echo, _ = setup
+def test_no_fault_passes_bytes_and_identifies_the_dialer(setup: Setup) -> None:
+    hub, _echo, _ = setup
     with dial(hub) as s:
         assert roundtrip(s, b"hello") == b"hello"
     assert hub.link_stats("a", "b").bytes_passed == 5
@@ -97,8 +101,8 @@ def test_no_fault_passes_bytes_and_identifies_the_dialer(setup: tuple) -> None:
     assert hub.unidentified == 0
 
 
-def test_delay_adds_latency_in_one_direction_only(setup: tuple) -> None:
-    hub, echo, _ = setup
+def test_delay_adds_latency_in_one_direction_only(setup: Setup) -> None:
+    hub, _echo, _ = setup
     with dial(hub) as s:
         s.settimeout(3)
         hub.set("a", "b", delay(0.4))
@@ -112,7 +116,7 @@ def test_delay_adds_latency_in_one_direction_only(setup: tuple) -> None:
         assert 0.3 <= took < 0.4 + 0.3
 
 
-def test_one_way_drop_towards_the_listener(setup: tuple) -> None:
+def test_one_way_drop_towards_the_listener(setup: Setup) -> None:
     hub, echo, _ = setup
     with dial(hub) as s:
         assert roundtrip(s, b"before") == b"before"
@@ -122,7 +126,7 @@ def test_one_way_drop_towards_the_listener(setup: tuple) -> None:
         assert hub.link_stats("a", "b").bytes_dropped == 4
 
 
-def test_one_way_drop_back_to_the_dialer(setup: tuple) -> None:
+def test_one_way_drop_back_to_the_dialer(setup: Setup) -> None:
     hub, echo, _ = setup
     with dial(hub) as s:
         hub.set("b", "a", DROP)
@@ -130,8 +134,8 @@ def test_one_way_drop_back_to_the_dialer(setup: tuple) -> None:
         wait_until(lambda: b"ping" in echo.received, 2, "upstream received the bytes")
 
 
-def test_healed_drop_resets_the_damaged_connection_and_new_ones_work(setup: tuple) -> None:
-    hub, echo, _ = setup
+def test_healed_drop_resets_the_damaged_connection_and_new_ones_work(setup: Setup) -> None:
+    hub, _echo, _ = setup
     s = dial(hub)
     hub.set("a", "b", DROP)
     assert roundtrip(s, b"lost") == b""
@@ -145,8 +149,8 @@ def test_healed_drop_resets_the_damaged_connection_and_new_ones_work(setup: tupl
         assert roundtrip(s2, b"fresh") == b"fresh"
 
 
-def test_cut_resets_open_connections_and_refuses_new_ones(setup: tuple) -> None:
-    hub, echo, _ = setup
+def test_cut_resets_open_connections_and_refuses_new_ones(setup: Setup) -> None:
+    hub, _echo, _ = setup
     s = dial(hub)
     assert roundtrip(s, b"up") == b"up"
     hub.set("b", "a", CUT)  # cutting either direction kills the connection
@@ -165,15 +169,15 @@ def test_cut_resets_open_connections_and_refuses_new_ones(setup: tuple) -> None:
         assert roundtrip(s3, b"ok") == b"ok"
 
 
-def test_links_are_directed_and_per_pair(setup: tuple) -> None:
-    hub, echo, owners = setup
+def test_links_are_directed_and_per_pair(setup: Setup) -> None:
+    hub, _echo, _owners = setup
     hub.set("c", "b", CUT)  # some other member's link: "a" is unaffected
     with dial(hub) as s:
         assert roundtrip(s, b"mine") == b"mine"
 
 
-def test_unidentified_dialer_is_cut_only_when_the_listener_is_isolated(setup: tuple) -> None:
-    hub, echo, owners = setup
+def test_unidentified_dialer_is_cut_only_when_the_listener_is_isolated(setup: Setup) -> None:
+    hub, _echo, owners = setup
     owners.clear()  # nobody known: this process is now an unidentified dialer
     hub.set("a", "b", CUT)  # one inbound link of b only (b also has a -> b only here)
     hub.isolate("b", CUT)

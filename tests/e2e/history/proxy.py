@@ -213,12 +213,14 @@ class ProxyHub:
         down = self._fault_for((conn.dst, conn.src))
         return up.kind == "cut" or down.kind == "cut"
 
+    def _dropping(self, conn: _Conn) -> bool:
+        if self._fault_for((conn.src, conn.dst)).kind == "drop":
+            return True
+        return conn.src is not None and self._fault_for((conn.dst, conn.src)).kind == "drop"
+
     async def _apply(self) -> None:
         for conn in list(self._conns):
-            if self._blocked(conn):
-                self._kill(conn, count=True)
-            elif conn.damaged and self._fault_for((conn.src, conn.dst)).kind != "drop" and (
-                    conn.src is None or self._fault_for((conn.dst, conn.src)).kind != "drop"):
+            if self._blocked(conn) or (conn.damaged and not self._dropping(conn)):
                 self._kill(conn, count=True)
 
     def _kill(self, conn: _Conn, count: bool = False) -> None:
