@@ -130,7 +130,7 @@ class Op:
                     parts.append(f"{a.kind} {a.key}")
             return "; ".join(parts)
 
-        head = f"#{self.id} c{self.client} {self.name}"
+        head = f"#{self.id} c{self.client} {self.name}:"
         if self.compares:
             cmp = " and ".join(f"{c.key}=={c.expect!r}" for c in self.compares)
             body = f"if {cmp} then [{acts(self.success)}] else [{acts(self.failure)}]"

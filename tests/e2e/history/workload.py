@@ -150,7 +150,24 @@ class Workload:
                         success=[Act("put", key, value + ".a"), Act("put", k2, value + ".b")],
                         failure=[Act("get", key), Act("get", k2)])
 
+    # --- single operations, for scripted tests ------------------------------------------
+
+    async def get(self, client: int, key: str, endpoint: str, serializable: bool = False) -> Op:
+        op = self._op(client, "get", success=[Act("get", key)], serializable=serializable)
+        await self.execute(op, endpoint)
+        return op
+
+    async def put(self, client: int, key: str, value: str, endpoint: str) -> Op:
+        op = self._op(client, "put", success=[Act("put", key, value)])
+        await self.execute(op, endpoint)
+        return op
+
     # --- wire ---------------------------------------------------------------------------
+
+    async def execute(self, op: Op, endpoint: str) -> None:
+        """Run ``op`` against ``endpoint`` and record its times, status and results."""
+        op.endpoint = endpoint
+        await self._execute(op, endpoint)
 
     async def _execute(self, op: Op, endpoint: str) -> None:
         stub = self._stub(endpoint)
