@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.history.checks import check_all, write_failure
 from tests.e2e.history.cluster import ProxiedCluster
-from tests.e2e.history.history import History, Status
+from tests.e2e.history.history import KV, History, Status
 from tests.e2e.history.workload import PREFIX, Workload
 from tests.support.proc import wait_until
 
@@ -75,7 +75,7 @@ async def test_serializable_reads_from_a_paused_member_are_flagged(tmp_path: Pat
     assert reads, "no read completed"
     report = check_all(history, final=False)
     path = write_failure(history, report, tmp_path / "artifacts")
-    stale = [o for o in reads if o.results[0] is not None and o.results[0].value == "v1"]
+    stale = [o for o in reads if isinstance(o.results[0], KV) and o.results[0].value == "v1"]
     assert stale, f"etcd served no stale read this time:\n{report.summary()}"
     lin, rev = report.verdicts[0], report.verdicts[1]
     assert not lin.ok and not rev.ok, report.summary()
@@ -88,6 +88,6 @@ async def test_linearizable_reads_from_a_paused_member_pass(tmp_path: Path) -> N
     history = await paused_reads(tmp_path, serializable=False)
     reads = [o for o in history.ops if o.name == "get" and o.status is Status.OK]
     assert reads, "no read completed"
-    assert all(o.results[0] is not None and o.results[0].value == "v2" for o in reads)
+    assert all(isinstance(o.results[0], KV) and o.results[0].value == "v2" for o in reads)
     report = check_all(history, final=False)
     assert report.ok, report.summary()

@@ -85,7 +85,7 @@ async def final_reads(cluster: ProxiedCluster, history: History, timeout: float 
     for m in cluster.members:
         async def caught_up(ep: str = m.client_url) -> bool:
             resp = await etcdapi.range_all(ep, prefix, serializable=True)
-            return resp.header.revision >= target
+            return int(resp.header.revision) >= target
         while not await _try(caught_up):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{m.name} never reached revision {target}")
