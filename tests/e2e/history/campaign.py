@@ -103,13 +103,14 @@ async def _try(pred: Callable[[], Awaitable[bool]]) -> bool:
 
 async def run_scenario(scenario: str, size: int, seed: int, duration: float, workdir: Path,
                        artifacts: Path, config: WorkloadConfig | None = None,
-                       max_unknowns: int = 12) -> ScenarioResult:
+                       max_unknowns: int = 12, hold: tuple[float, float] = (1.0, 2.5),
+                       quiet: tuple[float, float] = (0.5, 1.5)) -> ScenarioResult:
     t0 = time.monotonic()
     cluster = ProxiedCluster(workdir, size)
     try:
         await asyncio.to_thread(cluster.start)
         workload = Workload(cluster.endpoints, seed, config)
-        nemesis = Nemesis(cluster, seed, scenario)
+        nemesis = Nemesis(cluster, seed, scenario, hold=hold, quiet=quiet)
         stop = asyncio.Event()
         try:
             work = asyncio.create_task(workload.run(stop))
