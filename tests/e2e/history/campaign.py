@@ -104,7 +104,8 @@ async def _try(pred: Callable[[], Awaitable[bool]]) -> bool:
 async def run_scenario(scenario: str, size: int, seed: int, duration: float, workdir: Path,
                        artifacts: Path, config: WorkloadConfig | None = None,
                        max_unknowns: int = 12, hold: tuple[float, float] = (1.0, 2.5),
-                       quiet: tuple[float, float] = (0.5, 1.5)) -> ScenarioResult:
+                       quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
+                       ) -> ScenarioResult:
     t0 = time.monotonic()
     cluster = ProxiedCluster(workdir, size)
     try:
@@ -116,6 +117,12 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
             work = asyncio.create_task(workload.run(stop))
             faults = asyncio.create_task(nemesis.run(stop))
             await asyncio.sleep(duration)  # the length of the run
+            # a loaded machine may have done little in that time: go on (bounded) until
+            # the history has enough acknowledged operations to judge
+            cap = time.monotonic() + 3 * duration
+            while (sum(1 for o in workload.history.ops if o.status is Status.OK) < min_ok
+                   and time.monotonic() < cap):
+                await asyncio.sleep(0.25)
             stop.set()
             await asyncio.gather(work, faults)
         finally:
