@@ -257,3 +257,10 @@ def _random_correct_history(seed: int) -> History:
     b.range([st.as_kv(k) for k, st in sorted(model.keys_at(rev).items())], t + 10, t + 20,
             rev=rev, name="final")
     return b.history
+
+
+def test_delete_that_missed_an_existing_key_is_flagged() -> None:
+    b = Builder()
+    b.put("a", "v1", 0, 10, rev=2)
+    b.delete("a", 20, 30, rev=2, deleted=0)
+    assert "wrong-delete-count" in revisions.check(b.history).kinds()

@@ -39,7 +39,7 @@ def seed_for(name: str) -> int:
 @pytest.mark.parametrize("scenario", FAULTS)
 async def test_etcd_passes(scenario: str, size: int, tmp_path: Path) -> None:
     seed = seed_for(f"{scenario}-{size}")
-    artifacts = Path(os.environ.get("HISTORY_ARTIFACTS", tmp_path / "artifacts"))
+    artifacts = Path(os.environ.get("HISTORY_ARTIFACTS", "artifacts/history"))
     res = await run_scenario(scenario, size, seed, DURATION, tmp_path / "cluster", artifacts,
                              hold=(0.8, 1.5), quiet=(0.3, 0.8))
     where = (f"seed={seed}; replay: HISTORY_SEED={seed} pytest '{__file__}::"

@@ -12,6 +12,7 @@ Invariant: every process and proxy is stopped before ``run_scenario`` returns or
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ async def _try(pred: Callable[[], Awaitable[bool]]) -> bool:
         return False
 
 
+def keep_logs(cluster: ProxiedCluster, directory: Path) -> Path:
+    """Copy every member's log next to the failing history (tmp dirs do not last)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for m in cluster.members:
+        if m.proc is not None and m.proc.log_path.exists():
+            shutil.copy(m.proc.log_path, directory / m.proc.log_path.name)
+    return directory
+
+
 async def run_scenario(scenario: str, size: int, seed: int, duration: float, workdir: Path,
                        artifacts: Path, config: WorkloadConfig | None = None,
                        max_unknowns: int = 12, hold: tuple[float, float] = (1.0, 2.5),
@@ -133,13 +143,16 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
         history.scenario = f"{scenario}-n{size}"
         history.faults = nemesis.log
         await final_reads(cluster, history)
-    except BaseException:
+    except BaseException as exc:
         await asyncio.to_thread(cluster.stop)
-        raise
+        logs = keep_logs(cluster, artifacts / f"logs-{scenario}-n{size}-seed{seed}")
+        raise RuntimeError(f"{scenario} on {size} members, seed {seed}: {exc!r}; "
+                           f"member logs in {logs}") from exc
     await asyncio.to_thread(cluster.stop)
     report = check_all(history, max_unknowns=max_unknowns)
     if not report.ok:
         write_failure(history, report, artifacts)
+        keep_logs(cluster, artifacts / f"logs-{scenario}-n{size}-seed{seed}")
     ops = [o for o in history.ops if o.name != "final"]
     return ScenarioResult(
         scenario=scenario, size=size, seed=seed, ops=len(ops),

@@ -169,11 +169,18 @@ def check(history: History) -> Verdict:
             elif act.kind == "del":
                 model.delete(act.key, rev)
 
-    # reads of operations that did not write
+    # reads of operations that did not write; deletes that deleted nothing
     for op in history.ok():
         if op.id in pl.rev_of and op.created_revision():
             continue
         _check_reads(op, op.revision, model, unc, verdict)
+        for act, res in zip(op.branch, op.results, strict=False):
+            if (act.kind == "del" and res == 0 and not unc.uncertain(act.key, op.revision)
+                    and model.at(act.key, op.revision) is not None):
+                verdict.findings.append(Finding(
+                    "wrong-delete-count", f"delete of {act.key} reported deleted=0 at "
+                    f"revision {op.revision}, but the key existed there",
+                    key=act.key, revision=op.revision, ops=[op.id]))
 
     _check_real_time(history, pl, verdict)
     verdict.stats["placed_writes"] = len(by_rev)
