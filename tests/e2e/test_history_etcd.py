@@ -23,7 +23,7 @@ from tests.e2e.history.nemesis import FAULTS
 
 pytestmark = pytest.mark.slow
 
-DURATION = 4.0
+DURATION = 3.0
 
 
 def seed_for(name: str) -> int:
@@ -41,7 +41,7 @@ async def test_etcd_passes(scenario: str, size: int, tmp_path: Path) -> None:
     seed = seed_for(f"{scenario}-{size}")
     artifacts = Path(os.environ.get("HISTORY_ARTIFACTS", "artifacts/history"))
     res = await run_scenario(scenario, size, seed, DURATION, tmp_path / "cluster", artifacts,
-                             hold=(0.8, 1.5), quiet=(0.3, 0.8))
+                             hold=(0.6, 1.2), quiet=(0.2, 0.6), min_ok=100)
     where = (f"seed={seed}; replay: HISTORY_SEED={seed} pytest '{__file__}::"
              f"test_etcd_passes[{scenario}-{size}]' or python -m tests.e2e.history.torture "
              f"--scenario {scenario} --size {size} --seed {seed}")
