@@ -11,10 +11,12 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.history import linearizability, lost_writes, revisions
 from tests.e2e.history.builder import Builder
 from tests.e2e.history.checks import check_all, write_failure
-from tests.e2e.history.history import KV, History, Status
+from tests.e2e.history.history import KV, History, Op, Status
 from tests.e2e.history.keyspace import Keyspace
 from tests.e2e.history.verdict import Outcome
 
@@ -207,13 +209,46 @@ def test_failing_history_is_written_with_seed_and_explanation(tmp_path: Path) ->
 
 # --- randomized: a sequential register implementation always passes -----------------------
 
-def test_random_correct_histories_pass(seed: int | None = None) -> None:
+@pytest.mark.parametrize("seed", range(20))
+def test_random_correct_histories_pass(seed: int) -> None:
     """Histories generated from a correct in-memory store (with concurrency windows and
-    unknown outcomes) must pass; the seed is printed on failure and replays."""
-    for s in range(20) if seed is None else [seed]:
-        hist = _random_correct_history(s)
-        report = check_all(hist)
-        assert report.ok, f"seed={s}\n{report.summary()}"
+    unknown outcomes) must pass; the seed is the test id, so ``-k "pass[7]"`` replays."""
+    report = check_all(_random_correct_history(seed))
+    assert report.ok, f"seed={seed}\n{report.summary()}"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_histories_with_one_stale_read_fail(seed: int) -> None:
+    """The same histories with one read turned stale (it returns an older value of its key
+    at the older revision, after a newer write completed) must be rejected."""
+    hist = _random_correct_history(seed)
+
+    def older_write(read: Op) -> Op | None:
+        kv_now = read.results[0]
+        assert isinstance(kv_now, KV)
+        older = [o for o in hist.ops if o.status is Status.OK and o.name in ("put", "cas")
+                 and o.succeeded and kv_now.create_rev <= o.revision < kv_now.mod_rev
+                 and o.success[0].key == kv_now.key]
+        return older[-1] if older else None
+
+    candidates = [(o, w) for o in hist.ops if o.name == "get" and isinstance(o.results[0], KV)
+                  and (w := older_write(o)) is not None]
+    assert candidates, f"seed={seed}: no read to make stale"
+    victim, old = random.Random(seed).choice(candidates)
+    kv_now = victim.results[0]
+    assert isinstance(kv_now, KV)
+    newer_done = max(o.complete or 0 for o in hist.ops
+                     if o.status is Status.OK and o.revision >= kv_now.mod_rev
+                     and o.name in ("put", "cas") and o.success[0].key == kv_now.key)
+    victim.invoke = newer_done + 1
+    victim.complete = max(victim.complete or 0, victim.invoke + 1)
+    victim.results = [KV(kv_now.key, old.success[0].value, old.revision, kv_now.create_rev,
+                         kv_now.version - 1)]
+    victim.revision = old.revision
+    # linearizability looks at values only, the real-time check at revisions only
+    lin = linearizability.check(hist)
+    assert lin.outcome is Outcome.ANOMALY, f"seed={seed}: stale read #{victim.id} missed"
+    assert "revision-real-time" in revisions.check(hist).kinds(), f"seed={seed}"
 
 
 def _random_correct_history(seed: int) -> History:
