@@ -299,3 +299,31 @@ def test_delete_that_missed_an_existing_key_is_flagged() -> None:
     b.put("a", "v1", 0, 10, rev=2)
     b.delete("a", 20, 30, rev=2, deleted=0)
     assert "wrong-delete-count" in revisions.check(b.history).kinds()
+
+
+def test_each_absent_read_needs_its_own_unknown_delete() -> None:
+    b = Builder()
+    b.put("a", "v1", 0, 10, rev=2)
+    b.delete("a", 11, 0, rev=0, deleted=0, client=1, status=Status.UNKNOWN)
+    b.delete("a", 12, 0, rev=0, deleted=0, client=2, status=Status.UNKNOWN)
+    b.get("a", None, 20, 30, rev=3)
+    b.put("a", "v2", 40, 50, rev=4)
+    b.get("a", None, 60, 70, rev=5)
+    assert linearizability.check(b.history).ok
+    # with only one unknown delete, the second absent read cannot be explained
+    one = Builder()
+    one.put("a", "v1", 0, 10, rev=2)
+    one.delete("a", 11, 0, rev=0, deleted=0, client=1, status=Status.UNKNOWN)
+    one.get("a", None, 20, 30, rev=3)
+    one.put("a", "v2", 40, 50, rev=4)
+    one.get("a", None, 60, 70, rev=5)
+    assert linearizability.check(one.history).outcome is Outcome.ANOMALY
+
+
+def test_unknown_delete_cannot_act_before_it_was_invoked() -> None:
+    b = Builder()
+    b.put("a", "v1", 0, 10, rev=2)
+    b.get("a", None, 20, 30, rev=2)
+    b.delete("a", 55, 0, rev=0, deleted=0, client=1, status=Status.UNKNOWN)
+    b.get("a", None, 60, 70, rev=3)
+    assert linearizability.check(b.history).outcome is Outcome.ANOMALY

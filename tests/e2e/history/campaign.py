@@ -113,7 +113,7 @@ def keep_logs(cluster: ProxiedCluster, directory: Path) -> Path:
 
 async def run_scenario(scenario: str, size: int, seed: int, duration: float, workdir: Path,
                        artifacts: Path, config: WorkloadConfig | None = None,
-                       max_unknowns: int = 12, hold: tuple[float, float] = (1.0, 2.5),
+                       max_unknowns: int = 40, hold: tuple[float, float] = (1.0, 2.5),
                        quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
                        ) -> ScenarioResult:
     t0 = time.monotonic()

@@ -41,7 +41,7 @@ class Report:
         return text
 
 
-def check_all(history: History, final: bool = True, max_unknowns: int = 12) -> Report:
+def check_all(history: History, final: bool = True, max_unknowns: int = 40) -> Report:
     verdicts = [
         linearizability.check(history, max_unknowns=max_unknowns),
         revisions.check(history),
