@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -170,12 +171,14 @@ class ProxiedCluster:
 
 
 async def _first_ok(call: Callable[[str], Awaitable[object]], endpoints: list[str],
-                    done_if: str, rounds: int = 50) -> None:
+                    done_if: str, timeout: float = 30.0) -> None:
     """Try ``call(endpoint)`` on each endpoint until one succeeds (membership changes
-    can be refused while the cluster settles). An error containing ``done_if`` means an
+    can be refused while the cluster settles: etcd's strict reconfiguration check wants
+    the leader connected to the members for 5 s first). An error containing ``done_if`` means an
     earlier attempt that timed out did take effect."""
     last: BaseException | None = None
-    for _ in range(rounds):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         for ep in endpoints:
             try:
                 await call(ep)
