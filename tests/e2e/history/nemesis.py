@@ -119,11 +119,12 @@ class Nemesis:
             self._killed.clear()
         elif fault == "member-readd":
             victim = self.rng.choice(names)
-            self._note(f"{fault} {victim}: remove")
+            started = time.monotonic()
             self._killed.add(victim)
             await c.remove_and_readd(victim)
             self._killed.discard(victim)
-            self._note(f"{fault} {victim}: re-added with a fresh data dir")
+            self._note(f"{fault} {victim} (removed, re-added with a fresh data dir in "
+                       f"{time.monotonic() - started:.1f}s)")
         else:
             raise ValueError(fault)
         await asyncio.to_thread(c.wait_healthy, 60.0)
