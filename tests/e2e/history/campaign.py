@@ -1,0 +1,164 @@
+"""One scenario end to end: cluster, workload under a nemesis, final reads, checks.
+
+``run_scenario`` starts a proxied cluster, runs the workload and the nemesis together
+for ``duration`` seconds, stops the workload, heals everything, waits for health, takes
+the final reads (one linearizable range, then one serializable range per member once
+every member reached that revision), and runs every checker. A history that does not
+pass is written, with seed and explanation, under ``artifacts``.
+
+Invariant: every process and proxy is stopped before ``run_scenario`` returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.history import etcdapi
+from tests.e2e.history.checks import Report, check_all, write_failure
+from tests.e2e.history.cluster import ProxiedCluster
+from tests.e2e.history.history import Act, History, Op, Status
+from tests.e2e.history.nemesis import Nemesis
+from tests.e2e.history.verdict import Outcome
+from tests.e2e.history.workload import PREFIX, Workload, WorkloadConfig
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    size: int
+    seed: int
+    ops: int
+    ok_ops: int
+    unknowns: int
+    failed: int
+    faults: list[str]
+    outcome: Outcome
+    report: Report
+    seconds: float
+    history: History
+
+    def row(self) -> str:
+        return (f"{self.scenario:<18} {self.size:>2} {self.seed:>10} {self.ops:>6} "
+                f"{len(self.faults):>6} {self.unknowns:>8} {self.outcome:<12} "
+                f"{self.seconds:>6.1f}s")
+
+
+HEADER = (f"{'scenario':<18} {'n':>2} {'seed':>10} {'ops':>6} {'faults':>6} {'unknowns':>8} "
+          f"{'verdict':<12} {'time':>7}")
+
+
+async def final_reads(cluster: ProxiedCluster, history: History, timeout: float = 30.0) -> None:
+    """Append the final reads to ``history`` (client -1, name ``final``)."""
+    prefix = PREFIX.encode()
+    next_id = max((o.id for o in history.ops), default=-1) + 1
+
+    async def record(endpoint: str, serializable: bool) -> Op:
+        nonlocal next_id
+        op = Op(id=next_id, client=-1, name="final", invoke=time.monotonic_ns(),
+                success=[Act("range")], serializable=serializable, endpoint=endpoint)
+        next_id += 1
+        resp = await etcdapi.range_all(endpoint, prefix, serializable)
+        op.complete = time.monotonic_ns()
+        op.status = Status.OK
+        op.revision = resp.header.revision
+        op.results = [[etcdapi.to_kv(kv) for kv in resp.kvs]]
+        history.ops.append(op)
+        return op
+
+    deadline = time.monotonic() + timeout
+    lin: Op | None = None
+    while lin is None:
+        for ep in cluster.endpoints:
+            try:
+                lin = await record(ep, serializable=False)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+        else:
+            await asyncio.sleep(0.2)  # retry after a leader settles
+    target = lin.revision
+    for m in cluster.members:
+        async def caught_up(ep: str = m.client_url) -> bool:
+            resp = await etcdapi.range_all(ep, prefix, serializable=True)
+            return int(resp.header.revision) >= target
+        while not await _try(caught_up):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{m.name} never reached revision {target}")
+            await asyncio.sleep(0.1)  # polling replication progress
+        await record(m.client_url, serializable=True)
+
+
+async def _try(pred: Callable[[], Awaitable[bool]]) -> bool:
+    try:
+        ok: bool = await pred()
+        return ok
+    except Exception:
+        return False
+
+
+def keep_logs(cluster: ProxiedCluster, directory: Path) -> Path:
+    """Copy every member's log next to the failing history (tmp dirs do not last)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for m in cluster.members:
+        if m.proc is not None and m.proc.log_path.exists():
+            shutil.copy(m.proc.log_path, directory / m.proc.log_path.name)
+    return directory
+
+
+async def run_scenario(scenario: str, size: int, seed: int, duration: float, workdir: Path,
+                       artifacts: Path, config: WorkloadConfig | None = None,
+                       max_unknowns: int = 40, hold: tuple[float, float] = (1.0, 2.5),
+                       quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
+                       ) -> ScenarioResult:
+    t0 = time.monotonic()
+    cluster = ProxiedCluster(workdir, size)
+    try:
+        await asyncio.to_thread(cluster.start)
+        workload = Workload(cluster.endpoints, seed, config)
+        nemesis = Nemesis(cluster, seed, scenario, hold=hold, quiet=quiet)
+        stop = asyncio.Event()
+        try:
+            work = asyncio.create_task(workload.run(stop))
+            faults = asyncio.create_task(nemesis.run(stop))
+            await asyncio.sleep(duration)  # the length of the run
+            # a loaded machine may have done little in that time: go on (bounded) until
+            # the history has enough acknowledged operations to judge
+            cap = time.monotonic() + 3 * duration
+            while (sum(1 for o in workload.history.ops if o.status is Status.OK) < min_ok
+                   and time.monotonic() < cap):
+                await asyncio.sleep(0.25)
+            stop.set()
+            await asyncio.gather(work, faults)
+        finally:
+            stop.set()
+            await workload.close()
+        await asyncio.to_thread(cluster.wait_healthy, 60.0)
+        history = workload.history
+        history.scenario = f"{scenario}-n{size}"
+        history.faults = nemesis.log
+        await final_reads(cluster, history)
+    except BaseException as exc:
+        await asyncio.to_thread(cluster.stop)
+        logs = keep_logs(cluster, artifacts / f"logs-{scenario}-n{size}-seed{seed}")
+        raise RuntimeError(f"{scenario} on {size} members, seed {seed}: {exc!r}; "
+                           f"member logs in {logs}") from exc
+    await asyncio.to_thread(cluster.stop)
+    report = check_all(history, max_unknowns=max_unknowns)
+    if not report.ok:
+        write_failure(history, report, artifacts)
+        keep_logs(cluster, artifacts / f"logs-{scenario}-n{size}-seed{seed}")
+    ops = [o for o in history.ops if o.name != "final"]
+    return ScenarioResult(
+        scenario=scenario, size=size, seed=seed, ops=len(ops),
+        ok_ops=sum(1 for o in ops if o.status is Status.OK),
+        unknowns=sum(1 for o in ops if o.status is Status.UNKNOWN),
+        failed=sum(1 for o in ops if o.status is Status.FAILED),
+        faults=nemesis.log, outcome=report.outcome, report=report,
+        seconds=time.monotonic() - t0, history=history)
+
