@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(serve(cfg))
+    except ConfigError as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_USAGE
     except StorageError as exc:
         sys.stderr.write(f"raftkv: {exc}\n")
         return EXIT_STORAGE

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import math
 import random
@@ -55,10 +56,15 @@ from raftkv.raft import (
 )
 from raftkv.raft.codec import decode_conf_change, encode_conf_change
 from raftkv.server import failpoints
-from raftkv.server.config import ServerConfig
+from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
-from raftkv.server.transport import Transport, received_snapshot_path
+from raftkv.server.transport import (
+    Transport,
+    TransportError,
+    discover,
+    received_snapshot_path,
+)
 from raftkv.storage.backend import Backend
 from raftkv.storage.lock import DataDirLock
 from raftkv.storage.snap import Snapshotter
@@ -118,6 +124,8 @@ class RaftServer:
         self.backend = Backend.open(snap_dir / "db", initial_revision=ETCD_FIRST_REVISION)
         self.storage = MemoryStorage()
         fresh = not WAL.exists(wal_dir)
+        if fresh and cfg.initial_cluster_state == "existing":
+            await self._discover()
         if fresh:
             meta = f"{self.id:016x}:{self.cluster_id:016x}".encode()
             self.wal = WAL.create(wal_dir, meta, segment_size=cfg.wal_segment_bytes)
@@ -158,7 +166,7 @@ class RaftServer:
         )
         self.transport = Transport(
             self.id, self.cluster_id, self._on_message, self.node.report_unreachable,
-            self.node.report_snapshot, self._snapshot_file, snap_dir,
+            self.node.report_snapshot, self._snapshot_file, snap_dir, self._members_json,
         )
         await self.transport.listen(cfg.listen_peer_urls[0])
         peers = self.membership.peer_urls() or {
@@ -167,6 +175,33 @@ class RaftServer:
         self.transport.set_peers(peers)
         self._update_size_metrics()
         self._task = asyncio.create_task(self._run(), name="raft-loop")
+
+    def _members_json(self) -> bytes:
+        return json.dumps({"cluster_id": self.cluster_id,
+                           "members": json.loads(self.membership.encode())["members"]}).encode()
+
+    async def _discover(self) -> None:
+        """Joining an existing cluster: learn our member ID (assigned by MemberAdd) and the
+        cluster ID from a running member, found by our advertised peer URLs."""
+        mine = sorted(self.cfg.initial_advertise_peer_urls)
+        errs = []
+        for name, urls in self.cfg.initial_cluster.items():
+            if sorted(urls) == mine:
+                continue
+            try:
+                info = json.loads(await discover(urls[0]))
+            except (TimeoutError, OSError, ValueError, TransportError) as exc:
+                errs.append(f"{name}: {exc}")
+                continue
+            for m in info.get("members", []):
+                if sorted(m.get("peer_urls", [])) == mine:
+                    self.id, self.cluster_id = int(m["id"]), int(info["cluster_id"])
+                    return
+            raise ConfigError(
+                f"no member with peer URLs {mine} in the cluster that {name} belongs to; "
+                "add it first (etcdctl member add --peer-urls=...)")
+        raise ConfigError("--initial-cluster-state=existing: no other member answered "
+                          f"({'; '.join(errs) or 'none listed'})")
 
     def _bootstrap(self) -> None:
         """A brand-new cluster: every initial member added by a committed conf change."""

@@ -36,8 +36,8 @@ SNAPSHOT_CHUNK = 1 << 20
 QUEUE_LIMIT = 4096
 BATCH_LIMIT = 256
 
-HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END = 1, 2, 3, 4, 5
-STREAM, SNAPSHOT = 1, 2  # connection purposes, named in HELLO
+HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS = 1, 2, 3, 4, 5, 6
+STREAM, SNAPSHOT, DISCOVER = 1, 2, 3  # connection purposes, named in HELLO
 
 _HDR = struct.Struct(">IB")
 _HELLO = struct.Struct(">BBQQQ")  # version, purpose, cluster, from, to
@@ -71,6 +71,21 @@ def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
     return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
 
 
+async def discover(peer_url: str, timeout: float = 5.0) -> bytes:
+    """Ask a member, over its peer port, for the cluster ID and member list (JSON)."""
+    host, port = host_port(peer_url)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        writer.write(frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
+        await writer.drain()
+        kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        if kind != MEMBERS:
+            raise TransportError(f"peer {peer_url} answered discovery with frame kind {kind}")
+        return payload
+    finally:
+        writer.close()
+
+
 SnapshotProvider = Callable[[Message], Awaitable[Path]]
 """Given an outgoing MsgSnap, produce the backend file to stream with it."""
 
@@ -94,7 +109,9 @@ class Transport:
         on_snapshot_status: Callable[[int, bool], None],
         snapshot_provider: SnapshotProvider,
         snapshot_dir: Path,
+        members_provider: Callable[[], bytes] = lambda: b"{}",
     ) -> None:
+        self.members_provider = members_provider
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.on_message = on_message
@@ -178,19 +195,19 @@ class Transport:
             writer: asyncio.StreamWriter | None = None
             try:
                 host, port = host_port(p.url)
-                _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
                 writer = w
                 w.write(self._hello(STREAM, p.id))
                 await w.drain()
                 p.connected = True
                 backoff = 0.05
-                while True:
-                    first = await p.queue.get()
-                    batch = [first]
-                    while len(batch) < BATCH_LIMIT and not p.queue.empty():
-                        batch.append(p.queue.get_nowait())
-                    w.write(b"".join(frame(MSG, encode_message(m)) for m in batch))
-                    await w.drain()
+                # The receiver never writes on a stream: anything readable means the far
+                # end closed (perhaps only half-closed, by a proxy or a dead process).
+                closed = asyncio.ensure_future(r.read(1))
+                try:
+                    await self._pump(p, w, closed)
+                finally:
+                    closed.cancel()
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, ValueError) as exc:
@@ -206,6 +223,21 @@ class Transport:
             finally:
                 if writer is not None:
                     writer.close()
+
+    async def _pump(self, p: _Peer, w: asyncio.StreamWriter, closed: asyncio.Future[bytes],
+                    ) -> None:
+        while True:
+            get: asyncio.Future[Message] = asyncio.ensure_future(p.queue.get())
+            waiting: set[asyncio.Future[Message] | asyncio.Future[bytes]] = {get, closed}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                get.cancel()
+                raise ConnectionResetError("peer closed the stream")
+            batch = [get.result()]
+            while len(batch) < BATCH_LIMIT and not p.queue.empty():
+                batch.append(p.queue.get_nowait())
+            w.write(b"".join(frame(MSG, encode_message(m)) for m in batch))
+            await w.drain()
 
     async def _send_snapshot(self, p: _Peer, m: Message) -> None:
         ok = False
@@ -250,6 +282,12 @@ class Transport:
             if version != PROTOCOL_VERSION:
                 raise TransportError(f"peer speaks protocol {version}, we speak "
                                      f"{PROTOCOL_VERSION}")
+            if purpose == DISCOVER:
+                # a member joining with --initial-cluster-state=existing learns its ID and
+                # the cluster's (like GET /members on etcd's peer port)
+                writer.write(frame(MEMBERS, self.members_provider()))
+                await writer.drain()
+                return
             if cluster != self.cluster_id:
                 raise TransportError(f"cluster ID mismatch: peer {sender:x} is in cluster "
                                      f"{cluster:x}, we are in {self.cluster_id:x}")
@@ -261,6 +299,10 @@ class Transport:
             elif purpose == SNAPSHOT:
                 await self._receive_snapshot(reader, writer, sender)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except asyncio.CancelledError:
+            # shutting down: end the handler quietly (asyncio's stream server would log
+            # a cancelled handler task as an error)
             pass
         except (TransportError, DecodeError) as exc:
             log.warning("refused peer connection: %s", exc)

@@ -21,6 +21,7 @@ from pathlib import Path
 from tests.e2e.history import etcdapi
 from tests.e2e.history.checks import Report, check_all, write_failure
 from tests.e2e.history.cluster import ProxiedCluster
+from tests.support.etcd import raftkv_bin
 from tests.e2e.history.history import Act, History, Op, Status
 from tests.e2e.history.nemesis import Nemesis
 from tests.e2e.history.verdict import Outcome
@@ -115,9 +116,10 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
                        artifacts: Path, config: WorkloadConfig | None = None,
                        max_unknowns: int = 40, hold: tuple[float, float] = (1.0, 2.5),
                        quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
-                       ) -> ScenarioResult:
+                       server: str = "etcd") -> ScenarioResult:
     t0 = time.monotonic()
-    cluster = ProxiedCluster(workdir, size)
+    cluster = (ProxiedCluster(workdir, size, binary=raftkv_bin(), health_on_metrics=True)
+               if server == "raftkv" else ProxiedCluster(workdir, size))
     try:
         await asyncio.to_thread(cluster.start)
         workload = Workload(cluster.endpoints, seed, config)

@@ -27,13 +27,13 @@ from tests.support.proc import wait_until
 
 class ProxiedCluster:
     def __init__(self, workdir: Path, size: int, binary: Path | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, health_on_metrics: bool = False) -> None:
         self.workdir = workdir
         self.hub = ProxyHub(pids=self._pids)
         self.cluster = Cluster(
             workdir, size, binary=binary, token=f"history-{uuid.uuid4().hex[:8]}",
             extra_args=["--snapshot-count=500", *(extra_args or [])],
-            peer_url_for=self.peer_url,
+            peer_url_for=self.peer_url, health_on_metrics=health_on_metrics,
         )
         try:
             for m in self.cluster.members:
