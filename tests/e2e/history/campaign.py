@@ -21,11 +21,11 @@ from pathlib import Path
 from tests.e2e.history import etcdapi
 from tests.e2e.history.checks import Report, check_all, write_failure
 from tests.e2e.history.cluster import ProxiedCluster
-from tests.support.etcd import raftkv_bin
 from tests.e2e.history.history import Act, History, Op, Status
 from tests.e2e.history.nemesis import Nemesis
 from tests.e2e.history.verdict import Outcome
 from tests.e2e.history.workload import PREFIX, Workload, WorkloadConfig
+from tests.support.etcd import raftkv_bin
 
 
 @dataclass
