@@ -47,7 +47,8 @@ def etcdctl_json(cluster: Cluster, *args: str, version: str = "3.5",
 
 
 def start_cluster(workdir: Path, size: int, version: str) -> Cluster:
-    c = Cluster(workdir, size=size, binary=etcd_bin("etcd", version))
+    c = (raftkv_cluster(workdir, size) if version == "raftkv"
+         else Cluster(workdir, size=size, binary=etcd_bin("etcd", version)))
     try:
         c.start()
     except BaseException:
@@ -76,13 +77,7 @@ def etcd34(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def raftkv3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A 3-member raftkv cluster shared by read-only tests (metrics on their own URLs)."""
-    c = raftkv_cluster(tmp_path_factory.mktemp("raftkv"), 3)
-    try:
-        c.start()
-    except BaseException:
-        print(c.logs())
-        c.stop()
-        raise
+    c = start_cluster(tmp_path_factory.mktemp("raftkv"), 3, "raftkv")
     yield c
     c.stop()
 

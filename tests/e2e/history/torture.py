@@ -32,6 +32,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=900.0, help="total seconds, then stop")
     p.add_argument("--runs", type=int, default=0, help="stop after this many runs (0: budget)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts/history"))
+    p.add_argument("--server", choices=["etcd", "raftkv"], default="etcd",
+                   help="which server the campaign runs against")
     return p.parse_args(argv)
 
 
@@ -52,7 +54,7 @@ async def campaign(args: argparse.Namespace) -> list[ScenarioResult]:
         seed = base if replay else rng.randrange(1 << 31)
         with tempfile.TemporaryDirectory(prefix="torture-") as tmp:
             res = await run_scenario(scenario, size, seed, args.duration, Path(tmp),
-                                     args.artifacts)
+                                     args.artifacts, server=args.server)
         results.append(res)
         print(res.row(), flush=True)
         if not res.report.ok:
