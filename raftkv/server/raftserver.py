@@ -34,6 +34,7 @@ from typing import Any
 
 from aetcd.rpc import rpc_pb2
 
+from raftkv import failpoints
 from raftkv.mvcc import commands, errors, kv
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
@@ -55,7 +56,6 @@ from raftkv.raft import (
     StateType,
 )
 from raftkv.raft.codec import decode_conf_change, encode_conf_change
-from raftkv.server import failpoints
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics

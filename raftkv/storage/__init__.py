@@ -3,7 +3,8 @@
 Layout of a member's data dir, as etcd's: ``<data-dir>/member/wal/`` (``WAL``),
 ``<data-dir>/member/snap/`` (``Snapshotter``: Raft snapshot files) and
 ``<data-dir>/member/snap/db`` (``Backend``). Invariant: this package imports only the
-Raft core's types and codec, the standard library and prometheus_client.
+Raft core's types and codec, ``raftkv.failpoints``, the standard library and
+prometheus_client.
 """
 
 from pathlib import Path

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from raftkv import failpoints
 from raftkv.storage.errors import CompactedError, FutureRevError, StorageError
 from raftkv.storage.metrics import BACKEND_COMMIT_SECONDS
 
@@ -215,11 +216,13 @@ class Backend:
         """Commit the open batch (if any); durable when this returns."""
         if not self._in_tx:
             return
+        failpoints.hit("backendBeforeCommit")
         start = time.perf_counter()
         self._conn.execute("COMMIT")
         BACKEND_COMMIT_SECONDS.observe(time.perf_counter() - start)
         self._in_tx = False
         self._pending = 0
+        failpoints.hit("backendAfterCommit")
 
     # --- reads -----------------------------------------------------------------------
 

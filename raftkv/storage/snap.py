@@ -19,6 +19,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from raftkv import failpoints
 from raftkv.raft.codec import DecodeError, decode_snapshot, encode_snapshot
 from raftkv.raft.types import Snapshot
 from raftkv.storage.errors import SnapshotCorruptError
@@ -87,6 +88,7 @@ class Snapshotter:
             f.fdatasync()  # FSYNC-SITE snap-file
         finally:
             f.close()
+        failpoints.hit("raftBeforeSnapshotRename")
         self.fs.rename(tmp, final)
         self.fs.fsync_dir(self.dir)  # FSYNC-SITE snap-dir
 

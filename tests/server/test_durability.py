@@ -59,6 +59,8 @@ def _cluster(tmp_path: Path, extra: list[str] | None = None) -> Cluster:
 @pytest.mark.parametrize("failpoint", [
     "raftBeforeSave", "raftAfterSave", "raftBeforeApply", "raftAfterApply",
     "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
+    "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
+    "raftBeforeSend",
 ])
 def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> None:
     c = _cluster(tmp_path, SMALL)

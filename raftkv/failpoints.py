@@ -16,10 +16,12 @@ import sys
 
 EXIT_CODE = 86
 NAMES = frozenset({
+    # the Ready loop (raftkv/server/raftserver.py)
     "raftBeforeSave", "raftAfterSave", "raftBeforeSend", "raftBeforeApply", "raftAfterApply",
-    "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftBeforeSnapshotRename",
-    "raftAfterWALRelease", "backendBeforeCommit", "backendAfterCommit",
+    "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
     "raftBeforeInstallSnapshot",
+    # storage (raftkv/storage/snap.py, raftkv/storage/backend.py)
+    "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
 })
 
 
