@@ -1,10 +1,11 @@
-"""Which gRPC server shape to build on: a do-nothing etcd KV servicer, aio vs threaded.
+"""Which gRPC server shape to build on, and how raftkv compares with etcd under load.
 
 Starts a KV servicer that answers Range/Put/DeleteRange instantly (no consensus, no
 disk) in one of two shapes, grpc.aio or the threaded server, and points
 ``etcdctl check perf --load=<load>`` at it; then the same load at a real 3-member etcd
 3.5.1 on loopback, in the same process tree. The servicer's ceiling is the best the
-server could ever do through that shape. Run:
+server could ever do through that shape. Last, a real 3-member raftkv cluster under the
+same load. Run:
 ``.venv/bin/python bench/grpc_servicer.py [--load s|m|l]``.
 """
 
@@ -23,7 +24,7 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.etcd import Cluster, etcd_bin
+from tests.support.etcd import Cluster, etcd_bin, raftkv_cluster
 from tests.support.proc import free_port, port_open, wait_until
 
 
@@ -102,6 +103,8 @@ def main() -> None:
             proc.wait(10)
     with tempfile.TemporaryDirectory() as d, Cluster(Path(d), 3) as c:
         results["etcd 3.5.1, 3 members"] = check_perf(",".join(c.endpoints), args.load)
+    with tempfile.TemporaryDirectory() as d, raftkv_cluster(Path(d), 3) as c:
+        results["raftkv, 3 members"] = check_perf(",".join(c.endpoints), args.load)
     print(f"etcdctl check perf --load={args.load}: throughput, writes/s")
     for what, fig in results.items():
         print(f"  {what:32} {fig}")
