@@ -109,6 +109,7 @@ class RaftServer:
         self.lead = NONE
         self.leader_changed = asyncio.Event()  # set (then replaced) at every change
         self.removed = False
+        self.nospace = False  # this member's NOSPACE alarm
         self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000
 
     # --- startup -------------------------------------------------------------------------
@@ -531,6 +532,15 @@ class RaftServer:
         return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.id,
                                       revision=revision, raft_term=self.node.raft.term)
 
+    def over_quota(self, cost: int = 0) -> bool:
+        """etcd's backend quota: the database file plus this request beyond the quota.
+
+        A write refused for space raises this member's NOSPACE alarm (``nospace``), which
+        refuses further writes until disarmed, as etcd's; unlike etcd's, the alarm is
+        this member's own and is not replicated through the log."""
+        quota = self.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
+        return self.backend.size() + cost > quota
+
     def _check_alive(self) -> None:
         if self._fatal is not None or self._stopping:
             raise errors.Stopped()
@@ -546,6 +556,10 @@ class RaftServer:
         data = cmd.encode()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
+        if cmd.kind in (Kind.PUT, Kind.TXN, Kind.LEASE_GRANT) and (
+                self.nospace or self.over_quota(len(data))):
+            self.nospace = True  # sticky until `etcdctl alarm disarm`, as etcd's alarm
+            raise errors.NoSpace()
         if self.lead == NONE:
             raise errors.NoLeader()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -646,9 +660,12 @@ class RaftServer:
         )
         if self.lead == NONE:
             resp.errors.append("etcdserver: no leader")
+        if self.nospace:
+            resp.errors.append(f"memberID:{self.id} alarm:NOSPACE ")
         resp.header.CopyFrom(self.header(self.backend.current_revision()))
         return resp
 
 
+DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_FIRST_REVISION = 1  # an empty etcd keyspace is at revision 1; the first write is 2
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -106,9 +106,17 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.AlarmResponse:
-        if request.action != rpc_pb2.AlarmRequest.GET:
-            await _fail(context, errors.NotCapable("etcdserver: alarms are not supported yet"))
-        return _fill(self.s, rpc_pb2.AlarmResponse())
+        resp = rpc_pb2.AlarmResponse()
+        if request.action == rpc_pb2.AlarmRequest.DEACTIVATE and request.alarm in (
+                rpc_pb2.NOSPACE, rpc_pb2.NONE) and self.s.nospace:
+            self.s.nospace = False
+            resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
+        elif request.action == rpc_pb2.AlarmRequest.ACTIVATE:
+            await _fail(context, errors.NotCapable(
+                "etcdserver: alarms are raised by the server itself"))
+        elif request.action == rpc_pb2.AlarmRequest.GET and self.s.nospace:
+            resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
+        return _fill(self.s, resp)
 
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.DefragmentResponse:

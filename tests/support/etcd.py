@@ -200,12 +200,14 @@ class Cluster:
                 m.proc.stop()
 
     def etcdctl(self, *args: str, endpoints: list[str] | None = None, version: str = "3.5",
-                check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+                check: bool = True, timeout: float = 30.0,
+                input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         eps = ",".join(endpoints or self.endpoints)
         env = {**os.environ, "ETCDCTL_API": "3"}
         return subprocess.run(
             [str(etcd_bin("etcdctl", version)), f"--endpoints={eps}", *args],
             capture_output=True, text=True, env=env, check=check, timeout=timeout,
+            input=input_text,
         )
 
     def logs(self) -> str:
