@@ -42,6 +42,9 @@ NoLeader = _err("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
 NotCapable = _err("NotCapable", "UNAVAILABLE", "etcdserver: not capable")
 Stopped = _err("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
 Timeout = _err("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
+NotLeader = _err("NotLeader", "FAILED_PRECONDITION", "etcdserver: not leader")
+BadLeaderTransferee = _err("BadLeaderTransferee", "FAILED_PRECONDITION",
+                           "etcdserver: bad leader transferee")
 LeaderChanged = _err("LeaderChanged", "UNAVAILABLE",
                      "etcdserver: leader changed")
 MemberNotFound = _err("MemberNotFound", "NOT_FOUND", "etcdserver: member not found")

@@ -603,6 +603,25 @@ class RaftServer:
             if entry in self._conf_waiters:
                 self._conf_waiters.remove(entry)
 
+    async def move_leader(self, target: int) -> None:
+        """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
+        self._check_alive()
+        if self.node.raft.state is not StateType.LEADER:
+            raise errors.NotLeader()
+        if target not in self.node.raft.prs.voters or target == self.id:
+            raise errors.BadLeaderTransferee()
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
+        async def moved() -> None:
+            while self.lead != target:
+                await self.leader_changed.wait()
+
+        try:
+            await asyncio.wait_for(moved(), self.request_timeout)
+        except TimeoutError:
+            raise errors.Timeout() from None
+
     # --- reads -----------------------------------------------------------------------------
 
     async def linearizable_barrier(self) -> None:

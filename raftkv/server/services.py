@@ -1,4 +1,5 @@
-"""etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment) and
+"""etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment,
+MoveLeader) and
 Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive,
 time-to-live, leases).
 
@@ -117,6 +118,14 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         elif request.action == rpc_pb2.AlarmRequest.GET and self.s.nospace:
             resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
         return _fill(self.s, resp)
+
+    async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
+                         context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:
+        try:
+            await self.s.move_leader(request.targetID)
+            return _fill(self.s, rpc_pb2.MoveLeaderResponse())
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
 
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.DefragmentResponse:

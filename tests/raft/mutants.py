@@ -142,10 +142,10 @@ def apply(tmp: Path, m: Mutant) -> None:
     path.write_text(src.replace(m.original, m.mutated))
 
 
-def run_suite(tmp: Path, seeds: int) -> tuple[bool, str]:
+def run_suite(tmp: Path, seeds: int, tests: str = "tests/raft") -> tuple[bool, str]:
     env = {**os.environ, "RAFT_SIM_SEEDS": str(seeds), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/raft", "-x", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", tests, "-x", "-q", "-p", "no:cacheprovider",
          "--timeout=600", "-o", "addopts="],
         cwd=tmp, env=env, capture_output=True, text=True,
     )
@@ -157,6 +157,9 @@ def run_suite(tmp: Path, seeds: int) -> tuple[bool, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200, help="simulation seeds per mutant")
+    ap.add_argument("--tests", default="tests/raft",
+                    help="which tests must catch them (e.g. tests/raft/test_simulation.py "
+                         "to see what the randomized simulation alone catches)")
     ap.add_argument("names", nargs="*", help="run only these mutants")
     args = ap.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="raftkv-mutants-") as d:
         base = Path(d) / "base"
         prepare(base)
-        failed, detail = run_suite(base, args.seeds)
+        failed, detail = run_suite(base, args.seeds, args.tests)
         if failed:
             print(f"the unmutated suite fails: {detail}", file=sys.stderr)
             return 2
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(base, tmp)
             apply(tmp, m)
             t0 = time.monotonic()
-            caught, by = run_suite(tmp, args.seeds)
+            caught, by = run_suite(tmp, args.seeds, args.tests)
             rows.append((m, caught, by, time.monotonic() - t0))
             print(f"{m.name:28} {'caught' if caught else 'SURVIVED':8} {by}", flush=True)
             shutil.rmtree(tmp)
