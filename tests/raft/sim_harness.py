@@ -197,6 +197,12 @@ class Simulation:
         self.max_delay = 2
         self.proposed = 0
         self.faults = True
+        # Churn (MIT 6.5840's TestFigure8Unreliable): leaders crash soon after taking
+        # proposals, crashed members come back quickly, messages are slow and lossy, so
+        # entries of old terms often reach a majority under a newer leader.
+        self.churn = rng.random() < 0.3
+        if self.churn:
+            self.drop_rate, self.max_delay = 0.1, 6
 
     # --- network -------------------------------------------------------------------
 
@@ -291,6 +297,17 @@ class Simulation:
             self.dup_rate = rng.choice([0.0, 0.05, 0.1])
             self.max_delay = rng.choice([0, 2, 5])
 
+    def churn_step(self) -> None:
+        rng = self.rng
+        nodes = self.cluster.nodes
+        lead = self.leader()
+        if lead is not None and rng.random() < 0.04:
+            lead.crash()
+            self.cov.counts["crashes"] += 1
+        down = [n for n in nodes.values() if not n.up]
+        if down and rng.random() < 0.15:
+            rng.choice(down).start()
+
     def propose(self) -> None:
         rng = self.rng
         up = [n for n in self.cluster.nodes.values() if n.up]
@@ -336,7 +353,9 @@ class Simulation:
         rng = self.rng
         proposal_rate = p.proposals / p.ticks
         for _ in range(p.ticks):
-            if rng.random() < 0.02:
+            if self.churn:
+                self.churn_step()
+            elif rng.random() < 0.02:
                 self.inject_fault()
             if rng.random() < proposal_rate * 1.2 and self.proposed < p.proposals:
                 self.propose()
