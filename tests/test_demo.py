@@ -7,6 +7,8 @@ import pytest
 
 from raftkv import demo
 
+pytestmark = pytest.mark.slow  # real raftkv processes
+
 
 def test_demo_holds(capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main() == 0

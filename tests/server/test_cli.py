@@ -12,6 +12,8 @@ import pytest
 from tests.support.etcd import raftkv_bin
 from tests.support.proc import Proc, free_port, port_open, wait_until
 
+pytestmark = pytest.mark.slow  # real raftkv processes
+
 
 def _flags(data: Path, name: str = "a") -> list[str]:
     c, p = free_port(), free_port()

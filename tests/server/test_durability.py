@@ -17,6 +17,8 @@ from tests.server.kvclient import get_prefix, put, put_retry
 from tests.support.etcd import Cluster, Member, raftkv_cluster
 from tests.support.proc import wait_until
 
+pytestmark = pytest.mark.slow  # real raftkv processes
+
 FAILPOINT_EXIT = 86
 SMALL = [
     "--snapshot-count=20",

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from aetcd.rpc import rpc_pb2
 
 import raftkv
 from raftkv.server.config import ServerConfig
 from tests.support.etcd import etcd_bin
 from tests.support.proc import free_port
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 
 def _config(tmp_path: Path) -> ServerConfig:

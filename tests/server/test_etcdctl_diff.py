@@ -11,7 +11,11 @@ import os
 import subprocess
 from typing import Any
 
+import pytest
+
 from tests.support.etcd import Cluster, etcd_bin
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 BIG = "v" * (1536 * 1024 + 10)  # just over --max-request-bytes (1.5 MiB)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from tests.support.etcd import Cluster
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 PINGY = [
     ("grpc.keepalive_time_ms", 1000),

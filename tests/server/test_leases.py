@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.support.etcd import Cluster
 from tests.support.proc import wait_until
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 
 def test_lease_lifecycle(raftkv3: Cluster) -> None:

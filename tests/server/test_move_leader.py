@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.etcd import Cluster
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 
 def _status(c: Cluster) -> list[dict]:  # type: ignore[type-arg]

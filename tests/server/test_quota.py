@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.etcd import raftkv_cluster
+
+pytestmark = pytest.mark.slow  # real raftkv processes
 
 QUOTA = 256 * 1024
 VALUE = "x" * 8000
