@@ -9,7 +9,10 @@ Ready of every node the :class:`Checker` asserts Raft's safety properties:
 - Log Matching: an (index, term) pair names one entry, with one predecessor term;
 - Leader Completeness: a new leader holds every entry committed so far;
 - State Machine Safety: every node applies the same entry at a given index, so applied
-  sequences are prefixes of one history, and nothing reported committed is replaced.
+  sequences are prefixes of one history, and nothing reported committed is replaced;
+- the commit rule (§5.4.2): a leader's commit index only ever lands on an entry of its
+  own term;
+- a message of a stale term (append, snapshot, heartbeat) changes nothing at its receiver.
 
 At the end the network heals and every node restarts: a leader must appear and fresh
 proposals must commit and be applied everywhere within a bounded number of ticks.
@@ -74,6 +77,7 @@ class Checker:
         self.bootstrap_entries = 0
         self.max_committed = 0
         self.was_leader: dict[int, bool] = {}
+        self.commit_seen: dict[int, int] = {}  # node -> commit index in its last hard state
         self.tick = 0
 
     def fail(self, what: str) -> None:
@@ -95,6 +99,16 @@ class Checker:
             elif self.was_leader.get(n.id):
                 self.cov.counts["leader_stepdowns"] += 1
             self.was_leader[n.id] = is_leader
+        if not rd.hard_state.is_empty():
+            before = self.commit_seen.get(n.id, 0)
+            commit = rd.hard_state.commit
+            if r.state is StateType.LEADER and commit > before and (
+                    log.term_or_zero(commit) not in (0, r.term)):
+                # Raft §5.4.2: a leader advances its commit index only onto an entry of its
+                # own term (older entries are committed indirectly).
+                self.fail(f"commit rule: leader {n.id} of term {r.term} committed index "
+                          f"{commit} of term {log.term_or_zero(commit)}")
+            self.commit_seen[n.id] = commit
         for e in rd.entries:
             prev = log.term_or_zero(e.index - 1)
             key = (e.index, e.term)
@@ -230,7 +244,17 @@ class Simulation:
             dest = nodes.get(m.to)
             if dest is None or dest.node is None:
                 continue
+            r = dest.node.raft
+            stale = 0 < m.term < r.term and m.type in (
+                MessageType.APP, MessageType.SNAP, MessageType.HEARTBEAT)
+            if stale:
+                seen = (r.raft_log.last_index(), r.raft_log.last_term(), r.raft_log.committed,
+                        r.lead, r.term)
             dest.node.step(m)
+            if stale and seen != (r.raft_log.last_index(), r.raft_log.last_term(),
+                                  r.raft_log.committed, r.lead, r.term):
+                self.checker.fail(f"stale message: {m.type.name} of term {m.term} from "
+                                  f"{m.sender} changed node {m.to} (term {r.term})")
         return True
 
     def process_readies(self) -> None:
