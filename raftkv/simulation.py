@@ -1,10 +1,11 @@
 """An in-memory Raft cluster: nodes, a fake network, and a toy replicated log to apply to.
 
-Used by ``bench/raft_core.py`` and by the core's scenario and randomized tests. Each :class:`SimNode` drives a :class:`~raftkv.raft.RawNode` in the
-order the design prescribes (persist, then send, then apply, then advance) over a
-``MemoryStorage`` that stands for its disk: a crash throws away everything else (the
-RawNode, unstable entries, unsent messages) and a restart rebuilds from that storage.
-The application state is the list of applied entry payloads; snapshots encode it.
+Used by ``bench/raft_core.py`` and by the core's scenario and randomized tests. Each
+:class:`SimNode` drives a :class:`~raftkv.raft.RawNode` in the order the design
+prescribes (persist, then send, then apply, then advance) over a ``MemoryStorage`` that
+stands for its disk: a crash throws away everything else (the RawNode, unstable entries,
+unsent messages) and a restart rebuilds from that storage. The application state is the
+list of applied entry payloads; snapshots encode it.
 """
 
 from __future__ import annotations
