@@ -1,8 +1,9 @@
 """A real anomaly, caught: serializable reads from a member paused with SIGSTOP are stale.
 
-Against real etcd 3.5.1: a follower is paused; a write completes through the leader; then
-serializable gets are sent to the paused follower. They are answered when it resumes,
-from its own old state, before it has caught up. The checkers must flag them. The control
+Against real etcd 3.5.1: a follower is paused and its peer links are cut; a write
+completes through the leader; the follower resumes still cut off, so it stays behind;
+serializable gets sent to it are answered from its old state. The checkers must flag
+them. The control
 run does the same with linearizable gets, which etcd answers only after a ReadIndex
 round with the leader, so its history must pass: the flag is about staleness, not about
 pausing.
@@ -49,14 +50,23 @@ async def paused_reads(tmp_path: Path, serializable: bool) -> History:
 
         await asyncio.to_thread(cluster.pause, follower)
         try:
+            # Cut its peer links before the write, so v2 never reaches it (not even into a
+            # socket buffer) and it is still behind when it resumes: whether it would catch
+            # up before answering then does not depend on scheduling after SIGCONT.
+            cluster.hub.isolate(follower)
             second = await wl.put(0, KEY, "v2", lead_ep)
             assert second.status is Status.OK, second.error
+        finally:
+            await asyncio.to_thread(cluster.resume, follower)
+        try:
             wl.config.timeout = 10.0
             reads = [asyncio.create_task(wl.get(1 + i, KEY, foll_ep, serializable))
                      for i in range(4)]
-            await asyncio.sleep(1.5)  # the pause itself: reads pile up at the stopped member
+            # the window the follower is behind: serializable reads are answered from its
+            # old state; linearizable ones wait for a ReadIndex round with the leader
+            await asyncio.sleep(1.5)
         finally:
-            await asyncio.to_thread(cluster.resume, follower)
+            cluster.hub.heal()
         await asyncio.gather(*reads)
         await asyncio.gather(*(wl.get(10 + i, KEY, foll_ep, serializable) for i in range(4)))
         await asyncio.to_thread(wait_until, lambda: cluster.member(follower).health(), 30,
