@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,13 +26,9 @@ from pathlib import Path
 import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
+from raftkv.ports import free_port
+
 PREFIX = b"/demo/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -18,21 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from raftkv.ports import free_port as free_port  # re-exported: the tests' port picker
+
 T = TypeVar("T")
 
 _LIVE: dict[int, Proc] = {}
-_RESERVED: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on now and this process has not handed out."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _RESERVED:
-            _RESERVED.add(port)
-            return port
 
 
 def wait_until(
