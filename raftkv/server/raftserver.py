@@ -110,6 +110,7 @@ class RaftServer:
         self.leader_changed = asyncio.Event()  # set (then replaced) at every change
         self.removed = False
         self.nospace = False  # this member's NOSPACE alarm
+        self._discovered: dict[int, str] = {}  # peers learned when joining an existing cluster
         self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000
 
     # --- startup -------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class RaftServer:
             self.node.report_snapshot, self._snapshot_file, snap_dir, self._members_json,
         )
         await self.transport.listen(cfg.listen_peer_urls[0])
-        peers = self.membership.peer_urls() or {
+        peers = self.membership.peer_urls() or self._discovered or {
             mid: urls[0] for mid, (_, urls) in cfg.initial_members().items()
         }
         self.transport.set_peers(peers)
@@ -197,6 +198,10 @@ class RaftServer:
             for m in info.get("members", []):
                 if sorted(m.get("peer_urls", [])) == mine:
                     self.id, self.cluster_id = int(m["id"]), int(info["cluster_id"])
+                    # talk to the members as the cluster knows them now (IDs assigned by
+                    # MemberAdd need not match what --initial-cluster would compute)
+                    self._discovered = {int(x["id"]): x["peer_urls"][0]
+                                        for x in info["members"] if x.get("peer_urls")}
                     return
             raise ConfigError(
                 f"no member with peer URLs {mine} in the cluster that {name} belongs to; "
