@@ -180,16 +180,15 @@ def _check_intervals(
             puts.add(key)
         elif which == "request_txn":
             t = op.request_txn
-            for branch in (t.success, t.failure):
-                sub_puts, sub_dels = _check_intervals(branch)
+            branches = [_check_intervals(b) for b in (t.success, t.failure)]
+            for sub_puts, sub_dels in branches:
                 if sub_puts & puts or any(_in_range(p, k, e) for p in sub_puts
                                           for k, e in dels):
                     raise errors.DuplicateKey()
                 if any(_in_range(p, k, e) for p in puts for k, e in sub_dels):
                     raise errors.DuplicateKey()
-            for branch in (t.success, t.failure):
-                sp, _ = _check_intervals(branch)
-                puts |= sp
+            for sub_puts, _ in branches:
+                puts |= sub_puts
     return puts, dels
 
 

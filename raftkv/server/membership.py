@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 class MembershipError(ValueError):
@@ -30,9 +31,16 @@ class Member:
     @classmethod
     def from_json(cls, raw: bytes) -> Member:
         try:
-            d = json.loads(raw)
+            return cls.from_dict(json.loads(raw))
+        except ValueError as exc:
+            raise MembershipError(f"malformed member record: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Member:
+        try:
             m = cls(
-                id=int(d["id"]), name=str(d.get("name", "")),
+                id=int(d["id"]),
+                name=str(d.get("name", "")),
                 peer_urls=[str(u) for u in d.get("peer_urls", [])],
                 client_urls=[str(u) for u in d.get("client_urls", [])],
                 is_learner=bool(d.get("is_learner", False)),
@@ -47,11 +55,12 @@ class Membership:
     members: dict[int, Member] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
 
+    def member_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(m) for m in sorted(self.members.values(), key=lambda m: m.id)]
+
     def encode(self) -> bytes:
-        return json.dumps({
-            "members": [asdict(m) for m in sorted(self.members.values(), key=lambda m: m.id)],
-            "removed": sorted(self.removed),
-        }).encode()
+        return json.dumps({"members": self.member_dicts(),
+                           "removed": sorted(self.removed)}).encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Membership:
@@ -59,8 +68,7 @@ class Membership:
             return cls()
         try:
             d = json.loads(raw)
-            members = {int(m["id"]): Member.from_json(json.dumps(m).encode())
-                       for m in d.get("members", [])}
+            members = {int(m["id"]): Member.from_dict(m) for m in d.get("members", [])}
             return cls(members, {int(x) for x in d.get("removed", [])})
         except (ValueError, KeyError, TypeError) as exc:
             raise MembershipError(f"malformed membership record: {exc}") from None

@@ -180,7 +180,7 @@ class RaftServer:
 
     def _members_json(self) -> bytes:
         return json.dumps({"cluster_id": self.cluster_id,
-                           "members": json.loads(self.membership.encode())["members"]}).encode()
+                           "members": self.membership.member_dicts()}).encode()
 
     async def _discover(self) -> None:
         """Joining an existing cluster: learn our member ID (assigned by MemberAdd) and the
@@ -269,6 +269,7 @@ class RaftServer:
                     self._retry_reads(now)
                     self._revoke_expired(now)
                     self._maybe_publish()
+                    self._update_size_metrics()
                 while self._inbox:
                     m = self._inbox.popleft()
                     try:
@@ -384,7 +385,6 @@ class RaftServer:
         self.backend.maybe_commit()
         self.metrics.proposals_applied.set(self.applied_index)
         self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
-        self._update_size_metrics()
 
     def _apply_normal(self, e: Entry) -> None:
         if not e.data:
