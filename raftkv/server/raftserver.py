@@ -507,7 +507,10 @@ class RaftServer:
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         self.leases.reload(self.backend)
         self.transport.set_peers(self.membership.peer_urls())
-        self.applied_index = max(meta.index, self.backend.consistent_index())
+        # Raft re-delivers the entries after the snapshot; those the new database already
+        # holds (up to its consistent index) are skipped when applied. Our applied index
+        # follows Raft's log, never the database's: a later snapshot must lie in the log.
+        self.applied_index = meta.index
         self.snapshot_index = meta.index
         log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
 
