@@ -32,8 +32,14 @@ lint: venv
 	$(BIN)/mypy raftkv
 	$(BIN)/lint-imports
 
-test: venv system k8s lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Each stage prints its wall time (scripts/stage.sh); pytest prints the time per test group.
+STAGE := bash scripts/stage.sh
+test:
+	$(STAGE) venv $(MAKE) --no-print-directory venv
+	$(STAGE) system $(MAKE) --no-print-directory system
+	$(STAGE) k8s $(MAKE) --no-print-directory k8s
+	$(STAGE) lint $(MAKE) --no-print-directory lint
+	$(STAGE) pytest $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
