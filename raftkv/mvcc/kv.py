@@ -23,6 +23,20 @@ MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
 pb = rpc_pb2
 
 
+class InvalidSortOption(errors.EtcdError):
+    code = "INVALID_ARGUMENT"
+    message = "etcdserver: invalid sort option"
+
+
+_SORT_KEYS = {
+    pb.RangeRequest.KEY: lambda kv: kv.key,
+    pb.RangeRequest.VERSION: lambda kv: kv.version,
+    pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
+    pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
+    pb.RangeRequest.VALUE: lambda kv: kv.value,
+}
+
+
 class StoredKV(Protocol):
     @property
     def key(self) -> bytes: ...
@@ -233,13 +247,9 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         order = pb.RangeRequest.ASCEND
     if not (order == pb.RangeRequest.NONE or
             (r.sort_target == pb.RangeRequest.KEY and order == pb.RangeRequest.ASCEND)):
-        key = {
-            pb.RangeRequest.KEY: lambda kv: kv.key,
-            pb.RangeRequest.VERSION: lambda kv: kv.version,
-            pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
-            pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
-            pb.RangeRequest.VALUE: lambda kv: kv.value,
-        }[r.sort_target]
+        key = _SORT_KEYS.get(r.sort_target)
+        if key is None:  # the API refuses it first; a replayed old entry lands here
+            raise InvalidSortOption()
         # Go's sort.Sort is not stable; ties keep key order here, which etcd's
         # quicksort also yields for the small inputs tests use.
         out.sort(key=key, reverse=order == pb.RangeRequest.DESCEND)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv import failpoints
-from raftkv.mvcc import commands, errors, kv
+from raftkv.mvcc import commands, errors
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
@@ -56,6 +55,7 @@ from raftkv.raft import (
     StateType,
 )
 from raftkv.raft.codec import decode_conf_change, encode_conf_change
+from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
@@ -71,8 +71,6 @@ from raftkv.storage.snap import Snapshotter
 from raftkv.storage.wal import WAL
 
 log = logging.getLogger("raftkv.server")
-
-MEMBERS_META = "members"
 
 
 @dataclass
@@ -93,8 +91,8 @@ class RaftServer:
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
-        self._ids = itertools.count(1)
-        self._read_ids = itertools.count(1)
+        self._ids = commands.RequestIDs()
+        self._read_ids = commands.RequestIDs()
         self._read_queue: list[asyncio.Future[None]] = []
         self._read_inflight: dict[bytes, _Read] = {}
         self._reads_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
@@ -107,6 +105,7 @@ class RaftServer:
         self.applied_index = 0
         self.snapshot_index = 0
         self.lead = NONE
+        self._role = StateType.FOLLOWER
         self.leader_changed = asyncio.Event()  # set (then replaced) at every change
         self.removed = False
         self.nospace = False  # this member's NOSPACE alarm
@@ -148,6 +147,8 @@ class RaftServer:
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         # etcd's minimum lease TTL: one and a half election timeouts, in whole seconds
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
+        self.applier = Applier(self.backend, self.leases, self.membership, self.is_leader,
+                               time.monotonic, ApplyMetrics(self.metrics.registry))
         self._revoking: set[int] = set()
         self._background: set[asyncio.Future[None]] = set()
         self._publishing: asyncio.Future[None] | None = None
@@ -324,6 +325,7 @@ class RaftServer:
         if lead != self.lead and lead != NONE:
             self.metrics.leader_changes.inc()
         self.lead = lead
+        self._role = state
         self.leader_changed.set()
         self.leader_changed = asyncio.Event()
         self.metrics.has_leader.set(1 if lead != NONE else 0)
@@ -356,7 +358,7 @@ class RaftServer:
 
     def _revoke_expired(self, now: float) -> None:
         """The leader revokes leases past their deadline, through the log."""
-        if self.node.raft.state is not StateType.LEADER:
+        if not self.is_leader():
             return
         for lid in self.leases.expired(now):
             if lid not in self._revoking:
@@ -387,85 +389,21 @@ class RaftServer:
         self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
 
     def _apply_normal(self, e: Entry) -> None:
-        if not e.data:
-            with self.backend.write_txn() as w:
-                w.end(e.index)
-            return
-        try:
-            cmd = commands.decode(e.data)
-        except commands.CommandError as exc:
-            # Every member sees the same bytes, so every member skips it alike.
-            log.error("skipping undecodable entry %d: %s", e.index, exc)
-            with self.backend.write_txn() as w:
-                w.end(e.index)
-            return
-        result: Any
-        with self.backend.write_txn() as w:
-            try:
-                result = self._execute(cmd, w)
-            except errors.EtcdError as exc:
-                result = exc
-            w.end(e.index)
-        fut = self._waiters.pop(cmd.request_id, None)
+        done = self.applier.apply_normal(e)
+        if done.key is None or done.key[0] != self.id:
+            return  # another member's proposal (or nobody's): its proposer answers it
+        fut = self._waiters.pop(done.key[1], None)
         if fut is not None and not fut.done():
-            if isinstance(result, BaseException):
-                fut.set_exception(result)
+            if isinstance(done.result, BaseException):
+                fut.set_exception(done.result)
             else:
-                fut.set_result(result)
-
-    def _execute(self, cmd: Command, w: Any) -> Any:
-        tx = kv.Tx(self.backend, w)
-        if cmd.kind is Kind.PUT:
-            return kv.put(tx, cmd.request, self.leases)
-        if cmd.kind is Kind.DELETE_RANGE:
-            return kv.delete_range(tx, cmd.request)
-        if cmd.kind is Kind.TXN:
-            return kv.txn(tx, cmd.request, self.leases)
-        if cmd.kind is Kind.LEASE_GRANT:
-            leader = self.node.raft.state is StateType.LEADER
-            return self.leases.grant(cmd.request, time.monotonic() if leader else None)
-        if cmd.kind is Kind.LEASE_REVOKE:
-            return self.leases.revoke(tx, cmd.request.ID)
-        if cmd.kind is Kind.PUBLISH:
-            m = self.membership.members.get(cmd.request.ID)
-            if m is not None:
-                m.name = cmd.request.name
-                m.client_urls = list(cmd.request.clientURLs)
-                self.backend.meta_put(MEMBERS_META, self.membership.encode())
-            return rpc_pb2.MemberUpdateResponse()
-        if cmd.kind is Kind.COMPACT:
-            rev = cmd.request.revision
-            if rev <= self.backend.compacted_revision():
-                raise errors.Compacted()
-            if rev > self.backend.current_revision():
-                raise errors.FutureRev()
-            self.backend.compact(rev)
-            resp = rpc_pb2.CompactionResponse()
-            resp.header.revision = self.backend.current_revision()
-            return resp
-        raise errors.NotCapable(f"etcdserver: {cmd.kind.name.lower()} is not supported yet")
+                fut.set_result(done.result)
 
     def _apply_conf_change(self, e: Entry, replay: bool) -> None:
         cc = decode_conf_change(e.data)
         cs = self.node.apply_conf_change(cc)
         if not replay:
-            ms = self.membership
-            if cc.type is ConfChangeType.REMOVE_NODE:
-                ms.members.pop(cc.node_id, None)
-                ms.removed.add(cc.node_id)
-            elif cc.type is ConfChangeType.ADD_NODE and cc.node_id in ms.members and not (
-                    cc.context):
-                ms.members[cc.node_id].is_learner = False  # promotion
-            else:
-                m = Member.from_json(cc.context) if cc.context else Member(cc.node_id)
-                m.is_learner = cc.type is ConfChangeType.ADD_LEARNER_NODE
-                old = ms.members.get(cc.node_id)
-                if old is not None and not m.client_urls:
-                    m.client_urls = old.client_urls
-                ms.members[cc.node_id] = m
-            with self.backend.write_txn() as w:
-                self.backend.meta_put(MEMBERS_META, ms.encode())
-                w.end(e.index)
+            self.applier.apply_membership(cc, e.index)
         self.transport.set_peers(self.membership.peer_urls())
         if self.id not in cs.voters and self.id not in cs.learners and (
                 cc.type is ConfChangeType.REMOVE_NODE and cc.node_id == self.id):
@@ -505,7 +443,7 @@ class RaftServer:
         self.backend = Backend.install(self.member_dir / "snap" / "db", received,
                                        initial_revision=ETCD_FIRST_REVISION)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
-        self.leases.reload(self.backend)
+        self.applier.reset(self.backend, self.membership)
         self.transport.set_peers(self.membership.peer_urls())
         # Raft re-delivers the entries after the snapshot; those the new database already
         # holds (up to its consistent index) are skipped when applied. Our applied index
@@ -559,8 +497,7 @@ class RaftServer:
     async def propose(self, request: Any) -> Any:
         """Replicate a write; returns its response once applied here (or raises EtcdError)."""
         self._check_alive()
-        cmd = Command(commands.kind_of(request), (self.id << 40 ^ next(self._ids)) & (
-            (1 << 64) - 1), request)
+        cmd = Command(commands.kind_of(request), self._ids.next(), request, self.id)
         data = cmd.encode()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
@@ -614,7 +551,7 @@ class RaftServer:
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
         self._check_alive()
-        if self.node.raft.state is not StateType.LEADER:
+        if not self.is_leader():
             raise errors.NotLeader()
         if target not in self.node.raft.prs.voters or target == self.id:
             raise errors.BadLeaderTransferee()
@@ -647,7 +584,7 @@ class RaftServer:
         """One ReadIndex round serves every read queued before it (etcd's batching)."""
         if not self._read_queue or self.lead == NONE:
             return
-        ctx = next(self._read_ids).to_bytes(8, "big")
+        ctx = read_context(self.id, self._read_ids.next())
         self._read_inflight[ctx] = _Read(ctx, self._read_queue, time.monotonic())
         self._read_queue = []
         self.node.read_index(ctx)
@@ -671,6 +608,32 @@ class RaftServer:
                 keep.append((index, waiters))
         self._reads_ready = keep
 
+    # --- what the services may ask (instead of reaching into node.raft) --------------------
+
+    def is_leader(self) -> bool:
+        """Whether this member leads, as of the last Ready's soft state (one source of
+        truth with ``lead`` and the leader gauges)."""
+        return self._role is StateType.LEADER
+
+    def leader_id(self) -> int:
+        """The leader this member knows of (0: none)."""
+        return self.lead
+
+    def term(self) -> int:
+        return self.node.raft.term
+
+    def committed_index(self) -> int:
+        return self.node.raft.raft_log.committed
+
+    def voters(self) -> set[int]:
+        return set(self.node.raft.prs.voters)
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int, int]:
+        """etcd's HashKV: (hash, the revision it covers, compacted revision) of the
+        keyspace; equal on every member that applied the same entries."""
+        rev = revision or self.backend.current_revision()
+        return self.backend.hash_kv(rev), rev, self.backend.compacted_revision()
+
     # --- status ------------------------------------------------------------------------------
 
     def status(self) -> rpc_pb2.StatusResponse:
@@ -691,6 +654,12 @@ class RaftServer:
             resp.errors.append(f"memberID:{self.id} alarm:NOSPACE ")
         resp.header.CopyFrom(self.header(self.backend.current_revision()))
         return resp
+
+
+def read_context(member_id: int, n: int) -> bytes:
+    """A ReadIndex context unique across members (the member ID) and restarts (``n`` comes
+    from a RequestIDs, which starts at the wall clock)."""
+    return member_id.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0

@@ -28,6 +28,7 @@ import hashlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,19 @@ class Backend:
 
     def consistent_index(self) -> int:
         return self._ci
+
+    def hash_kv(self, rev: int = 0) -> int:
+        """A CRC32 over every stored row at or below ``rev`` (0: current) in key and
+        revision order, as etcd's HashKV: equal on members holding the same history."""
+        at = rev or self._current_rev
+        h = 0
+        cur = self._conn.execute(
+            "SELECT key, rev, sub, value, create_rev, version, lease, tombstone FROM kv "
+            "WHERE rev <= ? ORDER BY key, rev, sub", (at,))
+        while rows := cur.fetchmany(4096):
+            for r in rows:
+                h = zlib.crc32(repr(tuple(r)).encode(), h)
+        return h
 
     # --- compaction, meta ------------------------------------------------------------
 
