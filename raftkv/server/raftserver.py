@@ -45,8 +45,6 @@ from raftkv.raft import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
-    MemoryStorage,
     Message,
     ProposalDropped,
     RawNode,
@@ -54,20 +52,23 @@ from raftkv.raft import (
     Snapshot,
     StateType,
 )
-from raftkv.raft.codec import decode_conf_change, encode_conf_change
+from raftkv.raft.codec import decode_conf_change
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
-from raftkv.server.membership import Member, Membership
+from raftkv.server.membership import Membership
 from raftkv.server.metrics import ServerMetrics
+from raftkv.server.recovery import (
+    install_backend,
+    recover,
+    remove_stale_received,
+)
 from raftkv.server.transport import (
     Transport,
     TransportError,
     discover,
     received_snapshot_path,
 )
-from raftkv.storage.backend import Backend
 from raftkv.storage.lock import DataDirLock
-from raftkv.storage.snap import Snapshotter
 from raftkv.storage.wal import WAL
 
 log = logging.getLogger("raftkv.server")
@@ -116,34 +117,15 @@ class RaftServer:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self.member_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = DataDirLock(self.member_dir).acquire()
-        wal_dir = self.member_dir / "wal"
-        snap_dir = self.member_dir / "snap"
-        snap_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshotter = Snapshotter(snap_dir)
-        self.backend = Backend.open(snap_dir / "db", initial_revision=ETCD_FIRST_REVISION)
-        self.storage = MemoryStorage()
-        fresh = not WAL.exists(wal_dir)
-        if fresh and cfg.initial_cluster_state == "existing":
+        if not WAL.exists(self.member_dir / "wal") and cfg.initial_cluster_state == "existing":
             await self._discover()
-        if fresh:
-            meta = f"{self.id:016x}:{self.cluster_id:016x}".encode()
-            self.wal = WAL.create(wal_dir, meta, segment_size=cfg.wal_segment_bytes)
-            if cfg.initial_cluster_state == "new":
-                self._bootstrap()
-        else:
-            self.wal, state = WAL.open(wal_dir, segment_size=cfg.wal_segment_bytes)
-            mid, _, cid = state.metadata.decode().partition(":")
-            self.id, self.cluster_id = int(mid, 16), int(cid, 16)
-            snap = self.snapshotter.load_newest()
-            if snap is not None and snap.metadata.index >= state.snapshot.index:
-                self.storage.apply_snapshot(snap)
-            elif state.snapshot.index:
-                self.storage.apply_snapshot(Snapshot(state.snapshot))
-            self.storage.append(state.entries)
-            self.storage.set_hard_state(state.hard_state)
-        self.snapshot_index = self.storage.snapshot().metadata.index
+        rec = recover(cfg, self.member_dir, self.id, self.cluster_id,
+                      bootstrap=cfg.initial_cluster_state == "new")
+        self.id, self.cluster_id = rec.member_id, rec.cluster_id
+        self._lock, self.wal, self.storage = rec.lock, rec.wal, rec.storage
+        self.snapshotter, self.backend = rec.snapshotter, rec.backend
+        self.snapshot_index = rec.snapshot_index
+        snap_dir = rec.snap_dir
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         # etcd's minimum lease TTL: one and a half election timeouts, in whole seconds
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
@@ -209,20 +191,6 @@ class RaftServer:
                 "add it first (etcdctl member add --peer-urls=...)")
         raise ConfigError("--initial-cluster-state=existing: no other member answered "
                           f"({'; '.join(errs) or 'none listed'})")
-
-    def _bootstrap(self) -> None:
-        """A brand-new cluster: every initial member added by a committed conf change."""
-        ents = []
-        for i, (mid, (name, urls)) in enumerate(sorted(self.cfg.initial_members().items())):
-            # Identical on every member (Raft's logs must agree byte for byte): client
-            # URLs are not known here; each member publishes its own once a leader exists.
-            m = Member(mid, name, urls, [])
-            cc = ConfChange(ConfChangeType.ADD_NODE, mid, m.to_json())
-            ents.append(Entry(1, i + 1, EntryType.CONF_CHANGE, encode_conf_change(cc)))
-        hs = HardState(term=1, vote=NONE, commit=len(ents))
-        self.wal.save(hs, ents)
-        self.storage.append(ents)
-        self.storage.set_hard_state(hs)
 
     def fatal_task(self) -> asyncio.Task[None]:
         """The Raft loop's task: it ends only on stop or on a fatal error."""
@@ -435,13 +403,18 @@ class RaftServer:
         if not received.exists():
             raise RuntimeError(f"snapshot {meta.term}/{meta.index} arrived without its "
                                f"backend file {received}")
+        # Crash-atomic with recovery.recover: the received database stays under its name
+        # until the swap, so a crash after the WAL marker finishes the install on restart.
         failpoints.hit("raftBeforeInstallSnapshot")
         self.snapshotter.save(snap)
+        failpoints.hit("raftAfterInstallSnapFile")
         self.wal.save_snapshot(meta)
+        failpoints.hit("raftAfterInstallWALMarker")
         self.storage.apply_snapshot(snap)
         self.backend.close()
-        self.backend = Backend.install(self.member_dir / "snap" / "db", received,
-                                       initial_revision=ETCD_FIRST_REVISION)
+        self.backend = install_backend(self.member_dir / "snap", received)
+        failpoints.hit("raftAfterInstallBackend")
+        remove_stale_received(self.member_dir / "snap", meta.index)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         self.applier.reset(self.backend, self.membership)
         self.transport.set_peers(self.membership.peer_urls())
@@ -663,5 +636,4 @@ def read_context(member_id: int, n: int) -> bytes:
 
 
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
-ETCD_FIRST_REVISION = 1  # an empty etcd keyspace is at revision 1; the first write is 2
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -402,6 +402,7 @@ class Backend:
             raise StorageError(f"snapshot database {new_db_path} fails quick_check: {ok}")
         wal.unlink(missing_ok=True)
         db_path.with_name(db_path.name + "-shm").unlink(missing_ok=True)
+        failpoints.hit("backendBeforeInstallRename")
         os.replace(new_db_path, db_path)
         _fsync_dir(db_path.parent)
         return Backend.open(db_path, batch_limit, batch_interval, initial_revision)
