@@ -219,20 +219,41 @@ def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
 
 def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     """A Range at r.revision (0: current). Raises Compacted / FutureRev."""
+    current = check_range_revision(ks, r)
+    default_order, filters = _order_and_filters(r)
+    limit = r.limit if default_order and not filters else 0
+    if limit > 0:
+        limit += 1  # one more, to know whether there is "more"
+    kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
+    resp, out = select(r, kvs, count, current)
+    if not r.count_only:
+        resp.kvs.extend(to_pb(kv, r.keys_only) for kv in out)
+    return resp
+
+
+def check_range_revision(ks: Keyspace, r: rpc_pb2.RangeRequest) -> int:
+    """The current revision, after refusing a future or compacted ``r.revision``."""
     current = ks.current_revision()
     if r.revision > current:
         raise errors.FutureRev()
     if 0 < r.revision < ks.compacted_revision():
         raise errors.Compacted()
+    return current
+
+
+def _order_and_filters(r: rpc_pb2.RangeRequest) -> tuple[bool, bool]:
     default_order = r.sort_order == pb.RangeRequest.NONE or (
         r.sort_target == pb.RangeRequest.KEY and r.sort_order == pb.RangeRequest.ASCEND
     )
     filters = bool(r.min_mod_revision or r.max_mod_revision or r.min_create_revision
                    or r.max_create_revision)
-    limit = r.limit if default_order and not filters else 0
-    if limit > 0:
-        limit += 1  # one more, to know whether there is "more"
-    kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
+    return default_order, filters
+
+
+def select(r: rpc_pb2.RangeRequest, kvs: Sequence[StoredKV], count: int,
+           current: int) -> tuple[rpc_pb2.RangeResponse, list[StoredKV]]:
+    """Filter, sort and limit a range's kvs (sorted by key, ``count`` of them in the
+    range); returns the response without its kvs, and the kvs it is to carry."""
     out = list(kvs)
     if r.max_mod_revision:
         out = [kv for kv in out if kv.mod_revision <= r.max_mod_revision]
@@ -257,10 +278,8 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     if r.limit > 0 and len(out) > r.limit:
         out = out[: r.limit]
         resp.more = True
-    if not r.count_only:
-        resp.kvs.extend(to_pb(kv, r.keys_only) for kv in out)
     resp.header.revision = current
-    return resp
+    return resp, out
 
 
 # --- writes (apply path) -------------------------------------------------------------------

@@ -154,7 +154,7 @@ class Applier:
                 raise errors.Compacted()
             if rev > self.backend.current_revision():
                 raise errors.FutureRev()
-            self.backend.compact(rev)
+            self.backend.schedule_compact(rev)  # rows are deleted by compact_step, paged
             resp = rpc_pb2.CompactionResponse()
             resp.header.revision = self.backend.current_revision()
             return resp

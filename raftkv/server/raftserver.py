@@ -55,8 +55,10 @@ from raftkv.raft import (
 from raftkv.raft.codec import decode_conf_change
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
+from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Membership
 from raftkv.server.metrics import ServerMetrics
+from raftkv.server.reads import range_paged
 from raftkv.server.recovery import (
     install_backend,
     recover,
@@ -112,6 +114,23 @@ class RaftServer:
         self.nospace = False  # this member's NOSPACE alarm
         self._discovered: dict[int, str] = {}  # peers learned when joining an existing cluster
         self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000
+        # apply runs in its own task, fed committed entries by the Ready loop (as etcd's
+        # apply goroutine), so a slow apply or a defragmentation never stops heartbeats
+        self._committed: deque[list[Entry]] = deque()
+        self._apply_wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._compact_wake = asyncio.Event()
+        # held by whoever uses the backend's connection across an await (apply batches,
+        # paged reads, defragmentation, snapshot install and backup)
+        self.backend_lock = asyncio.Lock()
+        # the WAL is written by the Ready loop (entries, in a worker) and by snapshots
+        # (markers, releases, in the apply task): one at a time
+        self._wal_lock = asyncio.Lock()
+        self.loop_lag = LoopLag(self.metrics.registry,
+                                interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
+        self._db_size = 0
+        self._db_size_in_use = 0
 
     # --- startup -------------------------------------------------------------------------
 
@@ -159,7 +178,7 @@ class RaftServer:
         }
         self.transport.set_peers(peers)
         self._update_size_metrics()
-        self._task = asyncio.create_task(self._run(), name="raft-loop")
+        self._task = asyncio.create_task(self._main(), name="raft-member")
 
     def _members_json(self) -> bytes:
         return json.dumps({"cluster_id": self.cluster_id,
@@ -193,13 +212,16 @@ class RaftServer:
                           f"({'; '.join(errs) or 'none listed'})")
 
     def fatal_task(self) -> asyncio.Task[None]:
-        """The Raft loop's task: it ends only on stop or on a fatal error."""
+        """The member's task (Ready loop, apply, compaction, loop-lag monitor): it ends
+        only on stop or on a fatal error."""
         assert self._task is not None
         return self._task
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._apply_wake.set()
+        self._compact_wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -222,40 +244,57 @@ class RaftServer:
         self._inbox.append(m)
         self._wake.set()
 
-    async def _run(self) -> None:
-        tick = self.cfg.heartbeat_interval_ms / 1000
-        next_tick = time.monotonic() + tick
+    async def _main(self) -> None:
+        tasks = [asyncio.create_task(self._run(), name="raft-ready-loop"),
+                 asyncio.create_task(self._apply_loop(), name="raft-apply"),
+                 asyncio.create_task(self._compact_loop(), name="raft-compact"),
+                 asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
+                                     name="raft-loop-lag")]
         try:
-            while not self._stopping:
-                timeout = max(0.0, next_tick - time.monotonic())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                self._wake.clear()
-                now = time.monotonic()
-                if now >= next_tick:
-                    self.node.tick()
-                    next_tick = now + tick
-                    self._retry_reads(now)
-                    self._revoke_expired(now)
-                    self._maybe_publish()
-                    self._update_size_metrics()
-                while self._inbox:
-                    m = self._inbox.popleft()
-                    try:
-                        self.node.step(m)
-                    except Exception as exc:  # a peer's bad message must not kill us
-                        log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
-                                    exc)
-                self._start_read()
-                while self.node.has_ready():
-                    await self._handle_ready(self.node.ready())
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
         except Exception as exc:
             self._fatal = exc
-            log.critical("raft loop stopped: %s", exc, exc_info=True)
+            log.critical("raft loop stopped: %s", exc, exc_info=exc)
             for fut in self._waiters.values():
                 if not fut.done():
                     fut.set_exception(errors.Stopped(f"etcdserver: server stopped: {exc}"))
             raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """The Ready loop alone: tick, step, persist, send, hand committed entries over."""
+        tick = self.cfg.heartbeat_interval_ms / 1000
+        next_tick = time.monotonic() + tick
+        while not self._stopping:
+            timeout = max(0.0, next_tick - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            now = time.monotonic()
+            if now >= next_tick:
+                self.node.tick()
+                next_tick = now + tick
+                self._retry_reads(now)
+                self._revoke_expired(now)
+                self._maybe_publish()
+                self._update_size_metrics()
+            while self._inbox:
+                m = self._inbox.popleft()
+                try:
+                    self.node.step(m)
+                except Exception as exc:  # a peer's bad message must not kill us
+                    log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
+                                exc)
+            self._start_read()
+            while self.node.has_ready():
+                await self._handle_ready(self.node.ready())
 
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
@@ -263,10 +302,15 @@ class RaftServer:
         # 1. persist
         failpoints.hit("raftBeforeSave")
         if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
+            # everything committed before the snapshot is applied first (etcd waits for
+            # its apply goroutine likewise), then the backend is swapped under its lock
+            await self._drained.wait()
+            async with self.backend_lock:
+                await self._install_snapshot(rd.snapshot)
         hs = rd.hard_state if not rd.hard_state.is_empty() else None
         if hs is not None or rd.entries:
-            await asyncio.to_thread(self.wal.save, hs, rd.entries)
+            async with self._wal_lock:
+                await asyncio.to_thread(self.wal.save, hs, rd.entries, rd.must_sync)
         if rd.entries:
             self.storage.append(rd.entries)
         if hs is not None:
@@ -275,11 +319,11 @@ class RaftServer:
         # 2. send
         failpoints.hit("raftBeforeSend")
         self.transport.send(rd.messages)
-        # 3. apply
+        # 3. hand committed entries to the apply task
         if rd.committed_entries:
-            failpoints.hit("raftBeforeApply")
-            self._apply(rd.committed_entries)
-            failpoints.hit("raftAfterApply")
+            self._committed.append(rd.committed_entries)
+            self._drained.clear()
+            self._apply_wake.set()
         # 4. reads, advance
         for rs in rd.read_states:
             r = self._read_inflight.pop(rs.request_ctx, None)
@@ -287,7 +331,40 @@ class RaftServer:
                 self._reads_ready.append((rs.index, r.waiters))
         self._serve_reads()
         self.node.advance(rd)
-        await self._maybe_snapshot()
+
+    async def _apply_loop(self) -> None:
+        """Apply committed entries in log order, a chunk at a time under the backend lock,
+        yielding to the loop between chunks; then serve reads and maybe snapshot."""
+        while not self._stopping:
+            if not self._committed:
+                self._drained.set()
+                self._apply_wake.clear()
+                await self._apply_wake.wait()
+                continue
+            ents = self._committed[0]
+            async with self.backend_lock:
+                for i in range(0, len(ents), APPLY_CHUNK):
+                    failpoints.hit("raftBeforeApply")
+                    self._apply(ents[i:i + APPLY_CHUNK])
+                    failpoints.hit("raftAfterApply")
+                    self._serve_reads()
+                    if i + APPLY_CHUNK < len(ents):
+                        await asyncio.sleep(0)
+                self._committed.popleft()
+                await self._maybe_snapshot()
+            self._wake.set()  # a conf change may have given Raft something to say
+
+    async def _compact_loop(self) -> None:
+        """Delete the rows of a scheduled compaction a page of keys at a time."""
+        while not self._stopping:
+            if not self.backend.compact_pending():
+                self._compact_wake.clear()
+                await self._compact_wake.wait()
+                continue
+            async with self.backend_lock:
+                self.backend.compact_step(COMPACT_PAGE)
+                self.backend.maybe_commit()
+            await asyncio.sleep(0)
 
     def _on_soft_state(self, lead: int, state: StateType) -> None:
         if lead != self.lead and lead != NONE:
@@ -347,11 +424,15 @@ class RaftServer:
     def _apply(self, ents: list[Entry]) -> None:
         consistent = self.backend.consistent_index()
         for e in ents:
+            if e.index <= self.applied_index:
+                continue  # already applied (re-delivered after a snapshot install)
             if e.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(e, replay=e.index <= consistent)
             elif e.index > consistent:
                 self._apply_normal(e)
             self.applied_index = e.index
+        if self.backend.compact_pending():
+            self._compact_wake.set()
         self.backend.maybe_commit()
         self.metrics.proposals_applied.set(self.applied_index)
         self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
@@ -385,16 +466,22 @@ class RaftServer:
                     fut.set_result(cs)
 
     def _update_size_metrics(self) -> None:
-        self.metrics.db_size.set(self.backend.size())
-        self.metrics.db_size_in_use.set(self.backend.size_in_use())
+        if self.backend_lock.locked():
+            return  # a defragmentation may hold the connection: keep the last figures
+        self._db_size = self.backend.size()
+        self._db_size_in_use = self.backend.size_in_use()
+        self.metrics.db_size.set(self._db_size)
+        self.metrics.db_size_in_use.set(self._db_size_in_use)
 
     # --- snapshots -----------------------------------------------------------------------
 
     async def _snapshot_file(self, m: Message) -> Path:
         """The backend copy to stream with an outgoing snapshot message."""
         path = self.member_dir / "snap" / f"send-{m.to:x}-{time.monotonic_ns()}.db"
-        self.backend.force_commit()
-        await asyncio.to_thread(self.backend.snapshot_to, path)
+        async with self.backend_lock:
+            self.backend.commit_for_snapshot()
+            # its own read connection: the loop goes on applying meanwhile (defect 3)
+            await asyncio.to_thread(self.backend.copy_committed_to, path)
         return path
 
     async def _install_snapshot(self, snap: Snapshot) -> None:
@@ -434,15 +521,16 @@ class RaftServer:
         snap = self.storage.create_snapshot(index, cs, b"")
         failpoints.hit("raftBeforeSaveSnap")
         await asyncio.to_thread(self.snapshotter.save, snap)
-        self.wal.save_snapshot(snap.metadata)
-        failpoints.hit("raftAfterSaveSnap")
-        self.snapshot_index = index
-        compact_to = index - self.cfg.snapshot_catchup_entries
-        if compact_to > self.storage.first_index():
-            self.storage.compact(compact_to)
-        # The backend is synced past ``index``: WAL segments wholly below it can go.
-        self.wal.release_to(index)
-        failpoints.hit("raftAfterWALRelease")
+        async with self._wal_lock:
+            self.wal.save_snapshot(snap.metadata)
+            failpoints.hit("raftAfterSaveSnap")
+            self.snapshot_index = index
+            compact_to = index - self.cfg.snapshot_catchup_entries
+            if compact_to > self.storage.first_index():
+                self.storage.compact(compact_to)
+            # The backend is synced past ``index``: WAL segments wholly below it can go.
+            self.wal.release_to(index)
+            failpoints.hit("raftAfterWALRelease")
         self.snapshotter.release(keep=5)
 
     # --- proposals -----------------------------------------------------------------------
@@ -458,7 +546,8 @@ class RaftServer:
         refuses further writes until disarmed, as etcd's; unlike etcd's, the alarm is
         this member's own and is not replicated through the log."""
         quota = self.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
-        return self.backend.size() + cost > quota
+        size = self._db_size if self.backend_lock.locked() else self.backend.size()
+        return size + cost > quota
 
     def _check_alive(self) -> None:
         if self._fatal is not None or self._stopping:
@@ -581,6 +670,18 @@ class RaftServer:
                 keep.append((index, waiters))
         self._reads_ready = keep
 
+    async def range(self, request: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """A Range on this member's backend (serializable: no barrier here), read and
+        built a page at a time so a huge range does not stall the loop."""
+        return await range_paged(self.backend, self.backend_lock, request)
+
+    async def defragment(self) -> None:
+        """etcd's Defragment, in a worker thread; apply waits for it, Raft does not."""
+        async with self.backend_lock:
+            self.backend.force_commit()
+            await asyncio.to_thread(self.backend.defragment)
+        self._update_size_metrics()
+
     # --- what the services may ask (instead of reaching into node.raft) --------------------
 
     def is_leader(self) -> bool:
@@ -613,8 +714,8 @@ class RaftServer:
         r = self.node.raft
         resp = rpc_pb2.StatusResponse(
             version=ETCD_VERSION,
-            dbSize=self.backend.size(),
-            dbSizeInUse=self.backend.size_in_use(),
+            dbSize=self._db_size,
+            dbSizeInUse=self._db_size_in_use,
             leader=self.lead,
             raftIndex=r.raft_log.committed,
             raftTerm=r.term,
@@ -635,5 +736,7 @@ def read_context(member_id: int, n: int) -> bytes:
     return member_id.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
+APPLY_CHUNK = 64  # entries applied between yields to the loop
+COMPACT_PAGE = 1000  # keys per compaction step
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it
