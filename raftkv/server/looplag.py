@@ -38,12 +38,18 @@ class LoopLag:
             self.histogram.observe(lag)
             self.samples.append((now, lag))
 
-    def percentile(self, q: float, since: float = 0.0) -> float:
-        """The q-th percentile (0-100) of the lags sampled at or after ``since``."""
-        lags = sorted(lag for when, lag in self.samples if when >= since)
+    def window(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """The lags of the timers that were pending at some time in [since, until]
+        (time.monotonic()): asked before ``until`` and fired after ``since``."""
+        return [lag for when, lag in self.samples
+                if when >= since and when - lag - self.interval <= until]
+
+    def percentile(self, q: float, since: float = 0.0, until: float = float("inf")) -> float:
+        """The q-th percentile (0-100) of the lags of the timers pending in the window."""
+        lags = sorted(self.window(since, until))
         if not lags:
             return 0.0
         return lags[min(len(lags) - 1, int(len(lags) * q / 100))]
 
-    def worst(self, since: float = 0.0) -> float:
-        return max((lag for when, lag in self.samples if when >= since), default=0.0)
+    def worst(self, since: float = 0.0, until: float = float("inf")) -> float:
+        return max(self.window(since, until), default=0.0)

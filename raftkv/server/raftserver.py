@@ -348,11 +348,18 @@ class RaftServer:
                     self._apply(ents[i:i + APPLY_CHUNK])
                     failpoints.hit("raftAfterApply")
                     self._serve_reads()
-                    if i + APPLY_CHUNK < len(ents):
+                    if self.backend.commit_due():
+                        await self._commit()
+                    elif i + APPLY_CHUNK < len(ents):
                         await asyncio.sleep(0)
                 self._committed.popleft()
                 await self._maybe_snapshot()
             self._wake.set()  # a conf change may have given Raft something to say
+
+    async def _commit(self) -> None:
+        """Commit the backend's batch (an fsync) in a worker; the caller holds the backend
+        lock, so nothing else uses the connection meanwhile."""
+        await asyncio.to_thread(self.backend.force_commit)
 
     async def _compact_loop(self) -> None:
         """Delete the rows of a scheduled compaction a page of keys at a time."""
@@ -363,7 +370,8 @@ class RaftServer:
                 continue
             async with self.backend_lock:
                 self.backend.compact_step(COMPACT_PAGE)
-                self.backend.maybe_commit()
+                if self.backend.commit_due():
+                    await self._commit()
             await asyncio.sleep(0)
 
     def _on_soft_state(self, lead: int, state: StateType) -> None:
@@ -433,7 +441,6 @@ class RaftServer:
             self.applied_index = e.index
         if self.backend.compact_pending():
             self._compact_wake.set()
-        self.backend.maybe_commit()
         self.metrics.proposals_applied.set(self.applied_index)
         self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
 
@@ -517,7 +524,7 @@ class RaftServer:
             return
         index = self.applied_index
         cs = self.node.raft.prs.conf_state()
-        self.backend.force_commit()
+        await self._commit()
         snap = self.storage.create_snapshot(index, cs, b"")
         failpoints.hit("raftBeforeSaveSnap")
         await asyncio.to_thread(self.snapshotter.save, snap)
@@ -737,6 +744,6 @@ def read_context(member_id: int, n: int) -> bytes:
 
 
 APPLY_CHUNK = 64  # entries applied between yields to the loop
-COMPACT_PAGE = 1000  # keys per compaction step
+COMPACT_PAGE = 500  # keys per compaction step
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -19,7 +19,7 @@ from aetcd.rpc import rpc_pb2
 from raftkv.mvcc import errors, kv
 from raftkv.storage.backend import Backend, KeyValue
 
-PAGE = 2000  # keys per page: a few milliseconds of SQLite and protobuf work
+PAGE = 500  # keys per page: a few milliseconds of SQLite and protobuf work
 
 
 async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequest,

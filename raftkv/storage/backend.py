@@ -208,6 +208,11 @@ class Backend:
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
             list(values.items()))
 
+    def commit_due(self) -> bool:
+        """Whether ``maybe_commit`` would commit now (callers that commit in a worker)."""
+        return self._in_tx and (self._pending >= self.batch_limit
+                                or time.monotonic() - self._batch_start >= self.batch_interval)
+
     def maybe_commit(self) -> bool:
         """Commit if the batch is full or old enough; True if it committed."""
         if self._in_tx and (self._pending >= self.batch_limit
@@ -275,11 +280,17 @@ class Backend:
         ``page`` keys strictly after ``after``, and the key to continue after (None: the
         range is done). Pages read at one revision form a consistent read as long as no
         compaction above ``at`` runs in between (compact_step; callers check)."""
-        where, args = _where(key, range_end)
-        params: list[object] = list(args)
-        if after is not None:
-            where += " AND key > ?"
-            params.append(after)
+        if after is None:
+            where, args = _where(key, range_end)
+            params: list[object] = list(args)
+        elif not range_end:
+            return [], None  # a single key: one page holds it
+        else:
+            # one lower bound only, so SQLite seeks to it instead of scanning from ``key``
+            where, params = "key > ?", [after]
+            if range_end != b"\0":
+                where += " AND key < ?"
+                params.append(range_end)
         rows = self._conn.execute(
             f"SELECT {_COLS}, tombstone, MAX(rev * {_REV_SHIFT} + sub) FROM kv "
             f"WHERE {where} AND rev <= ? GROUP BY key ORDER BY key LIMIT ?",
