@@ -218,6 +218,11 @@ class RaftServer:
         return self._task
 
     async def stop(self) -> None:
+        """Stop the member; a leader first hands leadership to its most caught-up voter
+        (etcd's Stop), so the cluster does not wait an election timeout for a leader."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(errors.EtcdError):
+                await self.transfer_leadership_before_stop()
         self._stopping = True
         self._wake.set()
         self._apply_wake.set()
@@ -635,6 +640,35 @@ class RaftServer:
             await asyncio.wait_for(moved(), self.request_timeout)
         except TimeoutError:
             raise errors.Timeout() from None
+
+    async def transfer_leadership_before_stop(self) -> int:
+        """If this member leads, transfer leadership to the voter whose log matches ours
+        furthest (caught up, if any is) and wait up to two election timeouts for it;
+        returns the new leader (0: none was chosen or it did not take over)."""
+        if not self.is_leader() or self.removed:
+            return 0
+        r = self.node.raft
+        others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
+                  if vid != self.id and vid in r.prs.voters]
+        if not others:
+            return 0
+        match, target = max(others)
+        log.info("stopping: transferring leadership to %x (match %d of %d)", target, match,
+                 r.raft_log.last_index())
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
+        async def moved() -> None:
+            while self.lead in (self.id, NONE):
+                await self.leader_changed.wait()
+
+        try:
+            await asyncio.wait_for(moved(), 2 * self.cfg.election_timeout_ms / 1000)
+        except TimeoutError:
+            log.warning("stopping: leadership transfer to %x did not complete", target)
+            return 0
+        log.info("stopping: leadership transferred to %x", self.lead)
+        return self.lead
 
     # --- reads -----------------------------------------------------------------------------
 
