@@ -7,7 +7,7 @@ The package imports no clock, randomness, threads, sockets or asyncio (checked b
 import-linter): time is ticks and the random source is injected.
 """
 
-from raftkv.raft.errors import ProposalDropped, RaftError
+from raftkv.raft.errors import LearnerNotCaughtUp, ProposalDropped, RaftError
 from raftkv.raft.node import RawNode, Ready, Status, bootstrap
 from raftkv.raft.raft import Config
 from raftkv.raft.storage import MemoryStorage, Storage
@@ -37,6 +37,7 @@ __all__ = [
     "Entry",
     "EntryType",
     "HardState",
+    "LearnerNotCaughtUp",
     "MemoryStorage",
     "Message",
     "MessageType",

@@ -25,6 +25,7 @@ from raftkv.raft import confchange
 from raftkv.raft.codec import decode_conf_change
 from raftkv.raft.errors import (
     Compacted,
+    LearnerNotCaughtUp,
     ProposalDropped,
     RaftError,
     SnapshotTemporarilyUnavailable,
@@ -522,30 +523,35 @@ class Raft:
             raise ProposalDropped("this node was removed from the configuration")
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee:x}")
-        for e in m.entries:
+        # Check the whole batch before changing anything: a refused batch leaves
+        # pending_conf_index as it was; each change's pending index is its own entry's.
+        pending = self.pending_conf_index
+        last = self.raft_log.last_index()
+        for i, e in enumerate(m.entries):
             if e.type is EntryType.CONF_CHANGE:
-                reason = self._conf_change_refusal(decode_conf_change(e.data))
-                if reason is not None:
-                    raise ProposalDropped(reason)
-                self.pending_conf_index = self.raft_log.last_index() + 1
+                refusal = self._conf_change_refusal(decode_conf_change(e.data), pending)
+                if refusal is not None:
+                    raise refusal
+                pending = last + i + 1
         self.append_entry(m.entries)
+        self.pending_conf_index = pending
         self.bcast_append()
 
-    def _conf_change_refusal(self, cc: ConfChange) -> str | None:
-        if self.pending_conf_index > self.raft_log.applied:
-            return (
+    def _conf_change_refusal(self, cc: ConfChange, pending: int) -> ProposalDropped | None:
+        if pending > self.raft_log.applied:
+            return ProposalDropped(
                 "a configuration change is already pending (or this leader's first entry "
-                f"is not applied yet): pending at {self.pending_conf_index}, "
+                f"is not applied yet): pending at {pending}, "
                 f"applied {self.raft_log.applied}"
             )
         reason = confchange.problem(self.prs.conf_state(), cc)
         if reason is not None:
-            return reason
+            return ProposalDropped(reason)
         if cc.type is ConfChangeType.ADD_NODE and cc.node_id in self.prs.learners:
             learner = self.prs.progress[cc.node_id]
             leader_match = self.prs.progress[self.id].match
             if learner.match < leader_match * LEARNER_READY_RATIO:
-                return (
+                return LearnerNotCaughtUp(
                     f"learner {cc.node_id:x} has not caught up: match {learner.match} of "
                     f"{leader_match}"
                 )

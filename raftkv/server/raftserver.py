@@ -45,6 +45,7 @@ from raftkv.raft import (
     ConfState,
     Entry,
     EntryType,
+    LearnerNotCaughtUp,
     Message,
     ProposalDropped,
     RawNode,
@@ -611,6 +612,8 @@ class RaftServer:
         try:
             try:
                 self.node.propose_conf_change(cc)
+            except LearnerNotCaughtUp:
+                raise errors.LearnerNotReady() from None
             except ProposalDropped as exc:
                 raise errors.EtcdError(f"etcdserver: {exc}") from exc
             self._wake.set()
