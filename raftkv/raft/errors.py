@@ -13,6 +13,10 @@ class LearnerNotCaughtUp(ProposalDropped):
     """Promoting a learner whose log is not close enough to the leader's."""
 
 
+class UncommittedSizeExceeded(ProposalDropped):
+    """The leader's uncommitted entries already hold max_uncommitted_entries_size bytes."""
+
+
 class Compacted(RaftError):
     """The requested index is below the first index still in the log (compacted away)."""
 

@@ -30,6 +30,7 @@ from raftkv.raft.errors import (
     RaftError,
     SnapshotTemporarilyUnavailable,
     Unavailable,
+    UncommittedSizeExceeded,
 )
 from raftkv.raft.log import RaftLog
 from raftkv.raft.progress import Progress, ProgressState, ProgressTracker
@@ -70,6 +71,9 @@ class Config:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0  # 0: no byte limit
     max_committed_size_per_ready: int = NO_LIMIT
+    # etcd's MaxUncommittedEntriesSize: a leader refuses proposals while the payload
+    # bytes of its uncommitted entries would exceed it (one proposal always fits)
+    max_uncommitted_entries_size: int = NO_LIMIT
     pre_vote: bool = True
     check_quorum: bool = True
 
@@ -104,6 +108,8 @@ class Raft:
         self.id = cfg.id
         self.rand = rand
         self.raft_log = RaftLog(storage, cfg.max_committed_size_per_ready)
+        self.max_uncommitted_size = cfg.max_uncommitted_entries_size
+        self.uncommitted_size = 0
         hs, cs = storage.initial_state()
         self.max_msg_size = cfg.max_size_per_msg
         self.prs = ProgressTracker(cfg.max_inflight_msgs, cfg.max_inflight_bytes)
@@ -162,6 +168,7 @@ class Raft:
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.uncommitted_size = 0
         self._reset_randomized_election_timeout()
         self.abort_leader_transfer()
         self.prs.reset_votes()
@@ -305,6 +312,12 @@ class Raft:
 
     def maybe_commit(self) -> bool:
         return self.raft_log.maybe_commit(self.prs.committed(), self.term)
+
+    def reduce_uncommitted_size(self, committed: list[Entry]) -> None:
+        """Entries handed to the application as committed no longer count."""
+        if self.state is StateType.LEADER:
+            s = sum(len(e.data) for e in committed)
+            self.uncommitted_size = max(0, self.uncommitted_size - s)
 
     def committed_entry_in_current_term(self) -> bool:
         return self.raft_log.term_or_zero(self.raft_log.committed) == self.term
@@ -533,7 +546,14 @@ class Raft:
                 if refusal is not None:
                     raise refusal
                 pending = last + i + 1
+        size = sum(len(e.data) for e in m.entries)
+        if self.uncommitted_size > 0 and size > 0 and (
+                self.uncommitted_size + size > self.max_uncommitted_size):
+            raise UncommittedSizeExceeded(
+                f"uncommitted entries hold {self.uncommitted_size} bytes; the limit is "
+                f"{self.max_uncommitted_size}")
         self.append_entry(m.entries)
+        self.uncommitted_size += size
         self.pending_conf_index = pending
         self.bcast_append()
 

@@ -47,11 +47,13 @@ from raftkv.raft import (
     EntryType,
     LearnerNotCaughtUp,
     Message,
+    MessageType,
     ProposalDropped,
     RawNode,
     Ready,
     Snapshot,
     StateType,
+    UncommittedSizeExceeded,
 )
 from raftkv.raft.codec import decode_conf_change
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
@@ -115,6 +117,7 @@ class RaftServer:
         self.nospace = False  # this member's NOSPACE alarm
         self._discovered: dict[int, str] = {}  # peers learned when joining an existing cluster
         self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000
+        self.max_apply_backlog = MAX_APPLY_BACKLOG
         # apply runs in its own task, fed committed entries by the Ready loop (as etcd's
         # apply goroutine), so a slow apply or a defragmentation never stops heartbeats
         self._committed: deque[list[Entry]] = deque()
@@ -163,6 +166,8 @@ class RaftServer:
                 applied=self.snapshot_index,
                 max_size_per_msg=1 << 20,
                 max_inflight_msgs=256,
+                max_committed_size_per_ready=MAX_COMMITTED_SIZE_PER_READY,
+                max_uncommitted_entries_size=MAX_UNCOMMITTED_ENTRIES_SIZE,
                 pre_vote=True,
                 check_quorum=True,
             ),
@@ -247,7 +252,13 @@ class RaftServer:
     # --- the loop ----------------------------------------------------------------------
 
     def _on_message(self, m: Message) -> None:
+        # bounded as etcd's receive buffer: Raft recovers lost messages, memory does not
+        # recover an unbounded queue; snapshots (rare, costly to resend) always get in
+        if len(self._inbox) >= MAX_INBOX and m.type is not MessageType.SNAP:
+            self.metrics.peer_inbox_dropped.inc()
+            return
         self._inbox.append(m)
+        self.metrics.peer_inbox.set(len(self._inbox))
         self._wake.set()
 
     async def _main(self) -> None:
@@ -293,6 +304,7 @@ class RaftServer:
                 self._update_size_metrics()
             while self._inbox:
                 m = self._inbox.popleft()
+                self.metrics.peer_inbox.set(len(self._inbox))
                 try:
                     self.node.step(m)
                 except Exception as exc:  # a peer's bad message must not kill us
@@ -326,6 +338,7 @@ class RaftServer:
         failpoints.hit("raftBeforeSend")
         self.transport.send(rd.messages)
         # 3. hand committed entries to the apply task
+        self.metrics.ready_committed_bytes.set(sum(len(e.data) for e in rd.committed_entries))
         if rd.committed_entries:
             self._committed.append(rd.committed_entries)
             self._drained.clear()
@@ -479,6 +492,10 @@ class RaftServer:
                     fut.set_result(cs)
 
     def _update_size_metrics(self) -> None:
+        r = self.node.raft
+        self.metrics.uncommitted_bytes.set(r.uncommitted_size)
+        self.metrics.apply_backlog.set(r.raft_log.committed - self.applied_index)
+        self.metrics.pending_reads.set(self.pending_reads())
         if self.backend_lock.locked():
             return  # a defragmentation may hold the connection: keep the last figures
         self._db_size = self.backend.size()
@@ -582,12 +599,19 @@ class RaftServer:
             raise errors.NoSpace()
         if self.lead == NONE:
             raise errors.NoLeader()
+        if self.committed_index() - self.applied_index > self.max_apply_backlog:
+            self.metrics.too_many_requests.inc()
+            raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[cmd.request_id] = fut
         self.metrics.proposals_pending.inc()
         try:
             try:
                 self.node.propose(data)
+            except UncommittedSizeExceeded:
+                self.metrics.proposals_failed.inc()
+                self.metrics.too_many_requests.inc()
+                raise errors.TooManyRequests() from None
             except ProposalDropped as exc:
                 self.metrics.proposals_failed.inc()
                 raise errors.NoLeader() if self.lead == NONE else errors.LeaderChanged() from exc
@@ -646,13 +670,13 @@ class RaftServer:
 
     async def transfer_leadership_before_stop(self) -> int:
         """If this member leads, transfer leadership to the voter whose log matches ours
-        furthest (caught up, if any is) and wait up to two election timeouts for it;
+        furthest (caught up, if any is) and wait up to an election timeout for it;
         returns the new leader (0: none was chosen or it did not take over)."""
         if not self.is_leader() or self.removed:
             return 0
         r = self.node.raft
         others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
-                  if vid != self.id and vid in r.prs.voters]
+                  if vid != self.id and vid in r.prs.voters and pr.recent_active]
         if not others:
             return 0
         match, target = max(others)
@@ -666,7 +690,7 @@ class RaftServer:
                 await self.leader_changed.wait()
 
         try:
-            await asyncio.wait_for(moved(), 2 * self.cfg.election_timeout_ms / 1000)
+            await asyncio.wait_for(moved(), self.cfg.election_timeout_ms / 1000)
         except TimeoutError:
             log.warning("stopping: leadership transfer to %x did not complete", target)
             return 0
@@ -678,6 +702,9 @@ class RaftServer:
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed when it was called."""
         self._check_alive()
+        if self.pending_reads() >= MAX_PENDING_READS:
+            self.metrics.too_many_requests.inc()
+            raise errors.TooManyRequests()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._read_queue.append(fut)
         self._wake.set()
@@ -685,6 +712,18 @@ class RaftServer:
             await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
         except TimeoutError:
             raise (errors.NoLeader() if self.lead == NONE else errors.Timeout()) from None
+        finally:
+            if not fut.done():  # timed out or cancelled: nobody waits for it any more
+                fut.cancel()
+                with contextlib.suppress(ValueError):
+                    self._read_queue.remove(fut)
+
+    def pending_reads(self) -> int:
+        """Linearizable reads still waited for (queued, in flight, or waiting for apply)."""
+        n = sum(1 for w in self._read_queue if not w.done())
+        n += sum(1 for r in self._read_inflight.values() for w in r.waiters if not w.done())
+        n += sum(1 for _, ws in self._reads_ready for w in ws if not w.done())
+        return n
 
     def _start_read(self) -> None:
         """One ReadIndex round serves every read queued before it (etcd's batching)."""
@@ -699,7 +738,9 @@ class RaftServer:
         """A ReadIndex lost to a leader change is asked again, under a new context."""
         limit = 2 * self.cfg.election_timeout_ms / 1000
         for ctx, r in list(self._read_inflight.items()):
-            if now - r.sent_at > limit:
+            if all(w.done() for w in r.waiters):
+                del self._read_inflight[ctx]  # every reader gave up
+            elif now - r.sent_at > limit:
                 del self._read_inflight[ctx]
                 self._read_queue.extend(w for w in r.waiters if not w.done())
 
@@ -780,6 +821,11 @@ def read_context(member_id: int, n: int) -> bytes:
     return member_id.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
+MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
+MAX_INBOX = 4096  # messages from peers (etcd's receive buffer)
+MAX_PENDING_READS = 10_000
+MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
+MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
 APPLY_CHUNK = 64  # entries applied between yields to the loop
 COMPACT_PAGE = 500  # keys per compaction step
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
