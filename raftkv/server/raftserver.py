@@ -56,10 +56,11 @@ from raftkv.raft import (
     UncommittedSizeExceeded,
 )
 from raftkv.raft.codec import decode_conf_change
+from raftkv.raft.quorum import majority
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.looplag import LoopLag
-from raftkv.server.membership import Membership
+from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
 from raftkv.server.reads import range_paged
 from raftkv.server.recovery import (
@@ -648,6 +649,34 @@ class RaftServer:
         finally:
             if entry in self._conf_waiters:
                 self._conf_waiters.remove(entry)
+
+    async def add_member(self, m: Member) -> ConfState:
+        """MemberAdd: a voter, or a learner if ``m.is_learner``."""
+        kind = ConfChangeType.ADD_LEARNER_NODE if m.is_learner else ConfChangeType.ADD_NODE
+        return await self.propose_conf_change(ConfChange(kind, m.id, m.to_json()))
+
+    async def remove_member(self, member_id: int) -> ConfState:
+        """MemberRemove; refuses (etcd's NotEnoughStarted) to remove a voter when the
+        voters left that this member sees connected would not be a majority of them."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            voters = [v.id for v in self.membership.voters() if v.id != member_id]
+            started = sum(1 for v in voters if v == self.id or self.transport.connected(v))
+            if voters and started < majority(len(voters)):
+                raise errors.NotEnoughStarted()
+        return await self.propose_conf_change(
+            ConfChange(ConfChangeType.REMOVE_NODE, member_id))
+
+    async def promote_member(self, member_id: int) -> ConfState:
+        """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            raise errors.MemberNotLearner()
+        return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
