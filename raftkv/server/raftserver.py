@@ -27,7 +27,6 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +73,11 @@ from raftkv.server.transport import (
     discover,
     received_snapshot_path,
 )
+from raftkv.server.waiters import ReadIndexQueue
 from raftkv.storage.lock import DataDirLock
 from raftkv.storage.wal import WAL
 
 log = logging.getLogger("raftkv.server")
-
-
-@dataclass
-class _Read:
-    ctx: bytes
-    waiters: list[asyncio.Future[None]]
-    sent_at: float
 
 
 class RaftServer:
@@ -99,10 +92,7 @@ class RaftServer:
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
         self._ids = commands.RequestIDs()
-        self._read_ids = commands.RequestIDs()
-        self._read_queue: list[asyncio.Future[None]] = []
-        self._read_inflight: dict[bytes, _Read] = {}
-        self._reads_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
+        self.reads = ReadIndexQueue(self.id)
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -146,6 +136,7 @@ class RaftServer:
         rec = recover(cfg, self.member_dir, self.id, self.cluster_id,
                       bootstrap=cfg.initial_cluster_state == "new")
         self.id, self.cluster_id = rec.member_id, rec.cluster_id
+        self.reads = ReadIndexQueue(self.id)
         self._lock, self.wal, self.storage = rec.lock, rec.wal, rec.storage
         self.snapshotter, self.backend = rec.snapshotter, rec.backend
         self.snapshot_index = rec.snapshot_index
@@ -346,9 +337,7 @@ class RaftServer:
             self._apply_wake.set()
         # 4. reads, advance
         for rs in rd.read_states:
-            r = self._read_inflight.pop(rs.request_ctx, None)
-            if r is not None:
-                self._reads_ready.append((rs.index, r.waiters))
+            self.reads.on_read_state(rs.request_ctx, rs.index)
         self._serve_reads()
         self.node.advance(rd)
 
@@ -731,58 +720,39 @@ class RaftServer:
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed when it was called."""
         self._check_alive()
-        if self.pending_reads() >= MAX_PENDING_READS:
+        if self.reads.pending() >= MAX_PENDING_READS:
             self.metrics.too_many_requests.inc()
             raise errors.TooManyRequests()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_queue.append(fut)
+        self.reads.enqueue(fut)
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
         except TimeoutError:
             raise (errors.NoLeader() if self.lead == NONE else errors.Timeout()) from None
         finally:
-            if not fut.done():  # timed out or cancelled: nobody waits for it any more
-                fut.cancel()
-                with contextlib.suppress(ValueError):
-                    self._read_queue.remove(fut)
+            self.reads.discard(fut)  # timed out or cancelled: nobody waits for it any more
 
     def pending_reads(self) -> int:
         """Linearizable reads still waited for (queued, in flight, or waiting for apply)."""
-        n = sum(1 for w in self._read_queue if not w.done())
-        n += sum(1 for r in self._read_inflight.values() for w in r.waiters if not w.done())
-        n += sum(1 for _, ws in self._reads_ready for w in ws if not w.done())
-        return n
+        return self.reads.pending()
 
     def _start_read(self) -> None:
         """One ReadIndex round serves every read queued before it (etcd's batching)."""
-        if not self._read_queue or self.lead == NONE:
+        if self.lead == NONE or not self.reads.has_queued():
             return
-        ctx = read_context(self.id, self._read_ids.next())
-        self._read_inflight[ctx] = _Read(ctx, self._read_queue, time.monotonic())
-        self._read_queue = []
-        self.node.read_index(ctx)
+        ctx = self.reads.start(time.monotonic())
+        if ctx is not None:
+            self.node.read_index(ctx)
 
     def _retry_reads(self, now: float) -> None:
         """A ReadIndex lost to a leader change is asked again, under a new context."""
-        limit = 2 * self.cfg.election_timeout_ms / 1000
-        for ctx, r in list(self._read_inflight.items()):
-            if all(w.done() for w in r.waiters):
-                del self._read_inflight[ctx]  # every reader gave up
-            elif now - r.sent_at > limit:
-                del self._read_inflight[ctx]
-                self._read_queue.extend(w for w in r.waiters if not w.done())
+        self.reads.retry(now, 2 * self.cfg.election_timeout_ms / 1000)
 
     def _serve_reads(self) -> None:
-        keep = []
-        for index, waiters in self._reads_ready:
-            if index <= self.applied_index:
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-            else:
-                keep.append((index, waiters))
-        self._reads_ready = keep
+        self.reads.serve(self.applied_index)
+
+    # --- the backend, without stalling the loop ------------------------------------------
 
     async def range(self, request: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         """A Range on this member's backend (serializable: no barrier here), read and
@@ -842,12 +812,6 @@ class RaftServer:
             resp.errors.append(f"memberID:{self.id} alarm:NOSPACE ")
         resp.header.CopyFrom(self.header(self.backend.current_revision()))
         return resp
-
-
-def read_context(member_id: int, n: int) -> bytes:
-    """A ReadIndex context unique across members (the member ID) and restarts (``n`` comes
-    from a RequestIDs, which starts at the wall clock)."""
-    return member_id.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
 MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import commands
-from raftkv.server.raftserver import read_context
+from raftkv.server.waiters import read_context
 
 
 def test_a_restarted_member_never_reuses_an_id() -> None:
