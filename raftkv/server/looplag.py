@@ -21,7 +21,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 class LoopLag:
     def __init__(self, registry: CollectorRegistry | None, interval: float = 0.01,
-                 keep: int = 100_000) -> None:
+                 keep: int = 20_000) -> None:
         self.interval = interval
         self.histogram = Histogram(
             "raftkv_server_loop_lag_seconds",

@@ -1,20 +1,29 @@
-"""One raftkv member: the Ready loop in etcd's order, the apply path, proposals and reads.
+"""One raftkv member: the facade the services ask, the Ready loop, and the apply task.
 
-The only module that does I/O for consensus. Per Ready, strictly:
+Jobs live in their own modules: ``recovery`` (data directory -> one Recovered value),
+``apply`` (entry -> backend transaction; deterministic, total), ``waiters`` (ReadIndex
+rounds), ``reads`` (paged Range), ``looplag`` (the loop-lag histogram). This module runs
+them. Per Ready, strictly (the Ready loop, ``_run``):
 
-1. persist: a received snapshot (file, WAL marker, backend swap), then entries and hard
-   state to the WAL with one fdatasync (in a worker thread, so clients keep being served);
-   append them to the in-memory Raft storage;
+1. persist: a received snapshot (after the apply task drained: file, WAL marker, backend
+   swap, crash-atomic with ``recovery``), then entries and hard state to the WAL in a
+   worker thread (fdatasync unless ``Ready.must_sync`` is false); append them to the
+   in-memory Raft storage;
 2. send the Ready's messages (they may promise what step 1 made durable);
-3. apply committed entries to the backend in log order (each with the raft index as the
-   backend's consistent index, in the same transaction), apply configuration changes to
-   Raft and to the membership, resolve waiting proposals;
-4. serve linearizable reads whose read index is now applied; ``advance()``.
+3. hand committed entries to the apply task; 4. note read states; ``advance()``.
 
-Failpoints sit between the steps. Entries at or below the backend's consistent index were
-applied before a restart and are skipped (configuration changes are still fed to Raft,
-whose configuration is rebuilt from the log). A snapshot is taken every
-``snapshot_count`` applied entries: backend synced, snapshot file saved, WAL released.
+The apply task (``_apply_loop``, as etcd's apply goroutine) applies committed entries in
+log order, a chunk at a time under ``backend_lock``, resolves proposals and reads, and
+takes a snapshot every ``snapshot_count`` applied entries (backend synced, snapshot file
+saved, WAL marker, WAL released; WAL writers are serialised by ``_wal_lock``). So neither
+a long apply nor a defragmentation (which holds ``backend_lock``) stops heartbeats.
+Compaction rows are deleted a page at a time by ``_compact_loop``. Entries at or below the
+backend's consistent index were applied before a restart and are skipped (configuration
+changes are still fed to Raft, whose configuration is rebuilt from the log).
+
+Bounds (each with a gauge): peer inbox, pending linearizable reads, uncommitted entry
+bytes (Raft), committed bytes per Ready (Raft), committed - applied (``too many
+requests``). Failpoints sit between the steps.
 """
 
 from __future__ import annotations
