@@ -72,15 +72,13 @@ from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
 from raftkv.server.reads import range_paged
 from raftkv.server.recovery import (
-    install_backend,
     recover,
-    remove_stale_received,
 )
+from raftkv.server.snapshots import SnapshotLifecycle
 from raftkv.server.transport import (
     Transport,
     TransportError,
     discover,
-    received_snapshot_path,
 )
 from raftkv.server.waiters import ReadIndexQueue
 from raftkv.storage.lock import DataDirLock
@@ -109,7 +107,7 @@ class RaftServer:
         self._fatal: BaseException | None = None
         self._lock: DataDirLock | None = None
         self.applied_index = 0
-        self.snapshot_index = 0
+        self.snapshots: SnapshotLifecycle | None = None
         self.lead = NONE
         self._role = StateType.FOLLOWER
         self.leader_changed = asyncio.Event()  # set (then replaced) at every change
@@ -147,8 +145,10 @@ class RaftServer:
         self.id, self.cluster_id = rec.member_id, rec.cluster_id
         self.reads = ReadIndexQueue(self.id)
         self._lock, self.wal, self.storage = rec.lock, rec.wal, rec.storage
-        self.snapshotter, self.backend = rec.snapshotter, rec.backend
-        self.snapshot_index = rec.snapshot_index
+        self.backend = rec.backend
+        self.snapshots = SnapshotLifecycle(
+            rec.snap_dir, rec.snapshotter, rec.wal, rec.storage, self._wal_lock,
+            rec.snapshot_index, cfg.snapshot_count, cfg.snapshot_catchup_entries)
         snap_dir = rec.snap_dir
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         # etcd's minimum lease TTL: one and a half election timeouts, in whole seconds
@@ -502,35 +502,22 @@ class RaftServer:
         self.metrics.db_size.set(self._db_size)
         self.metrics.db_size_in_use.set(self._db_size_in_use)
 
-    # --- snapshots -----------------------------------------------------------------------
+    # --- snapshots (the file lifecycle is raftkv.server.snapshots) ----------------------
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshots.index if self.snapshots is not None else 0
 
     async def _snapshot_file(self, m: Message) -> Path:
         """The backend copy to stream with an outgoing snapshot message."""
-        path = self.member_dir / "snap" / f"send-{m.to:x}-{time.monotonic_ns()}.db"
+        assert self.snapshots is not None
         async with self.backend_lock:
-            self.backend.commit_for_snapshot()
-            # its own read connection: the loop goes on applying meanwhile (defect 3)
-            await asyncio.to_thread(self.backend.copy_committed_to, path)
-        return path
+            return await self.snapshots.copy_for_peer(self.backend, m.to)
 
     async def _install_snapshot(self, snap: Snapshot) -> None:
+        assert self.snapshots is not None
         meta = snap.metadata
-        received = received_snapshot_path(self.member_dir / "snap", meta.term, meta.index)
-        if not received.exists():
-            raise RuntimeError(f"snapshot {meta.term}/{meta.index} arrived without its "
-                               f"backend file {received}")
-        # Crash-atomic with recovery.recover: the received database stays under its name
-        # until the swap, so a crash after the WAL marker finishes the install on restart.
-        failpoints.hit("raftBeforeInstallSnapshot")
-        self.snapshotter.save(snap)
-        failpoints.hit("raftAfterInstallSnapFile")
-        self.wal.save_snapshot(meta)
-        failpoints.hit("raftAfterInstallWALMarker")
-        self.storage.apply_snapshot(snap)
-        self.backend.close()
-        self.backend = install_backend(self.member_dir / "snap", received)
-        failpoints.hit("raftAfterInstallBackend")
-        remove_stale_received(self.member_dir / "snap", meta.index)
+        self.backend = self.snapshots.install(snap, self.backend)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         self.applier.reset(self.backend, self.membership)
         self.transport.set_peers(self.membership.peer_urls())
@@ -538,29 +525,13 @@ class RaftServer:
         # holds (up to its consistent index) are skipped when applied. Our applied index
         # follows Raft's log, never the database's: a later snapshot must lie in the log.
         self.applied_index = meta.index
-        self.snapshot_index = meta.index
         log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
 
     async def _maybe_snapshot(self) -> None:
-        if self.applied_index - self.snapshot_index < self.cfg.snapshot_count:
-            return
-        index = self.applied_index
-        cs = self.node.raft.prs.conf_state()
-        await self._commit()
-        snap = self.storage.create_snapshot(index, cs, b"")
-        failpoints.hit("raftBeforeSaveSnap")
-        await asyncio.to_thread(self.snapshotter.save, snap)
-        async with self._wal_lock:
-            self.wal.save_snapshot(snap.metadata)
-            failpoints.hit("raftAfterSaveSnap")
-            self.snapshot_index = index
-            compact_to = index - self.cfg.snapshot_catchup_entries
-            if compact_to > self.storage.first_index():
-                self.storage.compact(compact_to)
-            # The backend is synced past ``index``: WAL segments wholly below it can go.
-            self.wal.release_to(index)
-            failpoints.hit("raftAfterWALRelease")
-        self.snapshotter.release(keep=5)
+        assert self.snapshots is not None
+        if self.snapshots.due(self.applied_index):
+            await self.snapshots.create(self.backend, self.applied_index,
+                                        self.node.raft.prs.conf_state())
 
     # --- proposals -----------------------------------------------------------------------
 
