@@ -800,6 +800,6 @@ MAX_PENDING_READS = 10_000
 MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
 APPLY_CHUNK = 64  # entries applied between yields to the loop
-COMPACT_PAGE = 500  # keys per compaction step
+COMPACT_PAGE = 200  # keys per compaction step
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -187,6 +187,9 @@ class Backend:
         if mode.lower() != "wal":
             raise StorageError(f"backend {path}: cannot enable SQLite WAL mode ({mode})")
         conn.execute("PRAGMA synchronous=FULL")
+        # room for a batch's dirty pages (a compaction page deletes many rows): spilling
+        # them to the -wal file inside a statement would do I/O on the caller's thread
+        conn.execute("PRAGMA cache_size=-32768")
         conn.executescript(_SCHEMA)
         return cls(path, conn, batch_limit, batch_interval, initial_revision)
 
