@@ -220,7 +220,7 @@ def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
 def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     """A Range at r.revision (0: current). Raises Compacted / FutureRev."""
     current = check_range_revision(ks, r)
-    default_order, filters = _order_and_filters(r)
+    default_order, filters = order_and_filters(r)
     limit = r.limit if default_order and not filters else 0
     if limit > 0:
         limit += 1  # one more, to know whether there is "more"
@@ -241,7 +241,7 @@ def check_range_revision(ks: Keyspace, r: rpc_pb2.RangeRequest) -> int:
     return current
 
 
-def _order_and_filters(r: rpc_pb2.RangeRequest) -> tuple[bool, bool]:
+def order_and_filters(r: rpc_pb2.RangeRequest) -> tuple[bool, bool]:
     default_order = r.sort_order == pb.RangeRequest.NONE or (
         r.sort_target == pb.RangeRequest.KEY and r.sort_order == pb.RangeRequest.ASCEND
     )

@@ -26,15 +26,22 @@ async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequ
                       page: int = PAGE) -> rpc_pb2.RangeResponse:
     kv.check_range(r)
     end = r.range_end if r.range_end else None
+    # as kv.range_ (and etcd): with the default order and no filters the limit applies to
+    # the keys in key order before sorting; the count is of every key in the range
+    default_order, filters = kv.order_and_filters(r)
+    keep = r.limit + 1 if r.limit > 0 and default_order and not filters else 0
     while True:
         current = kv.check_range_revision(backend, r)
         at = r.revision or current
         rows: list[KeyValue] = []
+        count = 0
         after: bytes | None = None
         while True:
             async with lock:
                 got, after = backend.range_page(r.key, end, at, after, page)
-            rows.extend(got)
+            count += len(got)
+            if not keep or len(rows) < keep:
+                rows.extend(got[:keep - len(rows)] if keep else got)
             if after is None:
                 break
             await asyncio.sleep(0)
@@ -42,7 +49,7 @@ async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequ
             break  # no compaction above ``at``: nothing we read at ``at`` was deleted
         if r.revision:
             raise errors.Compacted()
-    resp, out = kv.select(r, rows, len(rows), current)
+    resp, out = kv.select(r, rows, count, current)
     if not r.count_only:
         for i in range(0, len(out), page):
             resp.kvs.extend(kv.to_pb(x, r.keys_only) for x in out[i:i + page])
