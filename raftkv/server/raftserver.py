@@ -517,7 +517,7 @@ class RaftServer:
     async def _install_snapshot(self, snap: Snapshot) -> None:
         assert self.snapshots is not None
         meta = snap.metadata
-        self.backend = self.snapshots.install(snap, self.backend)
+        self.backend = await self.snapshots.install(snap, self.backend)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         self.applier.reset(self.backend, self.membership)
         self.transport.set_peers(self.membership.peer_urls())

@@ -7,9 +7,10 @@
 - ``copy_for_peer``: the database a leader streams with an outgoing snapshot, copied
   through its own read connection in a worker (the loop goes on applying).
 - ``install``: a snapshot received from the leader, crash-atomic with
-  ``recovery.recover``: .snap file, then WAL marker, then Raft storage, then the database
-  swap; the received database keeps its name until the swap, so a crash anywhere
-  before it is finished on restart. Failpoints between the steps.
+  ``recovery.recover``: .snap file, then WAL marker, then the database swap (in a worker
+  thread), then Raft's in-memory storage; the received database keeps its name until
+  the swap, so a crash anywhere before it is finished on restart. Failpoints between
+  the steps.
 
 Callers hold the backend lock across each (nothing else uses the database meanwhile);
 WAL writes are serialised with the Ready loop's through ``wal_lock``.
@@ -71,8 +72,16 @@ class SnapshotLifecycle:
         await asyncio.to_thread(backend.copy_committed_to, path)
         return path
 
-    def install(self, snap: Snapshot, backend: Backend) -> Backend:
-        """Install a received snapshot; returns the new backend (``backend`` is closed)."""
+    async def install(self, snap: Snapshot, backend: Backend) -> Backend:
+        """Install a received snapshot; returns the new backend (``backend`` is closed).
+        The file work (checksums, quick_check, fsyncs of a whole database) runs in a
+        worker; the caller's Ready loop waits, the event loop does not."""
+        new = await asyncio.to_thread(self._persist_and_swap, snap, backend)
+        self.storage.apply_snapshot(snap)
+        self.index = snap.metadata.index
+        return new
+
+    def _persist_and_swap(self, snap: Snapshot, backend: Backend) -> Backend:
         meta = snap.metadata
         received = received_snapshot_path(self.snap_dir, meta.term, meta.index)
         if not received.exists():
@@ -83,10 +92,8 @@ class SnapshotLifecycle:
         failpoints.hit("raftAfterInstallSnapFile")
         self.wal.save_snapshot(meta)
         failpoints.hit("raftAfterInstallWALMarker")
-        self.storage.apply_snapshot(snap)
         backend.close()
         new = install_backend(self.snap_dir, received)
         failpoints.hit("raftAfterInstallBackend")
         remove_stale_received(self.snap_dir, meta.index)
-        self.index = meta.index
         return new
