@@ -19,9 +19,11 @@ NAMES = frozenset({
     # the Ready loop (raftkv/server/raftserver.py)
     "raftBeforeSave", "raftAfterSave", "raftBeforeSend", "raftBeforeApply", "raftAfterApply",
     "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
-    "raftBeforeInstallSnapshot",
+    "raftBeforeInstallSnapshot", "raftAfterInstallSnapFile", "raftAfterInstallWALMarker",
+    "raftAfterInstallBackend",
     # storage (raftkv/storage/snap.py, raftkv/storage/backend.py)
     "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
+    "backendBeforeInstallRename",
 })
 
 

@@ -1,1 +1,2 @@
-"""The replicated state machine over the backend: revisions, watches, leases."""
+"""The replicated state machine over the backend: revisions, KV requests, leases (no
+watches yet: raftkv serves no Watch API)."""

@@ -1,14 +1,20 @@
 """The replicated command: what a Raft entry carries for the KV state machine.
 
-An entry's data is ``u8 version | u8 kind | u64 request id | protobuf request`` where the
-request is etcd's own message (PutRequest, TxnRequest...). Decoding validates the
-version and kind and lets protobuf parse the rest; malformed bytes raise
+An entry's data is ``u8 version=2 | u8 kind | u64 proposer member ID | u64 request ID |
+protobuf request`` where the request is etcd's own message (PutRequest, TxnRequest...).
+Version 1 entries (no proposer field) still decode, with proposer 0. Decoding validates
+the version and kind and lets protobuf parse the rest; malformed bytes raise
 :class:`CommandError`. Never pickle.
+
+Invariant: (proposer, request ID) is unique across members and restarts: the proposer
+is the full member ID and :class:`RequestIDs` starts each process above any ID an earlier
+process of the same member can have used (wall-clock nanoseconds at start).
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -16,8 +22,9 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
-VERSION = 1
-_HDR = struct.Struct(">BBQ")
+VERSION = 2
+_HDR_V1 = struct.Struct(">BBQ")
+_HDR = struct.Struct(">BBQQ")
 
 
 class Kind(IntEnum):
@@ -50,10 +57,26 @@ class Command:
     kind: Kind
     request_id: int
     request: Any  # the protobuf request message for ``kind``
+    proposer: int = 0  # the member that proposed it (0 in version 1 entries)
 
     def encode(self) -> bytes:
         body: bytes = self.request.SerializeToString()
-        return _HDR.pack(VERSION, self.kind, self.request_id) + body
+        return _HDR.pack(VERSION, self.kind, self.proposer, self.request_id) + body
+
+
+class RequestIDs:
+    """Request IDs for one member process: strictly increasing, and above every ID an
+    earlier process of this member used, because they start at the wall clock in
+    nanoseconds (no member proposes a billion requests per second)."""
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, start_ns: int | None = None) -> None:
+        self._next = (time.time_ns() if start_ns is None else start_ns) & self.MASK
+
+    def next(self) -> int:
+        self._next = (self._next + 1) & self.MASK
+        return self._next
 
 
 def kind_of(request: Any) -> Kind:
@@ -64,10 +87,18 @@ def kind_of(request: Any) -> Kind:
 
 
 def decode(buf: bytes) -> Command:
-    if len(buf) < _HDR.size:
+    if len(buf) < _HDR_V1.size:
         raise CommandError("command shorter than its header")
-    version, kind, rid = _HDR.unpack_from(buf)
-    if version != VERSION:
+    version = buf[0]
+    if version == 1:
+        _, kind, rid = _HDR_V1.unpack_from(buf)
+        proposer, size = 0, _HDR_V1.size
+    elif version == VERSION:
+        if len(buf) < _HDR.size:
+            raise CommandError("command shorter than its header")
+        _, kind, proposer, rid = _HDR.unpack_from(buf)
+        size = _HDR.size
+    else:
         raise CommandError(f"unsupported command version {version}")
     try:
         k = Kind(kind)
@@ -75,7 +106,7 @@ def decode(buf: bytes) -> Command:
         raise CommandError(f"unknown command kind {kind}") from None
     msg = _TYPES[k]()
     try:
-        msg.ParseFromString(buf[_HDR.size :])
+        msg.ParseFromString(buf[size:])
     except ProtoDecodeError as exc:
         raise CommandError(f"malformed {k.name} request: {exc}") from None
-    return Command(k, rid, msg)
+    return Command(k, rid, msg, proposer)

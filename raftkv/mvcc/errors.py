@@ -42,6 +42,7 @@ NoLeader = _err("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
 NotCapable = _err("NotCapable", "UNAVAILABLE", "etcdserver: not capable")
 Stopped = _err("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
 Timeout = _err("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
+TooManyRequests = _err("TooManyRequests", "RESOURCE_EXHAUSTED", "etcdserver: too many requests")
 NotLeader = _err("NotLeader", "FAILED_PRECONDITION", "etcdserver: not leader")
 BadLeaderTransferee = _err("BadLeaderTransferee", "FAILED_PRECONDITION",
                            "etcdserver: bad leader transferee")

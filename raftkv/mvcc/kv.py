@@ -23,6 +23,20 @@ MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
 pb = rpc_pb2
 
 
+class InvalidSortOption(errors.EtcdError):
+    code = "INVALID_ARGUMENT"
+    message = "etcdserver: invalid sort option"
+
+
+_SORT_KEYS = {
+    pb.RangeRequest.KEY: lambda kv: kv.key,
+    pb.RangeRequest.VERSION: lambda kv: kv.version,
+    pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
+    pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
+    pb.RangeRequest.VALUE: lambda kv: kv.value,
+}
+
+
 class StoredKV(Protocol):
     @property
     def key(self) -> bytes: ...
@@ -205,20 +219,41 @@ def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
 
 def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     """A Range at r.revision (0: current). Raises Compacted / FutureRev."""
+    current = check_range_revision(ks, r)
+    default_order, filters = order_and_filters(r)
+    limit = r.limit if default_order and not filters else 0
+    if limit > 0:
+        limit += 1  # one more, to know whether there is "more"
+    kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
+    resp, out = select(r, kvs, count, current)
+    if not r.count_only:
+        resp.kvs.extend(to_pb(kv, r.keys_only) for kv in out)
+    return resp
+
+
+def check_range_revision(ks: Keyspace, r: rpc_pb2.RangeRequest) -> int:
+    """The current revision, after refusing a future or compacted ``r.revision``."""
     current = ks.current_revision()
     if r.revision > current:
         raise errors.FutureRev()
     if 0 < r.revision < ks.compacted_revision():
         raise errors.Compacted()
+    return current
+
+
+def order_and_filters(r: rpc_pb2.RangeRequest) -> tuple[bool, bool]:
     default_order = r.sort_order == pb.RangeRequest.NONE or (
         r.sort_target == pb.RangeRequest.KEY and r.sort_order == pb.RangeRequest.ASCEND
     )
     filters = bool(r.min_mod_revision or r.max_mod_revision or r.min_create_revision
                    or r.max_create_revision)
-    limit = r.limit if default_order and not filters else 0
-    if limit > 0:
-        limit += 1  # one more, to know whether there is "more"
-    kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
+    return default_order, filters
+
+
+def select(r: rpc_pb2.RangeRequest, kvs: Sequence[StoredKV], count: int,
+           current: int) -> tuple[rpc_pb2.RangeResponse, list[StoredKV]]:
+    """Filter, sort and limit a range's kvs (sorted by key, ``count`` of them in the
+    range); returns the response without its kvs, and the kvs it is to carry."""
     out = list(kvs)
     if r.max_mod_revision:
         out = [kv for kv in out if kv.mod_revision <= r.max_mod_revision]
@@ -233,13 +268,9 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         order = pb.RangeRequest.ASCEND
     if not (order == pb.RangeRequest.NONE or
             (r.sort_target == pb.RangeRequest.KEY and order == pb.RangeRequest.ASCEND)):
-        key = {
-            pb.RangeRequest.KEY: lambda kv: kv.key,
-            pb.RangeRequest.VERSION: lambda kv: kv.version,
-            pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
-            pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
-            pb.RangeRequest.VALUE: lambda kv: kv.value,
-        }[r.sort_target]
+        key = _SORT_KEYS.get(r.sort_target)
+        if key is None:  # the API refuses it first; a replayed old entry lands here
+            raise InvalidSortOption()
         # Go's sort.Sort is not stable; ties keep key order here, which etcd's
         # quicksort also yields for the small inputs tests use.
         out.sort(key=key, reverse=order == pb.RangeRequest.DESCEND)
@@ -247,10 +278,8 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     if r.limit > 0 and len(out) > r.limit:
         out = out[: r.limit]
         resp.more = True
-    if not r.count_only:
-        resp.kvs.extend(to_pb(kv, r.keys_only) for kv in out)
     resp.header.revision = current
-    return resp
+    return resp, out
 
 
 # --- writes (apply path) -------------------------------------------------------------------

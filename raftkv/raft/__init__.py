@@ -7,7 +7,12 @@ The package imports no clock, randomness, threads, sockets or asyncio (checked b
 import-linter): time is ticks and the random source is injected.
 """
 
-from raftkv.raft.errors import ProposalDropped, RaftError
+from raftkv.raft.errors import (
+    LearnerNotCaughtUp,
+    ProposalDropped,
+    RaftError,
+    UncommittedSizeExceeded,
+)
 from raftkv.raft.node import RawNode, Ready, Status, bootstrap
 from raftkv.raft.raft import Config
 from raftkv.raft.storage import MemoryStorage, Storage
@@ -37,6 +42,7 @@ __all__ = [
     "Entry",
     "EntryType",
     "HardState",
+    "LearnerNotCaughtUp",
     "MemoryStorage",
     "Message",
     "MessageType",
@@ -51,5 +57,6 @@ __all__ = [
     "StateType",
     "Status",
     "Storage",
+    "UncommittedSizeExceeded",
     "bootstrap",
 ]

@@ -9,6 +9,14 @@ class ProposalDropped(RaftError):
     """The proposal was not appended (no leader, leadership transfer, pending change...)."""
 
 
+class LearnerNotCaughtUp(ProposalDropped):
+    """Promoting a learner whose log is not close enough to the leader's."""
+
+
+class UncommittedSizeExceeded(ProposalDropped):
+    """The leader's uncommitted entries already hold max_uncommitted_entries_size bytes."""
+
+
 class Compacted(RaftError):
     """The requested index is below the first index still in the log (compacted away)."""
 

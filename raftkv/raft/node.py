@@ -174,6 +174,7 @@ class RawNode:
         log = self.raft.raft_log
         if rd.committed_entries:
             log.applied_to(rd.committed_entries[-1].index)
+            self.raft.reduce_uncommitted_size(rd.committed_entries)
         if rd.entries:
             last = rd.entries[-1]
             log.stable_to(last.index, last.term)

@@ -197,10 +197,5 @@ class ProgressTracker:
     def record_vote(self, node: int, granted: bool) -> None:
         self.votes.setdefault(node, granted)
 
-    def tally_votes(self) -> tuple[int, int, quorum.VoteResult]:
-        granted = sum(1 for v in self.voters if self.votes.get(v) is True)
-        rejected = sum(1 for v in self.voters if self.votes.get(v) is False)
-        return granted, rejected, quorum.vote_result(self.voters, self.votes)
-
     def new_progress(self, next_index: int, is_learner: bool) -> Progress:
         return Progress(next_index, self.max_inflight, self.max_inflight_bytes, is_learner)

@@ -25,10 +25,12 @@ from raftkv.raft import confchange
 from raftkv.raft.codec import decode_conf_change
 from raftkv.raft.errors import (
     Compacted,
+    LearnerNotCaughtUp,
     ProposalDropped,
     RaftError,
     SnapshotTemporarilyUnavailable,
     Unavailable,
+    UncommittedSizeExceeded,
 )
 from raftkv.raft.log import RaftLog
 from raftkv.raft.progress import Progress, ProgressState, ProgressTracker
@@ -69,6 +71,9 @@ class Config:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0  # 0: no byte limit
     max_committed_size_per_ready: int = NO_LIMIT
+    # etcd's MaxUncommittedEntriesSize: a leader refuses proposals while the payload
+    # bytes of its uncommitted entries would exceed it (one proposal always fits)
+    max_uncommitted_entries_size: int = NO_LIMIT
     pre_vote: bool = True
     check_quorum: bool = True
 
@@ -103,6 +108,8 @@ class Raft:
         self.id = cfg.id
         self.rand = rand
         self.raft_log = RaftLog(storage, cfg.max_committed_size_per_ready)
+        self.max_uncommitted_size = cfg.max_uncommitted_entries_size
+        self.uncommitted_size = 0
         hs, cs = storage.initial_state()
         self.max_msg_size = cfg.max_size_per_msg
         self.prs = ProgressTracker(cfg.max_inflight_msgs, cfg.max_inflight_bytes)
@@ -161,6 +168,7 @@ class Raft:
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.uncommitted_size = 0
         self._reset_randomized_election_timeout()
         self.abort_leader_transfer()
         self.prs.reset_votes()
@@ -304,6 +312,12 @@ class Raft:
 
     def maybe_commit(self) -> bool:
         return self.raft_log.maybe_commit(self.prs.committed(), self.term)
+
+    def reduce_uncommitted_size(self, committed: list[Entry]) -> None:
+        """Entries handed to the application as committed no longer count."""
+        if self.state is StateType.LEADER:
+            s = sum(len(e.data) for e in committed)
+            self.uncommitted_size = max(0, self.uncommitted_size - s)
 
     def committed_entry_in_current_term(self) -> bool:
         return self.raft_log.term_or_zero(self.raft_log.committed) == self.term
@@ -522,30 +536,42 @@ class Raft:
             raise ProposalDropped("this node was removed from the configuration")
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee:x}")
-        for e in m.entries:
+        # Check the whole batch before changing anything: a refused batch leaves
+        # pending_conf_index as it was; each change's pending index is its own entry's.
+        pending = self.pending_conf_index
+        last = self.raft_log.last_index()
+        for i, e in enumerate(m.entries):
             if e.type is EntryType.CONF_CHANGE:
-                reason = self._conf_change_refusal(decode_conf_change(e.data))
-                if reason is not None:
-                    raise ProposalDropped(reason)
-                self.pending_conf_index = self.raft_log.last_index() + 1
+                refusal = self._conf_change_refusal(decode_conf_change(e.data), pending)
+                if refusal is not None:
+                    raise refusal
+                pending = last + i + 1
+        size = sum(len(e.data) for e in m.entries)
+        if self.uncommitted_size > 0 and size > 0 and (
+                self.uncommitted_size + size > self.max_uncommitted_size):
+            raise UncommittedSizeExceeded(
+                f"uncommitted entries hold {self.uncommitted_size} bytes; the limit is "
+                f"{self.max_uncommitted_size}")
         self.append_entry(m.entries)
+        self.uncommitted_size += size
+        self.pending_conf_index = pending
         self.bcast_append()
 
-    def _conf_change_refusal(self, cc: ConfChange) -> str | None:
-        if self.pending_conf_index > self.raft_log.applied:
-            return (
+    def _conf_change_refusal(self, cc: ConfChange, pending: int) -> ProposalDropped | None:
+        if pending > self.raft_log.applied:
+            return ProposalDropped(
                 "a configuration change is already pending (or this leader's first entry "
-                f"is not applied yet): pending at {self.pending_conf_index}, "
+                f"is not applied yet): pending at {pending}, "
                 f"applied {self.raft_log.applied}"
             )
         reason = confchange.problem(self.prs.conf_state(), cc)
         if reason is not None:
-            return reason
+            return ProposalDropped(reason)
         if cc.type is ConfChangeType.ADD_NODE and cc.node_id in self.prs.learners:
             learner = self.prs.progress[cc.node_id]
             leader_match = self.prs.progress[self.id].match
             if learner.match < leader_match * LEARNER_READY_RATIO:
-                return (
+                return LearnerNotCaughtUp(
                     f"learner {cc.node_id:x} has not caught up: match {learner.match} of "
                     f"{leader_match}"
                 )

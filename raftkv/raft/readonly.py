@@ -47,5 +47,3 @@ class ReadOnly:
         del self.queue[: i + 1]
         return done
 
-    def last_pending_ctx(self) -> bytes | None:
-        return self.queue[-1] if self.queue else None

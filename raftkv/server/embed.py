@@ -108,7 +108,7 @@ class Node:
         kv.check_range(req)
         if not serializable:
             await self.server.linearizable_barrier()
-        return kv.range_(self.server.backend, req)
+        return await self.server.range(req)
 
     async def delete(self, key: bytes, range_end: bytes = b"") -> rpc_pb2.DeleteRangeResponse:
         req = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)

@@ -42,3 +42,25 @@ class ServerMetrics:
         self.is_learner = Gauge("etcd_server_is_learner",
                                 "Whether or not this member is a learner. 1 if is, 0 otherwise.",
                                 registry=r)
+        # bounds on memory (issue 11, defect 8): each limit has its gauge
+        self.pending_reads = Gauge("raftkv_server_pending_reads",
+                                   "Linearizable reads waiting for a read index or apply.",
+                                   registry=r)
+        self.peer_inbox = Gauge("raftkv_server_peer_inbox_messages",
+                                "Messages from peers waiting for the Raft loop.", registry=r)
+        self.peer_inbox_dropped = Counter("raftkv_server_peer_inbox_dropped",
+                                          "Messages from peers dropped: the inbox was full.",
+                                          registry=r)
+        self.uncommitted_bytes = Gauge("raftkv_server_uncommitted_entries_bytes",
+                                       "Payload bytes of the leader's uncommitted entries.",
+                                       registry=r)
+        self.ready_committed_bytes = Gauge(
+            "raftkv_server_ready_committed_bytes",
+            "Payload bytes of the committed entries of the last Ready.", registry=r)
+        self.apply_backlog = Gauge("raftkv_server_apply_backlog_entries",
+                                   "Committed entries not applied yet (committed - applied).",
+                                   registry=r)
+        self.too_many_requests = Counter(
+            "raftkv_server_too_many_requests",
+            "Proposals refused: apply too far behind or uncommitted entries too big.",
+            registry=r)

@@ -1,41 +1,48 @@
-"""One raftkv member: the Ready loop in etcd's order, the apply path, proposals and reads.
+"""One raftkv member: the facade the services ask, the Ready loop, and the apply task.
 
-The only module that does I/O for consensus. Per Ready, strictly:
+Jobs live in their own modules: ``recovery`` (data directory -> one Recovered value),
+``apply`` (entry -> backend transaction; deterministic, total), ``waiters`` (ReadIndex
+rounds), ``reads`` (paged Range), ``looplag`` (the loop-lag histogram). This module runs
+them. Per Ready, strictly (the Ready loop, ``_run``):
 
-1. persist: a received snapshot (file, WAL marker, backend swap), then entries and hard
-   state to the WAL with one fdatasync (in a worker thread, so clients keep being served);
-   append them to the in-memory Raft storage;
+1. persist: a received snapshot (after the apply task drained: file, WAL marker, backend
+   swap, crash-atomic with ``recovery``), then entries and hard state to the WAL in a
+   worker thread (fdatasync unless ``Ready.must_sync`` is false); append them to the
+   in-memory Raft storage;
 2. send the Ready's messages (they may promise what step 1 made durable);
-3. apply committed entries to the backend in log order (each with the raft index as the
-   backend's consistent index, in the same transaction), apply configuration changes to
-   Raft and to the membership, resolve waiting proposals;
-4. serve linearizable reads whose read index is now applied; ``advance()``.
+3. hand committed entries to the apply task; 4. note read states; ``advance()``.
 
-Failpoints sit between the steps. Entries at or below the backend's consistent index were
-applied before a restart and are skipped (configuration changes are still fed to Raft,
-whose configuration is rebuilt from the log). A snapshot is taken every
-``snapshot_count`` applied entries: backend synced, snapshot file saved, WAL released.
+The apply task (``_apply_loop``, as etcd's apply goroutine) applies committed entries in
+log order, a chunk at a time under ``backend_lock``, resolves proposals and reads, and
+takes a snapshot every ``snapshot_count`` applied entries (backend synced, snapshot file
+saved, WAL marker, WAL released; WAL writers are serialised by ``_wal_lock``). So neither
+a long apply nor a defragmentation (which holds ``backend_lock``) stops heartbeats.
+Compaction rows are deleted a page at a time by ``_compact_loop``. Entries at or below the
+backend's consistent index were applied before a restart and are skipped (configuration
+changes are still fed to Raft, whose configuration is rebuilt from the log).
+
+Bounds (each with a gauge): peer inbox, pending linearizable reads, uncommitted entry
+bytes (Raft), committed bytes per Ready (Raft), committed - applied (``too many
+requests``). Failpoints sit between the steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import math
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aetcd.rpc import rpc_pb2
 
 from raftkv import failpoints
-from raftkv.mvcc import commands, errors, kv
+from raftkv.mvcc import commands, errors
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
@@ -46,40 +53,38 @@ from raftkv.raft import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
-    MemoryStorage,
+    LearnerNotCaughtUp,
     Message,
+    MessageType,
     ProposalDropped,
     RawNode,
     Ready,
     Snapshot,
     StateType,
+    UncommittedSizeExceeded,
 )
-from raftkv.raft.codec import decode_conf_change, encode_conf_change
+from raftkv.raft.codec import decode_conf_change
+from raftkv.raft.quorum import majority
+from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
+from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
+from raftkv.server.reads import range_paged
+from raftkv.server.recovery import (
+    recover,
+)
+from raftkv.server.snapshots import SnapshotLifecycle
 from raftkv.server.transport import (
     Transport,
     TransportError,
     discover,
-    received_snapshot_path,
 )
-from raftkv.storage.backend import Backend
+from raftkv.server.waiters import ReadIndexQueue
 from raftkv.storage.lock import DataDirLock
-from raftkv.storage.snap import Snapshotter
 from raftkv.storage.wal import WAL
 
 log = logging.getLogger("raftkv.server")
-
-MEMBERS_META = "members"
-
-
-@dataclass
-class _Read:
-    ctx: bytes
-    waiters: list[asyncio.Future[None]]
-    sent_at: float
 
 
 class RaftServer:
@@ -93,11 +98,8 @@ class RaftServer:
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
-        self._ids = itertools.count(1)
-        self._read_ids = itertools.count(1)
-        self._read_queue: list[asyncio.Future[None]] = []
-        self._read_inflight: dict[bytes, _Read] = {}
-        self._reads_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
+        self._ids = commands.RequestIDs()
+        self.reads = ReadIndexQueue(self.id)
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -105,49 +107,54 @@ class RaftServer:
         self._fatal: BaseException | None = None
         self._lock: DataDirLock | None = None
         self.applied_index = 0
-        self.snapshot_index = 0
+        self.snapshots: SnapshotLifecycle | None = None
         self.lead = NONE
+        self._role = StateType.FOLLOWER
         self.leader_changed = asyncio.Event()  # set (then replaced) at every change
         self.removed = False
         self.nospace = False  # this member's NOSPACE alarm
         self._discovered: dict[int, str] = {}  # peers learned when joining an existing cluster
         self.request_timeout = 5.0 + 2 * cfg.election_timeout_ms / 1000
+        self.max_apply_backlog = MAX_APPLY_BACKLOG
+        # apply runs in its own task, fed committed entries by the Ready loop (as etcd's
+        # apply goroutine), so a slow apply or a defragmentation never stops heartbeats
+        self._committed: deque[list[Entry]] = deque()
+        self._apply_wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._compact_wake = asyncio.Event()
+        # held by whoever uses the backend's connection across an await (apply batches,
+        # paged reads, defragmentation, snapshot install and backup)
+        self.backend_lock = asyncio.Lock()
+        # the WAL is written by the Ready loop (entries, in a worker) and by snapshots
+        # (markers, releases, in the apply task): one at a time
+        self._wal_lock = asyncio.Lock()
+        self.loop_lag = LoopLag(self.metrics.registry,
+                                interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
+        self._db_size = 0
+        self._db_size_in_use = 0
 
     # --- startup -------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
-        self.member_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = DataDirLock(self.member_dir).acquire()
-        wal_dir = self.member_dir / "wal"
-        snap_dir = self.member_dir / "snap"
-        snap_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshotter = Snapshotter(snap_dir)
-        self.backend = Backend.open(snap_dir / "db", initial_revision=ETCD_FIRST_REVISION)
-        self.storage = MemoryStorage()
-        fresh = not WAL.exists(wal_dir)
-        if fresh and cfg.initial_cluster_state == "existing":
+        if not WAL.exists(self.member_dir / "wal") and cfg.initial_cluster_state == "existing":
             await self._discover()
-        if fresh:
-            meta = f"{self.id:016x}:{self.cluster_id:016x}".encode()
-            self.wal = WAL.create(wal_dir, meta, segment_size=cfg.wal_segment_bytes)
-            if cfg.initial_cluster_state == "new":
-                self._bootstrap()
-        else:
-            self.wal, state = WAL.open(wal_dir, segment_size=cfg.wal_segment_bytes)
-            mid, _, cid = state.metadata.decode().partition(":")
-            self.id, self.cluster_id = int(mid, 16), int(cid, 16)
-            snap = self.snapshotter.load_newest()
-            if snap is not None and snap.metadata.index >= state.snapshot.index:
-                self.storage.apply_snapshot(snap)
-            elif state.snapshot.index:
-                self.storage.apply_snapshot(Snapshot(state.snapshot))
-            self.storage.append(state.entries)
-            self.storage.set_hard_state(state.hard_state)
-        self.snapshot_index = self.storage.snapshot().metadata.index
+        rec = recover(cfg, self.member_dir, self.id, self.cluster_id,
+                      bootstrap=cfg.initial_cluster_state == "new")
+        self.id, self.cluster_id = rec.member_id, rec.cluster_id
+        self.reads = ReadIndexQueue(self.id)
+        self._lock, self.wal, self.storage = rec.lock, rec.wal, rec.storage
+        self.backend = rec.backend
+        self.snapshots = SnapshotLifecycle(
+            rec.snap_dir, rec.snapshotter, rec.wal, rec.storage, self._wal_lock,
+            rec.snapshot_index, cfg.snapshot_count, cfg.snapshot_catchup_entries)
+        snap_dir = rec.snap_dir
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
         # etcd's minimum lease TTL: one and a half election timeouts, in whole seconds
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
+        self.applier = Applier(self.backend, self.leases, self.membership, self.is_leader,
+                               time.monotonic, ApplyMetrics(self.metrics.registry))
         self._revoking: set[int] = set()
         self._background: set[asyncio.Future[None]] = set()
         self._publishing: asyncio.Future[None] | None = None
@@ -160,6 +167,8 @@ class RaftServer:
                 applied=self.snapshot_index,
                 max_size_per_msg=1 << 20,
                 max_inflight_msgs=256,
+                max_committed_size_per_ready=MAX_COMMITTED_SIZE_PER_READY,
+                max_uncommitted_entries_size=MAX_UNCOMMITTED_ENTRIES_SIZE,
                 pre_vote=True,
                 check_quorum=True,
             ),
@@ -176,7 +185,7 @@ class RaftServer:
         }
         self.transport.set_peers(peers)
         self._update_size_metrics()
-        self._task = asyncio.create_task(self._run(), name="raft-loop")
+        self._task = asyncio.create_task(self._main(), name="raft-member")
 
     def _members_json(self) -> bytes:
         return json.dumps({"cluster_id": self.cluster_id,
@@ -209,28 +218,22 @@ class RaftServer:
         raise ConfigError("--initial-cluster-state=existing: no other member answered "
                           f"({'; '.join(errs) or 'none listed'})")
 
-    def _bootstrap(self) -> None:
-        """A brand-new cluster: every initial member added by a committed conf change."""
-        ents = []
-        for i, (mid, (name, urls)) in enumerate(sorted(self.cfg.initial_members().items())):
-            # Identical on every member (Raft's logs must agree byte for byte): client
-            # URLs are not known here; each member publishes its own once a leader exists.
-            m = Member(mid, name, urls, [])
-            cc = ConfChange(ConfChangeType.ADD_NODE, mid, m.to_json())
-            ents.append(Entry(1, i + 1, EntryType.CONF_CHANGE, encode_conf_change(cc)))
-        hs = HardState(term=1, vote=NONE, commit=len(ents))
-        self.wal.save(hs, ents)
-        self.storage.append(ents)
-        self.storage.set_hard_state(hs)
-
     def fatal_task(self) -> asyncio.Task[None]:
-        """The Raft loop's task: it ends only on stop or on a fatal error."""
+        """The member's task (Ready loop, apply, compaction, loop-lag monitor): it ends
+        only on stop or on a fatal error."""
         assert self._task is not None
         return self._task
 
     async def stop(self) -> None:
+        """Stop the member; a leader first hands leadership to its most caught-up voter
+        (etcd's Stop), so the cluster does not wait an election timeout for a leader."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(errors.EtcdError):
+                await self.transfer_leadership_before_stop()
         self._stopping = True
         self._wake.set()
+        self._apply_wake.set()
+        self._compact_wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -250,43 +253,67 @@ class RaftServer:
     # --- the loop ----------------------------------------------------------------------
 
     def _on_message(self, m: Message) -> None:
+        # bounded as etcd's receive buffer: Raft recovers lost messages, memory does not
+        # recover an unbounded queue; snapshots (rare, costly to resend) always get in
+        if len(self._inbox) >= MAX_INBOX and m.type is not MessageType.SNAP:
+            self.metrics.peer_inbox_dropped.inc()
+            return
         self._inbox.append(m)
+        self.metrics.peer_inbox.set(len(self._inbox))
         self._wake.set()
 
-    async def _run(self) -> None:
-        tick = self.cfg.heartbeat_interval_ms / 1000
-        next_tick = time.monotonic() + tick
+    async def _main(self) -> None:
+        tasks = [asyncio.create_task(self._run(), name="raft-ready-loop"),
+                 asyncio.create_task(self._apply_loop(), name="raft-apply"),
+                 asyncio.create_task(self._compact_loop(), name="raft-compact"),
+                 asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
+                                     name="raft-loop-lag")]
         try:
-            while not self._stopping:
-                timeout = max(0.0, next_tick - time.monotonic())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                self._wake.clear()
-                now = time.monotonic()
-                if now >= next_tick:
-                    self.node.tick()
-                    next_tick = now + tick
-                    self._retry_reads(now)
-                    self._revoke_expired(now)
-                    self._maybe_publish()
-                    self._update_size_metrics()
-                while self._inbox:
-                    m = self._inbox.popleft()
-                    try:
-                        self.node.step(m)
-                    except Exception as exc:  # a peer's bad message must not kill us
-                        log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
-                                    exc)
-                self._start_read()
-                while self.node.has_ready():
-                    await self._handle_ready(self.node.ready())
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
         except Exception as exc:
             self._fatal = exc
-            log.critical("raft loop stopped: %s", exc, exc_info=True)
+            log.critical("raft loop stopped: %s", exc, exc_info=exc)
             for fut in self._waiters.values():
                 if not fut.done():
                     fut.set_exception(errors.Stopped(f"etcdserver: server stopped: {exc}"))
             raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """The Ready loop alone: tick, step, persist, send, hand committed entries over."""
+        tick = self.cfg.heartbeat_interval_ms / 1000
+        next_tick = time.monotonic() + tick
+        while not self._stopping:
+            timeout = max(0.0, next_tick - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            now = time.monotonic()
+            if now >= next_tick:
+                self.node.tick()
+                next_tick = now + tick
+                self._retry_reads(now)
+                self._revoke_expired(now)
+                self._maybe_publish()
+                self._update_size_metrics()
+            while self._inbox:
+                m = self._inbox.popleft()
+                self.metrics.peer_inbox.set(len(self._inbox))
+                try:
+                    self.node.step(m)
+                except Exception as exc:  # a peer's bad message must not kill us
+                    log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
+                                exc)
+            self._start_read()
+            while self.node.has_ready():
+                await self._handle_ready(self.node.ready())
 
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
@@ -294,10 +321,15 @@ class RaftServer:
         # 1. persist
         failpoints.hit("raftBeforeSave")
         if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
+            # everything committed before the snapshot is applied first (etcd waits for
+            # its apply goroutine likewise), then the backend is swapped under its lock
+            await self._drained.wait()
+            async with self.backend_lock:
+                await self._install_snapshot(rd.snapshot)
         hs = rd.hard_state if not rd.hard_state.is_empty() else None
         if hs is not None or rd.entries:
-            await asyncio.to_thread(self.wal.save, hs, rd.entries)
+            async with self._wal_lock:
+                await asyncio.to_thread(self.wal.save, hs, rd.entries, rd.must_sync)
         if rd.entries:
             self.storage.append(rd.entries)
         if hs is not None:
@@ -306,24 +338,65 @@ class RaftServer:
         # 2. send
         failpoints.hit("raftBeforeSend")
         self.transport.send(rd.messages)
-        # 3. apply
+        # 3. hand committed entries to the apply task
+        self.metrics.ready_committed_bytes.set(sum(len(e.data) for e in rd.committed_entries))
         if rd.committed_entries:
-            failpoints.hit("raftBeforeApply")
-            self._apply(rd.committed_entries)
-            failpoints.hit("raftAfterApply")
+            self._committed.append(rd.committed_entries)
+            self._drained.clear()
+            self._apply_wake.set()
         # 4. reads, advance
         for rs in rd.read_states:
-            r = self._read_inflight.pop(rs.request_ctx, None)
-            if r is not None:
-                self._reads_ready.append((rs.index, r.waiters))
+            self.reads.on_read_state(rs.request_ctx, rs.index)
         self._serve_reads()
         self.node.advance(rd)
-        await self._maybe_snapshot()
+
+    async def _apply_loop(self) -> None:
+        """Apply committed entries in log order, a chunk at a time under the backend lock,
+        yielding to the loop between chunks; then serve reads and maybe snapshot."""
+        while not self._stopping:
+            if not self._committed:
+                self._drained.set()
+                self._apply_wake.clear()
+                await self._apply_wake.wait()
+                continue
+            ents = self._committed[0]
+            async with self.backend_lock:
+                for i in range(0, len(ents), APPLY_CHUNK):
+                    failpoints.hit("raftBeforeApply")
+                    self._apply(ents[i:i + APPLY_CHUNK])
+                    failpoints.hit("raftAfterApply")
+                    self._serve_reads()
+                    if self.backend.commit_due():
+                        await self._commit()
+                    elif i + APPLY_CHUNK < len(ents):
+                        await asyncio.sleep(0)
+                self._committed.popleft()
+                await self._maybe_snapshot()
+            self._wake.set()  # a conf change may have given Raft something to say
+
+    async def _commit(self) -> None:
+        """Commit the backend's batch (an fsync) in a worker; the caller holds the backend
+        lock, so nothing else uses the connection meanwhile."""
+        await asyncio.to_thread(self.backend.force_commit)
+
+    async def _compact_loop(self) -> None:
+        """Delete the rows of a scheduled compaction a page of keys at a time."""
+        while not self._stopping:
+            if not self.backend.compact_pending():
+                self._compact_wake.clear()
+                await self._compact_wake.wait()
+                continue
+            async with self.backend_lock:
+                self.backend.compact_step(COMPACT_PAGE)
+                if self.backend.commit_due():
+                    await self._commit()
+            await asyncio.sleep(0)
 
     def _on_soft_state(self, lead: int, state: StateType) -> None:
         if lead != self.lead and lead != NONE:
             self.metrics.leader_changes.inc()
         self.lead = lead
+        self._role = state
         self.leader_changed.set()
         self.leader_changed = asyncio.Event()
         self.metrics.has_leader.set(1 if lead != NONE else 0)
@@ -356,7 +429,7 @@ class RaftServer:
 
     def _revoke_expired(self, now: float) -> None:
         """The leader revokes leases past their deadline, through the log."""
-        if self.node.raft.state is not StateType.LEADER:
+        if not self.is_leader():
             return
         for lid in self.leases.expired(now):
             if lid not in self._revoking:
@@ -377,95 +450,34 @@ class RaftServer:
     def _apply(self, ents: list[Entry]) -> None:
         consistent = self.backend.consistent_index()
         for e in ents:
+            if e.index <= self.applied_index:
+                continue  # already applied (re-delivered after a snapshot install)
             if e.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(e, replay=e.index <= consistent)
             elif e.index > consistent:
                 self._apply_normal(e)
             self.applied_index = e.index
-        self.backend.maybe_commit()
+        if self.backend.compact_pending():
+            self._compact_wake.set()
         self.metrics.proposals_applied.set(self.applied_index)
         self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
 
     def _apply_normal(self, e: Entry) -> None:
-        if not e.data:
-            with self.backend.write_txn() as w:
-                w.end(e.index)
-            return
-        try:
-            cmd = commands.decode(e.data)
-        except commands.CommandError as exc:
-            # Every member sees the same bytes, so every member skips it alike.
-            log.error("skipping undecodable entry %d: %s", e.index, exc)
-            with self.backend.write_txn() as w:
-                w.end(e.index)
-            return
-        result: Any
-        with self.backend.write_txn() as w:
-            try:
-                result = self._execute(cmd, w)
-            except errors.EtcdError as exc:
-                result = exc
-            w.end(e.index)
-        fut = self._waiters.pop(cmd.request_id, None)
+        done = self.applier.apply_normal(e)
+        if done.key is None or done.key[0] != self.id:
+            return  # another member's proposal (or nobody's): its proposer answers it
+        fut = self._waiters.pop(done.key[1], None)
         if fut is not None and not fut.done():
-            if isinstance(result, BaseException):
-                fut.set_exception(result)
+            if isinstance(done.result, BaseException):
+                fut.set_exception(done.result)
             else:
-                fut.set_result(result)
-
-    def _execute(self, cmd: Command, w: Any) -> Any:
-        tx = kv.Tx(self.backend, w)
-        if cmd.kind is Kind.PUT:
-            return kv.put(tx, cmd.request, self.leases)
-        if cmd.kind is Kind.DELETE_RANGE:
-            return kv.delete_range(tx, cmd.request)
-        if cmd.kind is Kind.TXN:
-            return kv.txn(tx, cmd.request, self.leases)
-        if cmd.kind is Kind.LEASE_GRANT:
-            leader = self.node.raft.state is StateType.LEADER
-            return self.leases.grant(cmd.request, time.monotonic() if leader else None)
-        if cmd.kind is Kind.LEASE_REVOKE:
-            return self.leases.revoke(tx, cmd.request.ID)
-        if cmd.kind is Kind.PUBLISH:
-            m = self.membership.members.get(cmd.request.ID)
-            if m is not None:
-                m.name = cmd.request.name
-                m.client_urls = list(cmd.request.clientURLs)
-                self.backend.meta_put(MEMBERS_META, self.membership.encode())
-            return rpc_pb2.MemberUpdateResponse()
-        if cmd.kind is Kind.COMPACT:
-            rev = cmd.request.revision
-            if rev <= self.backend.compacted_revision():
-                raise errors.Compacted()
-            if rev > self.backend.current_revision():
-                raise errors.FutureRev()
-            self.backend.compact(rev)
-            resp = rpc_pb2.CompactionResponse()
-            resp.header.revision = self.backend.current_revision()
-            return resp
-        raise errors.NotCapable(f"etcdserver: {cmd.kind.name.lower()} is not supported yet")
+                fut.set_result(done.result)
 
     def _apply_conf_change(self, e: Entry, replay: bool) -> None:
         cc = decode_conf_change(e.data)
         cs = self.node.apply_conf_change(cc)
         if not replay:
-            ms = self.membership
-            if cc.type is ConfChangeType.REMOVE_NODE:
-                ms.members.pop(cc.node_id, None)
-                ms.removed.add(cc.node_id)
-            elif cc.type is ConfChangeType.ADD_NODE and cc.node_id in ms.members and not (
-                    cc.context):
-                ms.members[cc.node_id].is_learner = False  # promotion
-            else:
-                m = Member.from_json(cc.context) if cc.context else Member(cc.node_id)
-                m.is_learner = cc.type is ConfChangeType.ADD_LEARNER_NODE
-                old = ms.members.get(cc.node_id)
-                if old is not None and not m.client_urls:
-                    m.client_urls = old.client_urls
-                ms.members[cc.node_id] = m
-            with self.backend.write_txn() as w:
-                self.backend.meta_put(MEMBERS_META, ms.encode())
-                w.end(e.index)
+            self.applier.apply_membership(cc, e.index)
         self.transport.set_peers(self.membership.peer_urls())
         if self.id not in cs.voters and self.id not in cs.learners and (
                 cc.type is ConfChangeType.REMOVE_NODE and cc.node_id == self.id):
@@ -479,60 +491,47 @@ class RaftServer:
                     fut.set_result(cs)
 
     def _update_size_metrics(self) -> None:
-        self.metrics.db_size.set(self.backend.size())
-        self.metrics.db_size_in_use.set(self.backend.size_in_use())
+        r = self.node.raft
+        self.metrics.uncommitted_bytes.set(r.uncommitted_size)
+        self.metrics.apply_backlog.set(r.raft_log.committed - self.applied_index)
+        self.metrics.pending_reads.set(self.pending_reads())
+        if self.backend_lock.locked():
+            return  # a defragmentation may hold the connection: keep the last figures
+        self._db_size = self.backend.size()
+        self._db_size_in_use = self.backend.size_in_use()
+        self.metrics.db_size.set(self._db_size)
+        self.metrics.db_size_in_use.set(self._db_size_in_use)
 
-    # --- snapshots -----------------------------------------------------------------------
+    # --- snapshots (the file lifecycle is raftkv.server.snapshots) ----------------------
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshots.index if self.snapshots is not None else 0
 
     async def _snapshot_file(self, m: Message) -> Path:
         """The backend copy to stream with an outgoing snapshot message."""
-        path = self.member_dir / "snap" / f"send-{m.to:x}-{time.monotonic_ns()}.db"
-        self.backend.force_commit()
-        await asyncio.to_thread(self.backend.snapshot_to, path)
-        return path
+        assert self.snapshots is not None
+        async with self.backend_lock:
+            return await self.snapshots.copy_for_peer(self.backend, m.to)
 
     async def _install_snapshot(self, snap: Snapshot) -> None:
+        assert self.snapshots is not None
         meta = snap.metadata
-        received = received_snapshot_path(self.member_dir / "snap", meta.term, meta.index)
-        if not received.exists():
-            raise RuntimeError(f"snapshot {meta.term}/{meta.index} arrived without its "
-                               f"backend file {received}")
-        failpoints.hit("raftBeforeInstallSnapshot")
-        self.snapshotter.save(snap)
-        self.wal.save_snapshot(meta)
-        self.storage.apply_snapshot(snap)
-        self.backend.close()
-        self.backend = Backend.install(self.member_dir / "snap" / "db", received,
-                                       initial_revision=ETCD_FIRST_REVISION)
+        self.backend = await self.snapshots.install(snap, self.backend)
         self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
-        self.leases.reload(self.backend)
+        self.applier.reset(self.backend, self.membership)
         self.transport.set_peers(self.membership.peer_urls())
         # Raft re-delivers the entries after the snapshot; those the new database already
         # holds (up to its consistent index) are skipped when applied. Our applied index
         # follows Raft's log, never the database's: a later snapshot must lie in the log.
         self.applied_index = meta.index
-        self.snapshot_index = meta.index
         log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
 
     async def _maybe_snapshot(self) -> None:
-        if self.applied_index - self.snapshot_index < self.cfg.snapshot_count:
-            return
-        index = self.applied_index
-        cs = self.node.raft.prs.conf_state()
-        self.backend.force_commit()
-        snap = self.storage.create_snapshot(index, cs, b"")
-        failpoints.hit("raftBeforeSaveSnap")
-        await asyncio.to_thread(self.snapshotter.save, snap)
-        self.wal.save_snapshot(snap.metadata)
-        failpoints.hit("raftAfterSaveSnap")
-        self.snapshot_index = index
-        compact_to = index - self.cfg.snapshot_catchup_entries
-        if compact_to > self.storage.first_index():
-            self.storage.compact(compact_to)
-        # The backend is synced past ``index``: WAL segments wholly below it can go.
-        self.wal.release_to(index)
-        failpoints.hit("raftAfterWALRelease")
-        self.snapshotter.release(keep=5)
+        assert self.snapshots is not None
+        if self.snapshots.due(self.applied_index):
+            await self.snapshots.create(self.backend, self.applied_index,
+                                        self.node.raft.prs.conf_state())
 
     # --- proposals -----------------------------------------------------------------------
 
@@ -547,7 +546,8 @@ class RaftServer:
         refuses further writes until disarmed, as etcd's; unlike etcd's, the alarm is
         this member's own and is not replicated through the log."""
         quota = self.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
-        return self.backend.size() + cost > quota
+        size = self._db_size if self.backend_lock.locked() else self.backend.size()
+        return size + cost > quota
 
     def _check_alive(self) -> None:
         if self._fatal is not None or self._stopping:
@@ -559,8 +559,7 @@ class RaftServer:
     async def propose(self, request: Any) -> Any:
         """Replicate a write; returns its response once applied here (or raises EtcdError)."""
         self._check_alive()
-        cmd = Command(commands.kind_of(request), (self.id << 40 ^ next(self._ids)) & (
-            (1 << 64) - 1), request)
+        cmd = Command(commands.kind_of(request), self._ids.next(), request, self.id)
         data = cmd.encode()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
@@ -570,12 +569,19 @@ class RaftServer:
             raise errors.NoSpace()
         if self.lead == NONE:
             raise errors.NoLeader()
+        if self.committed_index() - self.applied_index > self.max_apply_backlog:
+            self.metrics.too_many_requests.inc()
+            raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[cmd.request_id] = fut
         self.metrics.proposals_pending.inc()
         try:
             try:
                 self.node.propose(data)
+            except UncommittedSizeExceeded:
+                self.metrics.proposals_failed.inc()
+                self.metrics.too_many_requests.inc()
+                raise errors.TooManyRequests() from None
             except ProposalDropped as exc:
                 self.metrics.proposals_failed.inc()
                 raise errors.NoLeader() if self.lead == NONE else errors.LeaderChanged() from exc
@@ -600,6 +606,8 @@ class RaftServer:
         try:
             try:
                 self.node.propose_conf_change(cc)
+            except LearnerNotCaughtUp:
+                raise errors.LearnerNotReady() from None
             except ProposalDropped as exc:
                 raise errors.EtcdError(f"etcdserver: {exc}") from exc
             self._wake.set()
@@ -611,10 +619,38 @@ class RaftServer:
             if entry in self._conf_waiters:
                 self._conf_waiters.remove(entry)
 
+    async def add_member(self, m: Member) -> ConfState:
+        """MemberAdd: a voter, or a learner if ``m.is_learner``."""
+        kind = ConfChangeType.ADD_LEARNER_NODE if m.is_learner else ConfChangeType.ADD_NODE
+        return await self.propose_conf_change(ConfChange(kind, m.id, m.to_json()))
+
+    async def remove_member(self, member_id: int) -> ConfState:
+        """MemberRemove; refuses (etcd's NotEnoughStarted) to remove a voter when the
+        voters left that this member sees connected would not be a majority of them."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            voters = [v.id for v in self.membership.voters() if v.id != member_id]
+            started = sum(1 for v in voters if v == self.id or self.transport.connected(v))
+            if voters and started < majority(len(voters)):
+                raise errors.NotEnoughStarted()
+        return await self.propose_conf_change(
+            ConfChange(ConfChangeType.REMOVE_NODE, member_id))
+
+    async def promote_member(self, member_id: int) -> ConfState:
+        """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            raise errors.MemberNotLearner()
+        return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
+
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
         self._check_alive()
-        if self.node.raft.state is not StateType.LEADER:
+        if not self.is_leader():
             raise errors.NotLeader()
         if target not in self.node.raft.prs.voters or target == self.id:
             raise errors.BadLeaderTransferee()
@@ -630,46 +666,111 @@ class RaftServer:
         except TimeoutError:
             raise errors.Timeout() from None
 
+    async def transfer_leadership_before_stop(self) -> int:
+        """If this member leads, transfer leadership to the voter whose log matches ours
+        furthest (caught up, if any is) and wait up to an election timeout for it;
+        returns the new leader (0: none was chosen or it did not take over)."""
+        if not self.is_leader() or self.removed:
+            return 0
+        r = self.node.raft
+        others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
+                  if vid != self.id and vid in r.prs.voters and pr.recent_active]
+        if not others:
+            return 0
+        match, target = max(others)
+        log.info("stopping: transferring leadership to %x (match %d of %d)", target, match,
+                 r.raft_log.last_index())
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
+        async def moved() -> None:
+            while self.lead in (self.id, NONE):
+                await self.leader_changed.wait()
+
+        try:
+            await asyncio.wait_for(moved(), self.cfg.election_timeout_ms / 1000)
+        except TimeoutError:
+            log.warning("stopping: leadership transfer to %x did not complete", target)
+            return 0
+        log.info("stopping: leadership transferred to %x", self.lead)
+        return self.lead
+
     # --- reads -----------------------------------------------------------------------------
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed when it was called."""
         self._check_alive()
+        if self.reads.pending() >= MAX_PENDING_READS:
+            self.metrics.too_many_requests.inc()
+            raise errors.TooManyRequests()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_queue.append(fut)
+        self.reads.enqueue(fut)
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
         except TimeoutError:
             raise (errors.NoLeader() if self.lead == NONE else errors.Timeout()) from None
+        finally:
+            self.reads.discard(fut)  # timed out or cancelled: nobody waits for it any more
+
+    def pending_reads(self) -> int:
+        """Linearizable reads still waited for (queued, in flight, or waiting for apply)."""
+        return self.reads.pending()
 
     def _start_read(self) -> None:
         """One ReadIndex round serves every read queued before it (etcd's batching)."""
-        if not self._read_queue or self.lead == NONE:
+        if self.lead == NONE or not self.reads.has_queued():
             return
-        ctx = next(self._read_ids).to_bytes(8, "big")
-        self._read_inflight[ctx] = _Read(ctx, self._read_queue, time.monotonic())
-        self._read_queue = []
-        self.node.read_index(ctx)
+        ctx = self.reads.start(time.monotonic())
+        if ctx is not None:
+            self.node.read_index(ctx)
 
     def _retry_reads(self, now: float) -> None:
         """A ReadIndex lost to a leader change is asked again, under a new context."""
-        limit = 2 * self.cfg.election_timeout_ms / 1000
-        for ctx, r in list(self._read_inflight.items()):
-            if now - r.sent_at > limit:
-                del self._read_inflight[ctx]
-                self._read_queue.extend(w for w in r.waiters if not w.done())
+        self.reads.retry(now, 2 * self.cfg.election_timeout_ms / 1000)
 
     def _serve_reads(self) -> None:
-        keep = []
-        for index, waiters in self._reads_ready:
-            if index <= self.applied_index:
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-            else:
-                keep.append((index, waiters))
-        self._reads_ready = keep
+        self.reads.serve(self.applied_index)
+
+    # --- the backend, without stalling the loop ------------------------------------------
+
+    async def range(self, request: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """A Range on this member's backend (serializable: no barrier here), read and
+        built a page at a time so a huge range does not stall the loop."""
+        return await range_paged(self.backend, self.backend_lock, request)
+
+    async def defragment(self) -> None:
+        """etcd's Defragment, in a worker thread; apply waits for it, Raft does not."""
+        async with self.backend_lock:
+            self.backend.force_commit()
+            await asyncio.to_thread(self.backend.defragment)
+        self._update_size_metrics()
+
+    # --- what the services may ask (instead of reaching into node.raft) --------------------
+
+    def is_leader(self) -> bool:
+        """Whether this member leads, as of the last Ready's soft state (one source of
+        truth with ``lead`` and the leader gauges)."""
+        return self._role is StateType.LEADER
+
+    def leader_id(self) -> int:
+        """The leader this member knows of (0: none)."""
+        return self.lead
+
+    def term(self) -> int:
+        return self.node.raft.term
+
+    def committed_index(self) -> int:
+        return self.node.raft.raft_log.committed
+
+    def voters(self) -> set[int]:
+        return set(self.node.raft.prs.voters)
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int, int]:
+        """etcd's HashKV: (hash, the revision it covers, compacted revision) of the
+        keyspace; equal on every member that applied the same entries."""
+        rev = revision or self.backend.current_revision()
+        return self.backend.hash_kv(rev), rev, self.backend.compacted_revision()
 
     # --- status ------------------------------------------------------------------------------
 
@@ -677,8 +778,8 @@ class RaftServer:
         r = self.node.raft
         resp = rpc_pb2.StatusResponse(
             version=ETCD_VERSION,
-            dbSize=self.backend.size(),
-            dbSizeInUse=self.backend.size_in_use(),
+            dbSize=self._db_size,
+            dbSizeInUse=self._db_size_in_use,
             leader=self.lead,
             raftIndex=r.raft_log.committed,
             raftTerm=r.term,
@@ -693,6 +794,12 @@ class RaftServer:
         return resp
 
 
+MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
+MAX_INBOX = 4096  # messages from peers (etcd's receive buffer)
+MAX_PENDING_READS = 10_000
+MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
+MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
+APPLY_CHUNK = 64  # entries applied between yields to the loop
+COMPACT_PAGE = 200  # keys per compaction step
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
-ETCD_FIRST_REVISION = 1  # an empty etcd keyspace is at revision 1; the first write is 2
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -28,6 +28,7 @@ import hashlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,9 @@ class Backend:
         # An empty etcd store is at revision 1 (the server opens with initial_revision=1).
         self._current_rev: int = st.get("current_rev", initial_revision)
         self._compacted_rev: int = st.get("compacted_rev", 0)
+        # a compaction recorded by apply whose rows are still being deleted (compact_step)
+        self._compact_pending: int = st.get("compact_pending", 0)
+        self._compact_after: bytes | None = None
 
     @classmethod
     def open(cls, path: Path, batch_limit: int = 10000, batch_interval: float = 0.1,
@@ -183,6 +187,9 @@ class Backend:
         if mode.lower() != "wal":
             raise StorageError(f"backend {path}: cannot enable SQLite WAL mode ({mode})")
         conn.execute("PRAGMA synchronous=FULL")
+        # room for a batch's dirty pages (a compaction page deletes many rows): spilling
+        # them to the -wal file inside a statement would do I/O on the caller's thread
+        conn.execute("PRAGMA cache_size=-32768")
         conn.executescript(_SCHEMA)
         return cls(path, conn, batch_limit, batch_interval, initial_revision)
 
@@ -203,6 +210,11 @@ class Backend:
             "INSERT INTO state (name, value) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
             list(values.items()))
+
+    def commit_due(self) -> bool:
+        """Whether ``maybe_commit`` would commit now (callers that commit in a worker)."""
+        return self._in_tx and (self._pending >= self.batch_limit
+                                or time.monotonic() - self._batch_start >= self.batch_interval)
 
     def maybe_commit(self) -> bool:
         """Commit if the batch is full or old enough; True if it committed."""
@@ -265,6 +277,31 @@ class Backend:
             count = len(kvs)
         return kvs, count
 
+    def range_page(self, key: bytes, range_end: bytes | None, at: int,
+                   after: bytes | None, page: int) -> tuple[list[KeyValue], bytes | None]:
+        """One page of a range at revision ``at`` (already checked): live kvs of at most
+        ``page`` keys strictly after ``after``, and the key to continue after (None: the
+        range is done). Pages read at one revision form a consistent read as long as no
+        compaction above ``at`` runs in between (compact_step; callers check)."""
+        if after is None:
+            where, args = _where(key, range_end)
+            params: list[object] = list(args)
+        elif not range_end:
+            return [], None  # a single key: one page holds it
+        else:
+            # one lower bound only, so SQLite seeks to it instead of scanning from ``key``
+            where, params = "key > ?", [after]
+            if range_end != b"\0":
+                where += " AND key < ?"
+                params.append(range_end)
+        rows = self._conn.execute(
+            f"SELECT {_COLS}, tombstone, MAX(rev * {_REV_SHIFT} + sub) FROM kv "
+            f"WHERE {where} AND rev <= ? GROUP BY key ORDER BY key LIMIT ?",
+            [*params, at, page]).fetchall()
+        kvs = [_kv(r[:6]) for r in rows if not r[6]]
+        last = bytes(rows[-1][0]) if len(rows) == page else None
+        return kvs, last
+
     def current_revision(self) -> int:
         return self._current_rev
 
@@ -273,6 +310,19 @@ class Backend:
 
     def consistent_index(self) -> int:
         return self._ci
+
+    def hash_kv(self, rev: int = 0) -> int:
+        """A CRC32 over every stored row at or below ``rev`` (0: current) in key and
+        revision order, as etcd's HashKV: equal on members holding the same history."""
+        at = rev or self._current_rev
+        h = 0
+        cur = self._conn.execute(
+            "SELECT key, rev, sub, value, create_rev, version, lease, tombstone FROM kv "
+            "WHERE rev <= ? ORDER BY key, rev, sub", (at,))
+        while rows := cur.fetchmany(4096):
+            for r in rows:
+                h = zlib.crc32(repr(tuple(r)).encode(), h)
+        return h
 
     # --- compaction, meta ------------------------------------------------------------
 
@@ -306,6 +356,58 @@ class Backend:
         if consistent_index is not None:
             self._ci = consistent_index
         self._pending += 1
+
+    def schedule_compact(self, rev: int) -> None:
+        """Record a compaction at ``rev`` in the open batch (reads below it are refused from
+        now on); its rows are deleted by ``compact_step`` a page of keys at a time, so a
+        compaction of many revisions never holds the caller for long. Deleting rows
+        superseded at or below ``rev`` does not depend on later writes, so members that
+        interleave the steps differently end with the same rows."""
+        if rev <= self._compacted_rev:
+            raise CompactedError(f"revision {rev} has been compacted (compacted revision "
+                                 f"{self._compacted_rev})")
+        if rev > self._current_rev:
+            raise FutureRevError(f"cannot compact at {rev}: current revision is "
+                                 f"{self._current_rev}")
+        self._set_state(compacted_rev=rev, compact_pending=rev)
+        self._compacted_rev = rev
+        self._compact_pending = rev
+        self._compact_after = None
+        self._pending += 1
+
+    def compact_pending(self) -> int:
+        """The revision of a compaction whose rows are not all deleted yet (0: none)."""
+        return self._compact_pending
+
+    def compact_step(self, page: int = 1000) -> bool:
+        """Delete the rows of the scheduled compaction for the next ``page`` keys, in the
+        batch; True while more remain."""
+        rev = self._compact_pending
+        if not rev:
+            return False
+        after = self._compact_after
+        keys = self._conn.execute(
+            "SELECT DISTINCT key FROM kv" + (" WHERE key > ?" if after is not None else "")
+            + " ORDER BY key LIMIT ?", ([after, page] if after is not None else [page])
+        ).fetchall()
+        self._begin()
+        if keys:
+            lo, hi = bytes(keys[0][0]), bytes(keys[-1][0])
+            c = self._conn
+            c.execute("DELETE FROM kv WHERE key >= :lo AND key <= :hi AND rev <= :r AND "
+                      "EXISTS (SELECT 1 FROM kv AS n WHERE n.key = kv.key AND n.rev <= :r "
+                      "AND (n.rev > kv.rev OR (n.rev = kv.rev AND n.sub > kv.sub)))",
+                      {"r": rev, "lo": lo, "hi": hi})
+            c.execute("DELETE FROM kv WHERE key >= ? AND key <= ? AND rev <= ? AND "
+                      "tombstone = 1", (lo, hi, rev))
+            self._compact_after = hi
+        self._pending += 1
+        if len(keys) < page:
+            self._set_state(compact_pending=0)
+            self._compact_pending = 0
+            self._compact_after = None
+            return False
+        return True
 
     def meta_get(self, name: str) -> bytes | None:
         row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -341,16 +443,29 @@ class Backend:
 
     def snapshot_to(self, path: Path) -> str:
         """Commit, then write a consistent copy to ``path`` (synced, atomically
-        renamed); returns its SHA-256 hex digest."""
+        renamed); returns its SHA-256 hex digest. Callers on the writer's thread must
+        use ``commit_for_snapshot`` there and ``copy_committed_to`` in a worker."""
         self.force_commit()
+        return self.copy_committed_to(path)
+
+    def commit_for_snapshot(self) -> None:
+        self.force_commit()
+
+    def copy_committed_to(self, path: Path) -> str:
+        """Copy the committed database to ``path`` through a read connection of its own,
+        so it may run in a worker thread while the writer goes on (SQLite WAL mode: the
+        copy is one read transaction, a consistent point). Synced, atomically renamed;
+        returns the SHA-256 hex digest."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
+        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         dest = sqlite3.connect(tmp)
         try:
-            self._conn.backup(dest)
+            src.backup(dest)
         finally:
             dest.close()
+            src.close()
         digest = _fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -388,6 +503,7 @@ class Backend:
             raise StorageError(f"snapshot database {new_db_path} fails quick_check: {ok}")
         wal.unlink(missing_ok=True)
         db_path.with_name(db_path.name + "-shm").unlink(missing_ok=True)
+        failpoints.hit("backendBeforeInstallRename")
         os.replace(new_db_path, db_path)
         _fsync_dir(db_path.parent)
         return Backend.open(db_path, batch_limit, batch_interval, initial_revision)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from raftkv import failpoints
 from raftkv.raft.codec import DecodeError, decode_snapshot, encode_snapshot
-from raftkv.raft.types import Snapshot
+from raftkv.raft.types import Snapshot, SnapshotMetadata
 from raftkv.storage.errors import SnapshotCorruptError
 from raftkv.storage.fs import FS, OsFS
 
@@ -95,6 +95,23 @@ class Snapshotter:
     def load_newest(self) -> Snapshot | None:
         """The newest valid snapshot, or None if there is none at all."""
         for _, _, name in reversed(self._names()):
+            path = self.dir / name
+            try:
+                return decode_file(path, self.fs.read(path))
+            except SnapshotCorruptError as e:
+                log.warning("%s; falling back to an older snapshot", e)
+                if name not in self.broken:
+                    self.broken.append(name)
+        return None
+
+    def load_newest_available(self, markers: list[SnapshotMetadata]) -> Snapshot | None:
+        """The newest valid snapshot that the WAL has a marker for (etcd's
+        LoadNewestAvailable): a file saved just before a crash that kept its WAL marker
+        from being written is an orphan and is ignored."""
+        wanted = {(m.term, m.index) for m in markers}
+        for index, term, name in reversed(self._names()):
+            if (term, index) not in wanted:
+                continue
             path = self.dir / name
             try:
                 return decode_file(path, self.fs.read(path))

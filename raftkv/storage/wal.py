@@ -355,18 +355,24 @@ class WAL:
         self._file = None
         self._new_segment(self._segments[-1][0] + 1, self._last_index + 1)
 
-    def _write(self, buf: bytes) -> None:
+    def _write(self, buf: bytes, sync: bool = True) -> None:
         assert self._file is not None
         try:
             self._file.pwrite(buf, self._offset)
         except OSError as e:
             self._failed = f"write failed: {e}"
             raise WALError(f"WAL {self._dir}: write failed ({e})") from e
-        self._sync(self._file)  # FSYNC-SITE wal-save
+        if sync:
+            self._sync(self._file)  # FSYNC-SITE wal-save
         self._offset += len(buf)
 
-    def save(self, hard_state: HardState | None, entries: list[Entry]) -> None:
-        """Append entries, then the hard state if it changed; one fdatasync for all."""
+    def save(self, hard_state: HardState | None, entries: list[Entry],
+             sync: bool = True) -> None:
+        """Append entries, then the hard state if it changed; one fdatasync for all.
+
+        ``sync=False`` (Raft's ``Ready.must_sync`` false: only the commit index moved,
+        which Raft can recover) writes without the fdatasync; a later synced save or a
+        segment cut makes it durable."""
         self._check()
         parts: list[bytes] = []
         chain = self._chain
@@ -379,7 +385,7 @@ class WAL:
             parts.append(rec)
         if not parts:
             return
-        self._write(b"".join(parts))
+        self._write(b"".join(parts), sync=sync or bool(entries))
         self._chain = chain
         if hard_state is not None:
             self._hs = hard_state

@@ -222,3 +222,20 @@ def test_stale_tmp_segment_ignored() -> None:
     _, st = WAL.open(D, fs=fs)
     assert [e.index for e in st.entries] == [1, 2, 3]
     assert not any(n.endswith(".tmp") for n in fs.listdir(D))
+
+
+def test_must_sync_false_writes_without_fdatasync() -> None:
+    """Raft's Ready.must_sync is false when only the commit index moved: the record is
+    written unsynced (a crash may lose it; Raft recovers the commit index). Entries are
+    synced whatever the flag says."""
+    fs = faulty()
+    w = WAL.create(D, b"m", fs=fs, segment_size=1 << 20)
+    w.save(HardState(1, 1, 0), ents(1, 3))
+    before = fs.syncs
+    w.save(HardState(1, 1, 3), [], sync=False)
+    assert fs.syncs == before
+    w.save(HardState(1, 1, 3), ents(4, 4), sync=False)
+    assert fs.syncs == before + 1
+    w.close()
+    _, state = WAL.open(D, fs=fs)
+    assert state.hard_state.commit == 3 and state.entries[-1].index == 4

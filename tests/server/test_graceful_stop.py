@@ -1,0 +1,64 @@
+"""Issue 11 defect 11: SIGTERM on the leader hands leadership to a caught-up follower
+before the process exits (as etcd's Stop), so a rolling restart costs no election
+timeout. With a 3 s election timeout, the survivors know a new leader well before one
+election timeout after the SIGTERM; without the transfer they must first miss the old
+leader for a whole election timeout (and before the fix they did)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+from tests.server.kvclient import put_retry, target
+from tests.support.etcd import raftkv_cluster
+from tests.support.proc import wait_until
+
+pytestmark = pytest.mark.slow  # real raftkv processes
+
+ELECTION_S = 3.0
+
+
+async def _status(url: str) -> rpc_pb2.StatusResponse:
+    async with grpc.aio.insecure_channel(target(url)) as ch:
+        return await rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(),
+                                                             timeout=2)
+
+
+def test_sigterm_on_the_leader_transfers_leadership(tmp_path: Path) -> None:
+    c = raftkv_cluster(tmp_path, 3, extra_args=[
+        f"--election-timeout={int(ELECTION_S * 1000)}", "--heartbeat-interval=100"])
+    try:
+        c.start()
+        asyncio.run(put_retry(c.members[0].client_url, b"k", b"v"))
+        st = asyncio.run(_status(c.members[0].client_url))
+        old = st.leader
+        ids = {asyncio.run(_status(m.client_url)).header.member_id: m for m in c.members}
+        leader = ids[old]
+        survivors = [m for m in c.members if m is not leader]
+        assert leader.proc is not None
+        t0 = time.monotonic()
+        leader.proc.signal(signal.SIGTERM)
+
+        def new_leader() -> int:
+            leads = {asyncio.run(_status(m.client_url)).leader for m in survivors}
+            return leads.pop() if len(leads) == 1 and 0 not in leads and old not in leads \
+                else 0
+
+        lead = wait_until(new_leader, 4 * ELECTION_S, "the survivors to agree on a leader")
+        took = time.monotonic() - t0
+        assert took < ELECTION_S, f"a new leader took {took:.2f}s: elected, not handed over"
+        wait_until(lambda: not leader.proc.alive(), 30, "the old leader to exit")  # type: ignore[union-attr]
+        assert leader.proc.popen is not None and leader.proc.popen.returncode == 0
+        assert f"leadership transferred to {lead:x}" in leader.proc.log_path.read_text()
+        asyncio.run(put_retry(survivors[0].client_url, b"k", b"after"))
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
