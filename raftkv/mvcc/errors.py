@@ -33,6 +33,12 @@ Compacted = _err("Compacted", "OUT_OF_RANGE",
                  "etcdserver: mvcc: required revision has been compacted")
 FutureRev = _err("FutureRev", "OUT_OF_RANGE",
                  "etcdserver: mvcc: required revision is a future revision")
+InvalidSortOption = _err("InvalidSortOption", "INVALID_ARGUMENT",
+                         "etcdserver: invalid sort option")
+# not an etcd error: etcd evaluates unknown compare results/targets; raftkv refuses them
+InvalidCompare = _err("InvalidCompare", "INVALID_ARGUMENT", "etcdserver: invalid compare option")
+MAX_LEASE_TTL = 9_000_000_000  # etcd's lease.MaxLeaseTTL
+LeaseTTLTooLarge = _err("LeaseTTLTooLarge", "OUT_OF_RANGE", "etcdserver: too large lease TTL")
 NoSpace = _err("NoSpace", "RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
 LeaseNotFound = _err("LeaseNotFound", "NOT_FOUND", "etcdserver: requested lease not found")
 LeaseExist = _err("LeaseExist", "FAILED_PRECONDITION", "etcdserver: lease already exists")

@@ -19,13 +19,11 @@ from aetcd.rpc import rpc_pb2
 from raftkv.mvcc import errors
 from raftkv.mvcc.kv import Keyspace, Tx
 
-MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
+MAX_LEASE_TTL = errors.MAX_LEASE_TTL
 META = "leases"
 
 
-class LeaseTTLTooLarge(errors.EtcdError):
-    code = "OUT_OF_RANGE"
-    message = "etcdserver: too large lease TTL"
+LeaseTTLTooLarge = errors.LeaseTTLTooLarge
 
 
 class Backendish(Keyspace, Protocol):

@@ -4,9 +4,11 @@ Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive
 time-to-live, leases).
 
 Every error a client sees is an :class:`raftkv.mvcc.errors.EtcdError` mapped to etcd's
-gRPC code and message in ``_fail``; validation happens before proposing, as etcd's
-v3rpc layer does. Top-level response headers carry cluster ID, member ID, revision and
-raft term; nested txn responses carry only their revision, as etcd's do.
+gRPC code and message in ``_fail``; every request is validated by
+:mod:`raftkv.server.validate` before it is proposed or served, as etcd's v3rpc layer does,
+so no entry the apply path cannot handle reaches the log. Top-level response headers
+carry cluster ID, member ID, revision and raft term; nested txn responses carry only
+their revision, as etcd's do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 from raftkv.mvcc import errors, kv
 from raftkv.raft import ConfChange, ConfChangeType, StateType
 from raftkv.raft.quorum import majority
+from raftkv.server import validate
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
 from raftkv.server.raftserver import RaftServer
@@ -44,7 +47,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Range(self, request: rpc_pb2.RangeRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.RangeResponse:
         try:
-            kv.check_range(request)
+            validate.check_range(request)
             if not request.serializable:
                 await self.s.linearizable_barrier()
             return _fill(self.s, kv.range_(self.s.backend, request))
@@ -54,7 +57,8 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Put(self, request: rpc_pb2.PutRequest,
                   context: grpc.aio.ServicerContext) -> rpc_pb2.PutResponse:
         try:
-            kv.check_put(request)
+            validate.check_put(request)
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -62,7 +66,8 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def DeleteRange(self, request: rpc_pb2.DeleteRangeRequest,
                           context: grpc.aio.ServicerContext) -> rpc_pb2.DeleteRangeResponse:
         try:
-            kv.check_delete(request)
+            validate.check_delete(request)
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -70,11 +75,12 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Txn(self, request: rpc_pb2.TxnRequest,
                   context: grpc.aio.ServicerContext) -> rpc_pb2.TxnResponse:
         try:
-            kv.check_txn(request, self.s.cfg.max_txn_ops)
+            validate.check_txn(request, self.s.cfg.max_txn_ops)
             if kv.is_read_only(request):
                 if not _all_serializable(request):
                     await self.s.linearizable_barrier()
                 return _fill(self.s, kv.txn(kv.Tx(self.s.backend, None), request, self.s.leases))
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -229,6 +235,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def LeaseGrant(self, request: rpc_pb2.LeaseGrantRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseGrantResponse:
         try:
+            validate.check_lease_grant(request)
             if request.ID == 0:
                 # chosen before proposing, so every member applies the same ID
                 request.ID = secrets.randbits(62) + 1
