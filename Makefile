@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s lint unit mutants bench torture clean
+.PHONY: demo test venv system k8s etcd lint unit mutants bench torture fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ system:
 k8s: venv
 	bash scripts/build-k8s.sh
 
+# etcd 3.6.16, the tests' control group (scripts/build-etcd.sh: the kind helper's)
+etcd:
+	bash scripts/build-etcd.sh
+
 demo: venv
 	$(BIN)/python -m raftkv.demo
 
@@ -32,7 +36,7 @@ lint: venv
 	$(BIN)/mypy raftkv
 	$(BIN)/lint-imports
 
-test: venv system k8s lint
+test: venv system k8s etcd lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -47,6 +51,11 @@ bench: venv
 
 torture: venv system
 	$(BIN)/python -m tests.e2e.history.torture
+
+# long fuzzing with fresh seeds (FUZZ_BUDGET seconds); `make test` runs fixed seeds only
+FUZZ_BUDGET ?= 1800
+fuzz: venv etcd
+	$(BIN)/python -m tests.fuzz --budget $(FUZZ_BUDGET)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -217,7 +217,9 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
                    or r.max_create_revision)
     limit = r.limit if default_order and not filters else 0
     if limit > 0:
-        limit += 1  # one more, to know whether there is "more"
+        # one more, to know whether there is "more"; clamped so that limit=2**63-1 stays
+        # an SQLite INTEGER (an OverflowError here was a poison entry inside a txn)
+        limit = min(limit, 1 << 62) + 1
     kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
     out = list(kvs)
     if r.max_mod_revision:
@@ -353,7 +355,11 @@ def _check_ops(ks: Keyspace, r: rpc_pb2.TxnRequest, path: list[bool], leases: Le
             if 0 < rr.revision < ks.compacted_revision():
                 raise errors.Compacted()
         elif which == "request_put" and writes:
-            if op.request_put.lease and not leases.exists(op.request_put.lease):
+            # etcd's checkPut order: the previous key for ignore_*, then the lease
+            p = op.request_put
+            if (p.ignore_value or p.ignore_lease) and not ks.range(p.key, None)[0]:
+                raise errors.KeyNotFound()
+            if p.lease and not leases.exists(p.lease):
                 raise errors.LeaseNotFound()
         elif which == "request_txn":
             n = _check_ops(ks, op.request_txn, path[1 + used:], leases, writes)

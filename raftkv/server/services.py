@@ -103,6 +103,19 @@ def _all_serializable(r: rpc_pb2.TxnRequest) -> bool:
     return True
 
 
+def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> grpc.aio.Channel:
+    """A client channel to the current leader's first client URL (cached per service: a
+    channel belongs to the event loop that made it)."""
+    m = server.membership.members.get(server.lead)
+    if m is None or not m.client_urls:
+        raise errors.NoLeader()
+    target = m.client_urls[0].removeprefix("http://")
+    ch = cache.get(target)
+    if ch is None:
+        ch = cache[target] = grpc.aio.insecure_channel(target)
+    return ch
+
+
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -114,6 +127,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Alarm(self, request: rpc_pb2.AlarmRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.AlarmResponse:
         resp = rpc_pb2.AlarmResponse()
+        try:
+            validate.check_alarm(request)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         if request.action == rpc_pb2.AlarmRequest.DEACTIVATE and request.alarm in (
                 rpc_pb2.NOSPACE, rpc_pb2.NONE) and self.s.nospace:
             self.s.nospace = False
@@ -148,6 +165,7 @@ def _member_pb(m: Member) -> rpc_pb2.Member:
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _members(self) -> list[rpc_pb2.Member]:
         return [_member_pb(m) for m in sorted(self.s.membership.members.values(),
@@ -167,7 +185,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         try:
             try:
                 urls = parse_urls("peer-urls", ",".join(request.peerURLs))
-            except ConfigError:
+            except (ConfigError, ValueError):  # ValueError: urllib on a port out of range
                 raise errors.MemberBadURLs() from None
             ms = self.s.membership
             if any(set(urls) & set(m.peer_urls) for m in ms.members.values()):
@@ -213,6 +231,16 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 raise errors.MemberNotFound()
             if not m.is_learner:
                 raise errors.MemberNotLearner()
+            if self.s.node.raft.state is not StateType.LEADER:
+                # only the leader knows whether the learner caught up (etcd forwards the
+                # promotion to the leader too); a follower's proposal would be dropped
+                # there silently and time out here
+                try:
+                    return await rpc_pb2_grpc.ClusterStub(
+                        _leader_channel(self.s, self._channels)).MemberPromote(
+                        request, timeout=self.s.request_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
             try:
                 await self.s.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, m.id))
             except errors.EtcdError as exc:
@@ -253,14 +281,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
             await _fail(context, exc)
 
     def _leader_stub(self) -> rpc_pb2_grpc.LeaseStub:
-        m = self.s.membership.members.get(self.s.lead)
-        if m is None or not m.client_urls:
-            raise errors.NoLeader()
-        target = m.client_urls[0].removeprefix("http://")
-        ch = self._channels.get(target)
-        if ch is None:
-            ch = self._channels[target] = grpc.aio.insecure_channel(target)
-        return rpc_pb2_grpc.LeaseStub(ch)
+        return rpc_pb2_grpc.LeaseStub(_leader_channel(self.s, self._channels))
 
     async def LeaseKeepAlive(self, request_iterator: Any,
                              context: grpc.aio.ServicerContext) -> Any:

@@ -114,11 +114,10 @@ _Interval = tuple[bytes, bytes | None]  # [start, end); end None = the single ke
 
 
 def _interval(d: rpc_pb2.DeleteRangeRequest) -> _Interval:
-    if not d.range_end:
-        return (d.key, None)
-    if d.range_end == b"\0":
-        return (d.key, b"")  # b"" as end: unbounded ("every key >= key")
-    return (d.key, d.range_end)
+    # As etcd's checkIntervals, range_end is taken literally: a delete to b"\0" ("every
+    # key >= key" when applied) is the empty interval [key, "\0") here, so etcd accepts
+    # a put after it in the same branch, and so does raftkv (ops apply in order).
+    return (d.key, d.range_end or None)
 
 
 def _hits(key: bytes, dels: Sequence[_Interval]) -> bool:
@@ -126,7 +125,7 @@ def _hits(key: bytes, dels: Sequence[_Interval]) -> bool:
         if end is None:
             if key == start:
                 return True
-        elif start <= key and (end == b"" or key < end):
+        elif start <= key < end:
             return True
     return False
 
@@ -168,3 +167,15 @@ def check_intervals(ops: Sequence[rpc_pb2.RequestOp]) -> tuple[set[bytes], list[
 def check_lease_grant(r: rpc_pb2.LeaseGrantRequest) -> None:
     if r.TTL > errors.MAX_LEASE_TTL:
         raise errors.LeaseTTLTooLarge()
+
+
+# --- maintenance ----------------------------------------------------------------------------
+
+_ALARM_ACTIONS = frozenset(pb.AlarmRequest.AlarmAction.values())
+
+
+def check_alarm(r: rpc_pb2.AlarmRequest) -> None:
+    """An undefined alarm action is refused (etcd 3.6.16 applies it to a nil response and
+    the member serving the request panics)."""
+    if r.action not in _ALARM_ACTIONS:
+        raise errors.InvalidAlarmAction()
