@@ -3,7 +3,11 @@
 Frames are ``u32 length | u8 kind | payload``; payloads use the core's versioned codec
 (never pickle). Each connection starts with a HELLO naming the format version, the
 cluster ID and both member IDs; a mismatched cluster is refused, so members of another
-cluster (or a client pointed at the peer port) cannot inject messages. One outbound
+cluster (or a client pointed at the peer port) cannot inject messages. A message stream
+carries only Raft's peer message types, and term 0 only on forwarded proposals and
+ReadIndex requests (Raft takes any other term-0 message for a local one). DISCOVER (a
+joining member asking for the cluster ID and member list) is answered only to a dialer
+naming peer URLs that are a member's; anyone else learns nothing. One outbound
 stream per peer carries ordinary messages in batches from a bounded queue (when it is
 full, messages are dropped, which Raft tolerates, and the peer is reported
 unreachable); the stream reconnects with capped exponential backoff. A snapshot goes on
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import struct
@@ -27,6 +32,7 @@ from urllib.parse import urlsplit
 
 from raftkv.raft import Message, MessageType
 from raftkv.raft.codec import DecodeError, decode_message, encode_message
+from raftkv.raft.types import LOCAL_MESSAGES
 
 log = logging.getLogger("raftkv.transport")
 
@@ -36,8 +42,16 @@ SNAPSHOT_CHUNK = 1 << 20
 QUEUE_LIMIT = 4096
 BATCH_LIMIT = 256
 
-HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS = 1, 2, 3, 4, 5, 6
+HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS, WHO = 1, 2, 3, 4, 5, 6, 7
 STREAM, SNAPSHOT, DISCOVER = 1, 2, 3  # connection purposes, named in HELLO
+
+# What a peer may send on a message stream: Raft's peer messages. Local-only types (HUP,
+# BEAT, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM) come from this process alone; MsgSnap has
+# its own connection.
+PEER_TYPES = frozenset(MessageType) - LOCAL_MESSAGES - {MessageType.SNAP}
+# Raft treats a term-0 message as local (no term checks); only forwarded proposals and
+# ReadIndex requests legitimately cross the network with term 0.
+TERM_ZERO_TYPES = frozenset({MessageType.PROP, MessageType.READ_INDEX})
 
 _HDR = struct.Struct(">IB")
 _HELLO = struct.Struct(">BBQQQ")  # version, purpose, cluster, from, to
@@ -71,14 +85,23 @@ def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
     return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
 
 
-async def discover(peer_url: str, timeout: float = 5.0) -> bytes:
-    """Ask a member, over its peer port, for the cluster ID and member list (JSON)."""
+async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0) -> bytes:
+    """Ask a member, over its peer port, for the cluster ID and member list (JSON).
+
+    ``peer_urls`` are the asking member's own advertised peer URLs: the member answers
+    only if they are a member's (one added with MemberAdd), and closes the connection
+    without a word otherwise."""
     host, port = host_port(peer_url)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
         writer.write(frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
+        writer.write(frame(WHO, json.dumps(sorted(peer_urls)).encode()))
         await writer.drain()
-        kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        try:
+            kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        except asyncio.IncompleteReadError:
+            raise TransportError(f"peer {peer_url} refused discovery: peer URLs "
+                                 f"{sorted(peer_urls)} are not a member's") from None
         if kind != MEMBERS:
             raise TransportError(f"peer {peer_url} answered discovery with frame kind {kind}")
         return payload
@@ -284,8 +307,10 @@ class Transport:
                                      f"{PROTOCOL_VERSION}")
             if purpose == DISCOVER:
                 # a member joining with --initial-cluster-state=existing learns its ID and
-                # the cluster's (like GET /members on etcd's peer port)
-                writer.write(frame(MEMBERS, self.members_provider()))
+                # the cluster's (like GET /members on etcd's peer port), once it named
+                # peer URLs that are a member's; anyone else learns nothing
+                answer = await self._discovery_answer(reader)
+                writer.write(frame(MEMBERS, answer))
                 await writer.drain()
                 return
             if cluster != self.cluster_id:
@@ -311,6 +336,20 @@ class Transport:
             if task is not None:
                 self._tasks.discard(task)
 
+    async def _discovery_answer(self, reader: asyncio.StreamReader) -> bytes:
+        kind, payload = await asyncio.wait_for(read_frame(reader), 5)
+        if kind != WHO:
+            raise TransportError("discovery without the dialer's peer URLs")
+        try:
+            urls = sorted(str(u) for u in json.loads(payload))
+        except (ValueError, TypeError) as exc:
+            raise TransportError(f"discovery with malformed peer URLs: {exc}") from None
+        answer = self.members_provider()
+        members = json.loads(answer).get("members", [])
+        if not urls or not any(sorted(m.get("peer_urls", [])) == urls for m in members):
+            raise TransportError(f"discovery from peer URLs {urls}, which are no member's")
+        return answer
+
     async def _receive_stream(self, reader: asyncio.StreamReader, sender: int) -> None:
         while True:
             kind, payload = await read_frame(reader)
@@ -320,8 +359,11 @@ class Transport:
             if m.sender != sender or m.to != self.member_id:
                 raise TransportError(f"message {m.sender:x}->{m.to:x} on the stream from "
                                      f"{sender:x}")
-            if m.type is MessageType.SNAP:
-                raise TransportError("snapshot message on a message stream")
+            if m.type not in PEER_TYPES:
+                raise TransportError(f"{m.type.name} from {sender:x}: not a peer message type")
+            if m.term == 0 and m.type not in TERM_ZERO_TYPES:
+                raise TransportError(f"term-0 {m.type.name} from {sender:x}: Raft would take "
+                                     "it for a local message")
             self.on_message(m)
 
     async def _receive_snapshot(

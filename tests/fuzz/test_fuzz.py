@@ -21,7 +21,7 @@ from tests.fuzz.differences import ACCEPTED
 from tests.fuzz.generator import Generator
 from tests.fuzz.runner import Outcome
 
-SEEDS = [int(s) for s in os.environ.get("FUZZ_SEEDS", "3,4").split(",") if s]
+SEEDS = [int(s) for s in os.environ.get("FUZZ_SEEDS", "3,4,5").split(",") if s]
 OPS = int(os.environ.get("FUZZ_OPS", "300"))
 
 
