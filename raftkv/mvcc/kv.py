@@ -56,6 +56,7 @@ class WriteTxn(Protocol):
 
 class Leases(Protocol):
     def exists(self, lease_id: int) -> bool: ...
+    def attach(self, key: bytes, lease_id: int) -> None: ...  # a put wrote key with it
 
 
 class Tx:
@@ -274,6 +275,8 @@ def put(tx: Tx, r: rpc_pb2.PutRequest, leases: Leases,
     if r.ignore_lease and prev is not None:
         lease = prev.lease
     tx.put(r.key, value, lease)
+    if lease:
+        leases.attach(r.key, lease)  # the lease -> keys index (revoke reads only those)
     resp = rpc_pb2.PutResponse()
     if r.prev_kv and prev is not None:
         resp.prev_kv.CopyFrom(to_pb(prev))

@@ -253,8 +253,10 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
 
 
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
-    """Grant and revoke go through the log; keep-alive and time-to-live are answered by
-    the leader, which alone tracks deadlines (a follower forwards them to it)."""
+    """Grant and revoke go through the log (revoke's "not found" comes from the applied
+    state); keep-alive and time-to-live are answered by the leader, which alone tracks
+    deadlines (a follower forwards them to it), and only after a ReadIndex barrier:
+    applied caught up with commit, leadership confirmed."""
 
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -274,8 +276,8 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def LeaseRevoke(self, request: rpc_pb2.LeaseRevokeRequest,
                           context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseRevokeResponse:
         try:
-            if not self.s.leases.exists(request.ID):
-                raise errors.LeaseNotFound()
+            # no check against this member's table, which may lag behind the log: the
+            # apply path answers "lease not found" from the applied state, as etcd's
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -287,16 +289,33 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                              context: grpc.aio.ServicerContext) -> Any:
         async for req in request_iterator:
             try:
-                if self.s.node.raft.state is StateType.LEADER:
-                    ttl = self.s.leases.renew(req.ID, time.monotonic())
-                else:
+                renewed = await self._renew_as_leader(req.ID) if self._leader() else None
+                if renewed is None:
                     resp = await self._forward_keepalive(req)
-                    ttl = resp.TTL
+                    renewed = resp.TTL
+                ttl = renewed
             except errors.LeaseNotFound:
                 ttl = 0  # etcd answers a keep-alive for an unknown lease with TTL 0
             except errors.EtcdError as exc:
                 await _fail(context, exc)
             yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
+
+    def _leader(self) -> bool:
+        return self.s.node.raft.state is StateType.LEADER
+
+    async def _leader_barrier(self) -> bool:
+        """As etcd 3.5's LeaseRenew/LeaseTimeToLive on the leader: wait until the applied
+        index reaches the commit index and leadership is confirmed by a quorum (one
+        ReadIndex round: a new leader answers it only once an entry of its own term has
+        committed). False if this member is no longer the leader afterwards."""
+        await self.s.linearizable_barrier()
+        return self._leader()
+
+    async def _renew_as_leader(self, lease_id: int) -> int | None:
+        """The renewed TTL, or None if leadership moved meanwhile (then forward)."""
+        if not await self._leader_barrier():
+            return None
+        return self.s.leases.renew(lease_id, time.monotonic())
 
     async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest) -> Any:
         stub = self._leader_stub()
@@ -309,7 +328,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                               context: grpc.aio.ServicerContext,
                               ) -> rpc_pb2.LeaseTimeToLiveResponse:
         try:
-            if self.s.node.raft.state is not StateType.LEADER:
+            if not self._leader() or not await self._leader_barrier():
                 try:
                     return await self._leader_stub().LeaseTimeToLive(
                         request, timeout=self.s.request_timeout)
