@@ -13,7 +13,11 @@ full, messages are dropped, which Raft tolerates, and the peer is reported
 unreachable); the stream reconnects with capped exponential backoff. A snapshot goes on
 a connection of its own, the backend file streamed in chunks with a CRC, so a large
 transfer never delays heartbeats; the receiver writes it to a file and only then hands
-the snapshot message to Raft.
+the snapshot message to Raft. At most one snapshot transfer runs per peer (Raft asking
+again meanwhile is ignored: the running transfer reports its status); every
+per-transfer send copy is deleted when its transfer ends, every receive writes a temp
+file of its own that is renamed or deleted, and leftovers of a crashed process are
+deleted at start.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import logging
 import os
 import struct
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,7 +115,11 @@ async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0) ->
 
 
 SnapshotProvider = Callable[[Message], Awaitable[Path]]
-"""Given an outgoing MsgSnap, produce the backend file to stream with it."""
+"""Given an outgoing MsgSnap, produce the backend file to stream with it: a copy made for
+this one transfer, which the transport deletes once the transfer ends (either way)."""
+
+SEND_GLOB = "send-*.db"  # the provider's per-transfer copies (raftserver._snapshot_file)
+TMP_GLOB = "*.snap.db.*.tmp"  # receives in progress
 
 
 @dataclass
@@ -120,6 +129,7 @@ class _Peer:
     queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     task: asyncio.Task[None] | None = None
     connected: bool = False
+    sending_snapshot: bool = False  # one transfer at a time per peer
 
 
 class Transport:
@@ -146,12 +156,25 @@ class Transport:
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.snapshots_sent = 0  # transfers started (for tests and logs)
+        self.snapshots_skipped = 0  # MsgSnaps dropped while a transfer to the peer ran
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def listen(self, url: str) -> None:
+        self._remove_leftovers()
         host, port = host_port(url)
         self.server = await asyncio.start_server(self._accept, host, port)
+
+    def _remove_leftovers(self) -> None:
+        """Send copies and partial receives of a previous process (none is live: the
+        data dir is locked by this one)."""
+        if not self.snapshot_dir.is_dir():
+            return
+        for pattern in (SEND_GLOB, TMP_GLOB, "*.snap.tmp"):
+            for path in self.snapshot_dir.glob(pattern):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def set_peers(self, peers: dict[int, str]) -> None:
         """Make the peer set exactly ``peers`` (id -> peer URL), starting/stopping streams."""
@@ -195,6 +218,15 @@ class Transport:
             if p is None:
                 continue  # not (or no longer) a peer: Raft will cope
             if m.type is MessageType.SNAP:
+                if p.sending_snapshot:
+                    # Raft asks again while the first transfer runs (a large database
+                    # takes longer than its probe interval): one transfer at a time; the
+                    # running one reports its status, and Raft asks again if needed
+                    self.snapshots_skipped += 1
+                    log.info("snapshot to %x already in flight; not sending another", p.id)
+                    continue
+                p.sending_snapshot = True
+                self.snapshots_sent += 1
                 self._spawn(self._send_snapshot(p, m), f"snapshot-to-{p.id:x}")
                 continue
             try:
@@ -265,8 +297,12 @@ class Transport:
     async def _send_snapshot(self, p: _Peer, m: Message) -> None:
         ok = False
         writer: asyncio.StreamWriter | None = None
+        path: Path | None = None
         try:
             path = await self.snapshot_provider(m)
+            assert m.snapshot is not None
+            log.info("sending snapshot %d/%d to %x (%d bytes)", m.snapshot.metadata.term,
+                     m.snapshot.metadata.index, p.id, path.stat().st_size)
             host, port = host_port(p.url)
             reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
             writer = w
@@ -283,12 +319,17 @@ class Transport:
             kind, payload = await asyncio.wait_for(read_frame(reader), 120)
             ok = kind == SNAP_END and payload == b"ok"
         except asyncio.CancelledError:
+            p.sending_snapshot = False
             raise
         except Exception as exc:  # any failure: report it so Raft retries later
             log.warning("sending snapshot to %x failed: %s", p.id, exc)
         finally:
             if writer is not None:
                 writer.close()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()  # the per-transfer copy, sent or not
+        p.sending_snapshot = False
         self.on_snapshot_status(p.id, not ok)
 
     # --- receiving -------------------------------------------------------------------------
@@ -378,24 +419,30 @@ class Transport:
         meta = m.snapshot.metadata
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         final = received_snapshot_path(self.snapshot_dir, meta.term, meta.index)
-        tmp = final.with_suffix(".tmp")
+        # a name of its own per receive: two transfers of one snapshot may overlap
+        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
         crc = 0
-        with open(tmp, "wb") as f:
-            while True:
-                kind, payload = await read_frame(reader)
-                if kind == SNAP_CHUNK:
-                    crc = zlib.crc32(payload, crc)
-                    f.write(payload)
-                elif kind == SNAP_END:
-                    (want,) = struct.unpack(">I", payload)
-                    if want != crc:
-                        raise TransportError("snapshot checksum mismatch")
-                    break
-                else:
-                    raise TransportError(f"unexpected frame kind {kind} in a snapshot")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                while True:
+                    kind, payload = await read_frame(reader)
+                    if kind == SNAP_CHUNK:
+                        crc = zlib.crc32(payload, crc)
+                        f.write(payload)
+                    elif kind == SNAP_END:
+                        (want,) = struct.unpack(">I", payload)
+                        if want != crc:
+                            raise TransportError("snapshot checksum mismatch")
+                        break
+                    else:
+                        raise TransportError(f"unexpected frame kind {kind} in a snapshot")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a cut or corrupt transfer leaves nothing behind
+            raise
         dfd = os.open(self.snapshot_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
