@@ -145,7 +145,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:
         try:
-            await self.s.move_leader(request.targetID)
+            if request.targetID != self.s.id or self.s.node.raft.state is not StateType.LEADER:
+                # (as etcd: moving leadership to the leader itself is done at once)
+                await self.s.move_leader(request.targetID)
             return _fill(self.s, rpc_pb2.MoveLeaderResponse())
         except errors.EtcdError as exc:
             await _fail(context, exc)
