@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s lint unit mutants bench torture clean
+.PHONY: demo test venv system k8s etcd lint unit mutants bench torture fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ system:
 k8s: venv
 	bash scripts/build-k8s.sh
 
+# etcd 3.6.16, the tests' control group (scripts/build-etcd.sh: the kind helper's)
+etcd:
+	bash scripts/build-etcd.sh
+
 demo: venv
 	$(BIN)/python -m raftkv.demo
 
@@ -38,6 +42,7 @@ test:
 	$(STAGE) venv $(MAKE) --no-print-directory venv
 	$(STAGE) system $(MAKE) --no-print-directory system
 	$(STAGE) k8s $(MAKE) --no-print-directory k8s
+	$(STAGE) etcd $(MAKE) --no-print-directory etcd
 	$(STAGE) lint $(MAKE) --no-print-directory lint
 	$(STAGE) pytest $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -53,6 +58,11 @@ bench: venv
 
 torture: venv system
 	$(BIN)/python -m tests.e2e.history.torture
+
+# long fuzzing with fresh seeds (FUZZ_BUDGET seconds); `make test` runs fixed seeds only
+FUZZ_BUDGET ?= 1800
+fuzz: venv etcd
+	$(BIN)/python -m tests.fuzz --budget $(FUZZ_BUDGET)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

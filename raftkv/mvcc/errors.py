@@ -33,13 +33,22 @@ Compacted = _err("Compacted", "OUT_OF_RANGE",
                  "etcdserver: mvcc: required revision has been compacted")
 FutureRev = _err("FutureRev", "OUT_OF_RANGE",
                  "etcdserver: mvcc: required revision is a future revision")
+InvalidSortOption = _err("InvalidSortOption", "INVALID_ARGUMENT",
+                         "etcdserver: invalid sort option")
+# not an etcd error: etcd evaluates unknown compare results/targets; raftkv refuses them
+InvalidCompare = _err("InvalidCompare", "INVALID_ARGUMENT", "etcdserver: invalid compare option")
+# not an etcd error: etcd 3.6.16's member panics on an undefined alarm action
+InvalidAlarmAction = _err("InvalidAlarmAction", "INVALID_ARGUMENT",
+                          "etcdserver: invalid alarm action")
+MAX_LEASE_TTL = 9_000_000_000  # etcd's lease.MaxLeaseTTL
+LeaseTTLTooLarge = _err("LeaseTTLTooLarge", "OUT_OF_RANGE", "etcdserver: too large lease TTL")
 NoSpace = _err("NoSpace", "RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
 LeaseNotFound = _err("LeaseNotFound", "NOT_FOUND", "etcdserver: requested lease not found")
 LeaseExist = _err("LeaseExist", "FAILED_PRECONDITION", "etcdserver: lease already exists")
 RequestTooLarge = _err("RequestTooLarge", "INVALID_ARGUMENT",
                        "etcdserver: request is too large")
 NoLeader = _err("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
-NotCapable = _err("NotCapable", "UNAVAILABLE", "etcdserver: not capable")
+NotCapable = _err("NotCapable", "FAILED_PRECONDITION", "etcdserver: not capable")
 Stopped = _err("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
 Timeout = _err("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
 TooManyRequests = _err("TooManyRequests", "RESOURCE_EXHAUSTED", "etcdserver: too many requests")

@@ -70,6 +70,7 @@ class WriteTxn(Protocol):
 
 class Leases(Protocol):
     def exists(self, lease_id: int) -> bool: ...
+    def attach(self, key: bytes, lease_id: int) -> None: ...  # a put wrote key with it
 
 
 class Tx:
@@ -223,7 +224,9 @@ def range_(ks: Keyspace, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
     default_order, filters = order_and_filters(r)
     limit = r.limit if default_order and not filters else 0
     if limit > 0:
-        limit += 1  # one more, to know whether there is "more"
+        # one more, to know whether there is "more"; clamped so that limit=2**63-1 stays
+        # an SQLite INTEGER (an OverflowError here was a poison entry inside a txn)
+        limit = min(limit, 1 << 62) + 1
     kvs, count = ks.range(r.key, _end(r.range_end), r.revision, limit)
     resp, out = select(r, kvs, count, current)
     if not r.count_only:
@@ -301,6 +304,8 @@ def put(tx: Tx, r: rpc_pb2.PutRequest, leases: Leases,
     if r.ignore_lease and prev is not None:
         lease = prev.lease
     tx.put(r.key, value, lease)
+    if lease:
+        leases.attach(r.key, lease)  # the lease -> keys index (revoke reads only those)
     resp = rpc_pb2.PutResponse()
     if r.prev_kv and prev is not None:
         resp.prev_kv.CopyFrom(to_pb(prev))
@@ -382,7 +387,11 @@ def _check_ops(ks: Keyspace, r: rpc_pb2.TxnRequest, path: list[bool], leases: Le
             if 0 < rr.revision < ks.compacted_revision():
                 raise errors.Compacted()
         elif which == "request_put" and writes:
-            if op.request_put.lease and not leases.exists(op.request_put.lease):
+            # etcd's checkPut order: the previous key for ignore_*, then the lease
+            p = op.request_put
+            if (p.ignore_value or p.ignore_lease) and not ks.range(p.key, None)[0]:
+                raise errors.KeyNotFound()
+            if p.lease and not leases.exists(p.lease):
                 raise errors.LeaseNotFound()
         elif which == "request_txn":
             n = _check_ops(ks, op.request_txn, path[1 + used:], leases, writes)

@@ -1,11 +1,23 @@
 """Leases as etcd keeps them: a replicated table of granted TTLs, and the leader's clock.
 
 The table (lease ID -> granted TTL) changes only in the apply path (grant, revoke) and is
-stored in the backend meta ``leases`` inside the same write transaction as the keys a
-revoke deletes, so every member agrees. Expiry is the leader's business alone: on
-becoming leader it gives every lease a fresh deadline (TTL plus an election timeout, as
-etcd's promote does), keep-alives renew deadlines on the leader, and a lease past its
-deadline is revoked through the log. Followers track no deadlines.
+stored in the backend meta inside the same write transaction as the keys a revoke
+deletes, so every member agrees. Expiry is the leader's business alone: on becoming
+leader it gives every lease a fresh deadline (TTL plus an election timeout, as etcd's
+promote does), keep-alives renew deadlines on the leader, and a lease past its deadline
+is revoked through the log. Followers track no deadlines.
+
+Invariants:
+
+- persistence is incremental: the table is split into ``BUCKETS`` meta blobs by lease ID,
+  and a grant or revoke rewrites only its lease's bucket (the whole-table blob of older
+  versions, meta ``leases``, is read once and split up);
+- an index lease -> keys is a superset of the keys attached to each lease: every put with
+  a lease adds its key (``attach``, called by ``raftkv.mvcc.kv.put``), and it is built by
+  one scan the first time it is needed (and again after a snapshot install). A revoke
+  reads only its candidates and deletes those that still carry the lease, in key order,
+  so every member deletes the same keys whatever extra candidates its index holds; a
+  revoke never scans the keyspace once the index is built.
 """
 
 from __future__ import annotations
@@ -19,13 +31,17 @@ from aetcd.rpc import rpc_pb2
 from raftkv.mvcc import errors
 from raftkv.mvcc.kv import Keyspace, Tx
 
-MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
-META = "leases"
+MAX_LEASE_TTL = errors.MAX_LEASE_TTL
+LEGACY_META = "leases"  # the whole table in one blob (before buckets)
+BUCKETS = 256
+META = LEGACY_META  # kept for callers naming the table's meta key
 
 
-class LeaseTTLTooLarge(errors.EtcdError):
-    code = "OUT_OF_RANGE"
-    message = "etcdserver: too large lease TTL"
+LeaseTTLTooLarge = errors.LeaseTTLTooLarge
+
+
+def bucket_name(lease_id: int) -> str:
+    return f"leases/{lease_id % BUCKETS:02x}"
 
 
 class Backendish(Keyspace, Protocol):
@@ -37,20 +53,60 @@ class Lessor:
     def __init__(self, backend: Backendish, min_ttl: int) -> None:
         self.backend = backend
         self.min_ttl = min_ttl
-        raw = backend.meta_get(META)
-        self.ttls: dict[int, int] = {int(k): int(v) for k, v in json.loads(raw).items()} if (
-            raw) else {}
+        self.ttls: dict[int, int] = {}
+        for b in range(BUCKETS):
+            raw = backend.meta_get(f"leases/{b:02x}")
+            if raw:
+                self.ttls.update({int(k): int(v) for k, v in json.loads(raw).items()})
+        legacy = backend.meta_get(LEGACY_META)
+        if legacy and legacy != b"{}":
+            old = {int(k): int(v) for k, v in json.loads(legacy).items()}
+            self.ttls.update(old)
+            for name in sorted({bucket_name(lid) for lid in old}):
+                self._store_bucket(name)
+            backend.meta_put(LEGACY_META, b"{}")
         self.deadlines: dict[int, float] = {}  # leader only: lease -> monotonic deadline
+        self._keys: dict[int, set[bytes]] | None = None  # built on first use
 
     def reload(self, backend: Backendish) -> None:
-        """After a snapshot install: the table comes from the new backend."""
+        """After a snapshot install: the table (and the index) come from the new backend."""
         self.__init__(backend, self.min_ttl)  # type: ignore[misc]
 
     def exists(self, lease_id: int) -> bool:
         return lease_id in self.ttls
 
-    def _store(self) -> None:
-        self.backend.meta_put(META, json.dumps({str(k): v for k, v in self.ttls.items()}).encode())
+    def _store_bucket(self, name: str) -> None:
+        members = {str(k): v for k, v in self.ttls.items() if bucket_name(k) == name}
+        self.backend.meta_put(name, json.dumps(members, sort_keys=True).encode())
+
+    def _store(self, lease_id: int) -> None:
+        self._store_bucket(bucket_name(lease_id))
+
+    # --- the lease -> keys index ---------------------------------------------------------
+
+    def _index(self, ks: Keyspace) -> dict[int, set[bytes]]:
+        if self._keys is None:
+            index: dict[int, set[bytes]] = {}
+            kvs, _ = ks.range(b"\0", b"\0")
+            for kv in kvs:
+                if kv.lease:
+                    index.setdefault(kv.lease, set()).add(kv.key)
+            self._keys = index
+        return self._keys
+
+    def attach(self, key: bytes, lease_id: int) -> None:
+        """A put wrote ``key`` with ``lease_id`` (apply path)."""
+        if self._keys is not None and lease_id:
+            self._keys.setdefault(lease_id, set()).add(key)
+
+    def keys(self, ks: Keyspace, lease_id: int) -> list[bytes]:
+        """The keys attached to ``lease_id`` in ``ks``, in key order."""
+        out = []
+        for key in sorted(self._index(ks).get(lease_id, ())):
+            kvs, _ = ks.range(key, None)
+            if kvs and kvs[0].lease == lease_id:
+                out.append(key)
+        return out
 
     # --- apply path (every member) --------------------------------------------------------
 
@@ -62,7 +118,7 @@ class Lessor:
             raise errors.LeaseExist()
         ttl = max(req.TTL, self.min_ttl)
         self.ttls[req.ID] = ttl
-        self._store()
+        self._store(req.ID)
         if now is not None:
             self.deadlines[req.ID] = now + ttl
         return rpc_pb2.LeaseGrantResponse(ID=req.ID, TTL=ttl)
@@ -74,14 +130,12 @@ class Lessor:
             tx.delete_range(key, None)
         del self.ttls[lease_id]
         self.deadlines.pop(lease_id, None)
-        self._store()
+        if self._keys is not None:
+            self._keys.pop(lease_id, None)
+        self._store(lease_id)
         resp = rpc_pb2.LeaseRevokeResponse()
         resp.header.revision = tx.rev
         return resp
-
-    def keys(self, ks: Keyspace, lease_id: int) -> list[bytes]:
-        kvs, _ = ks.range(b"\0", b"\0")
-        return [kv.key for kv in kvs if kv.lease == lease_id]
 
     # --- the leader's clock --------------------------------------------------------------
 

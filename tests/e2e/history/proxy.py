@@ -11,7 +11,9 @@ coming back are on link L->D. Each directed link has one :class:`Fault`:
 - ``drop`` (blackhole): bytes are discarded while the connection stays open. A connection
   that lost bytes never delivers again (real TCP never delivers a stream with holes) and
   is reset when the fault heals, so its owner reconnects cleanly;
-- ``cut``: connections carrying the link are reset, and new ones are reset on accept.
+- ``cut``: connections carrying the link are reset, and new ones are reset on accept;
+- ``throttle``: bytes pass in order at most ``rate`` bytes per second per connection (a
+  slow link for large transfers; small messages on other connections are not delayed).
 
 A one-way partition is ``drop`` on one direction only; a symmetric one is ``cut`` (or
 ``drop``) on both. Connections from an unidentified dialer get the fault all inbound
@@ -40,10 +42,13 @@ from tests.e2e.history.sockets import owner_of_connection
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "none"  # none | delay | drop | cut
+    kind: str = "none"  # none | delay | drop | cut | throttle
     delay: float = 0.0
+    rate: float = 0.0  # throttle: bytes per second, per connection
 
     def __str__(self) -> str:
+        if self.kind == "throttle":
+            return f"throttle {self.rate / 1e6:.1f}MB/s"
         return f"delay {self.delay * 1000:.0f}ms" if self.kind == "delay" else self.kind
 
 
@@ -54,6 +59,10 @@ CUT = Fault("cut")
 
 def delay(seconds: float) -> Fault:
     return Fault("delay", seconds)
+
+
+def throttle(bytes_per_second: float) -> Fault:
+    return Fault("throttle", rate=bytes_per_second)
 
 
 @dataclass
@@ -270,6 +279,7 @@ class ProxyHub:
         stat_link: tuple[str | None, str] = (src, dst or "?")
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         sender = asyncio.ensure_future(self._send(queue, writer))
+        free_at = 0.0  # throttle: when this connection's link is next free
         try:
             while True:
                 data = await reader.read(65536)
@@ -286,7 +296,11 @@ class ProxyHub:
                     stats.bytes_dropped += len(data)
                     continue
                 stats.bytes_passed += len(data)
-                due = time.monotonic() + (fault.delay if fault.kind == "delay" else 0.0)
+                now = time.monotonic()
+                due = now + (fault.delay if fault.kind == "delay" else 0.0)
+                if fault.kind == "throttle" and fault.rate > 0:
+                    free_at = max(free_at, now) + len(data) / fault.rate
+                    due = free_at
                 queue.put_nowait((due, data))
         finally:
             queue.put_nowait(None)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.history.campaign import HEADER, ScenarioResult, run_scenario
+from tests.e2e.history.campaign import HEADER, SERVERS, ScenarioResult, run_scenario
 from tests.e2e.history.nemesis import SCENARIOS
 
 
@@ -32,8 +32,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=900.0, help="total seconds, then stop")
     p.add_argument("--runs", type=int, default=0, help="stop after this many runs (0: budget)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts/history"))
-    p.add_argument("--server", choices=["etcd", "raftkv"], default="etcd",
-                   help="which server the campaign runs against")
+    p.add_argument("--server", choices=SERVERS, default="etcd",
+                   help="which server the campaign runs against (etcd: 3.6.16, "
+                        "etcd3.5: 3.5.1)")
     return p.parse_args(argv)
 
 
