@@ -27,12 +27,15 @@ start() {
     mkdir -p "$DATA_ROOT"
     rm -f "$KIND_DOCKER_SOCK" "$KIND_DOCKER_PID"
     # setsid: dockerd outlives this script (the caller stops it with `dockerd.sh stop`)
-    setsid nsenter --net="/run/netns/$KIND_NETNS" -- dockerd \
+    (
+    for fd in "${LOCK_FDS[@]}"; do eval "exec $fd>&-"; done
+    exec setsid nsenter --net="/run/netns/$KIND_NETNS" -- dockerd \
         --data-root "$DATA_ROOT" --exec-root "$KIND_DOCKER_EXEC" \
         -H "unix://$KIND_DOCKER_SOCK" --pidfile "$KIND_DOCKER_PID" \
         --storage-driver overlay2 \
         --add-runtime "raftkv=$KIND_BIN/runc-raftkv" --default-runtime raftkv \
-        >"$LOG" 2>&1 </dev/null 8>&- &
+        >"$LOG" 2>&1 </dev/null
+    ) &
     local launcher=$!
     local deadline=$((SECONDS + 60))
     until docker_up; do

@@ -28,7 +28,10 @@ PAUSE_VERSION=3.10.2
 # image names kind v0.33.0 and kubeadm v1.36.3 look for (kubeadm config images list)
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
 PAUSE_IMAGE=registry.k8s.io/pause:$PAUSE_VERSION
-ETCD_IMAGE=registry.k8s.io/etcd:${ETCD_VERSION#v}-raftkv   # set in kind-config's ClusterConfiguration
+ETCD_IMAGE=registry.k8s.io/etcd:${ETCD_VERSION#v}-0   # kind-config.yaml sets this tag for kubeadm
+# kubeadm v1.36.3's default etcd tag: kind's node-image build insists on finding it (else it
+# tries a registry); it is an alias of $ETCD_IMAGE, never run (kubeadm is told imageTag).
+ETCD_KIND_ALIAS=registry.k8s.io/etcd:3.6.8-0
 LPP_IMAGE=docker.io/kindest/local-path-provisioner:v20260820-69b56db7
 LPP_HELPER_IMAGE=docker.io/kindest/local-path-helper:v20260131-7181c60a
 KINDNETD_IMAGE=docker.io/kindest/kindnetd:v20260820-69b56db7
@@ -63,10 +66,14 @@ stage() {
     return "$rc"
 }
 
-# Take an exclusive lock for the rest of this script (fd 8).
+# Take an exclusive lock for the rest of this script; the fd is kept in LOCK_FDS so a
+# long-lived child (dockerd) can be started without inheriting it.
+LOCK_FDS=()
 lock() {
-    exec 8>"$KIND_CACHE/locks/$1.lock"
-    flock 8
+    local fd
+    exec {fd}>"$KIND_CACHE/locks/$1.lock"
+    flock "$fd"
+    LOCK_FDS+=("$fd")
 }
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -114,3 +121,16 @@ derive_rootfs() {  # derive_rootfs DEST
     rm -f "$1.tmp/.done"
     mv "$1.tmp" "$1"
 }
+
+# A key for an image: hash of the given files and strings (scripts, versions, binaries' ids).
+input_key() {  # input_key FILE|STRING...
+    local a
+    for a in "$@"; do
+        if [[ -f $a ]]; then sha256sum "$a" | cut -c1-64; else echo "$a"; fi
+    done | sha256sum | cut -c1-16
+}
+
+image_key() { docker image inspect -f '{{index .Config.Labels "raftkv.key"}}' "$1" 2>/dev/null || true; }
+
+# Is image $1 present and built from inputs with key $2?
+image_current() { [[ "$(image_key "$1")" == "$2" ]]; }
