@@ -77,10 +77,11 @@ image() {
     if image_current "$BASE_IMAGE" "$KEY"; then return 0; fi
     lock base-image
     kind_files
-    import_rootfs "$ROOT" "$BASE_IMAGE" \
-        --change "LABEL raftkv.key=$KEY" --change "ENV container=docker" \
-        --change "STOPSIGNAL SIGRTMIN+3" \
-        --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'
+    import_rootfs "$ROOT" "$BASE_IMAGE.rootfs"
+    # docker import cannot set STOPSIGNAL: a one-line build on top does
+    printf '%s\n' "FROM $BASE_IMAGE.rootfs" "ENV container=docker" "STOPSIGNAL SIGRTMIN+3" \
+        'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' "LABEL raftkv.key=$KEY" |
+        docker build -q -t "$BASE_IMAGE" - >/dev/null
 }
 
 [[ -f $KIND_CACHE/rootfs/debian/.done ]] || { say "run scripts/kind/rootfs.sh first"; exit 1; }
