@@ -106,3 +106,5 @@ DF
 [[ -x $ETCD_BIN/etcdctl ]] || { say "run scripts/build-etcd.sh first"; exit 1; }
 stage raftkv-image-base base
 for t in "${TAGS[@]}"; do stage "raftkv-image-$t" project "$t"; done
+# the previous project layers, now untagged (this dockerd holds only this setup's images)
+docker image prune -f >/dev/null

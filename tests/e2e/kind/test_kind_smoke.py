@@ -15,6 +15,7 @@ import secrets
 import pytest
 
 from tests.support.kind import KindCluster
+from tests.support.proc import wait_until
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 
@@ -58,9 +59,11 @@ spec:
         ports:
         - {{containerPort: 2379, name: client}}
         - {{containerPort: 2380, name: peer}}
-        readinessProbe:
-          tcpSocket: {{port: 2379}}
+        readinessProbe:   # a quorum read through the image's etcdctl: the member has a leader
+          exec:
+            command: [etcdctl, --endpoints=127.0.0.1:2379, endpoint, health]
           periodSeconds: 1
+          timeoutSeconds: 5
         volumeMounts:
         - {{name: data, mountPath: /var/lib/raftkv/data}}
   volumeClaimTemplates:
@@ -85,8 +88,8 @@ spec:
     - sh
     - -c
     - >-
-      etcdctl --endpoints=http://{fqdn}:2379 --dial-timeout=5s put {key} {value} &&
-      etcdctl --endpoints=http://{fqdn}:2379 get {key} --print-value-only
+      etcdctl --endpoints=http://{fqdn}:2379 --command-timeout=10s put {key} {value} &&
+      etcdctl --endpoints=http://{fqdn}:2379 --command-timeout=10s get {key} --print-value-only
 """
 
 
@@ -109,10 +112,16 @@ def test_raftkv_image_serves_etcdctl_over_service_dns(kind_cluster: KindCluster)
         k.kubectl("-n", ns, "apply", "-f", "-",
                   input=CLIENT.format(image=k.images["0.1.1"], fqdn=fqdn, key=key,
                                       value=value))
-        k.kubectl("-n", ns, "wait", "pod/etcdctl-smoke",
-                  "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s", timeout=140)
-        logs = k.kubectl("-n", ns, "logs", "etcdctl-smoke").stdout.split()
-        assert logs == ["OK", value], logs
+
+        def finished() -> str | None:
+            phase = k.kubectl("-n", ns, "get", "pod", "etcdctl-smoke",
+                              "-o", "jsonpath={.status.phase}").stdout
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        phase = wait_until(finished, 120, "the etcdctl pod to finish", 0.5)
+        logs = k.kubectl("-n", ns, "logs", "etcdctl-smoke").stdout
+        assert phase == "Succeeded", f"etcdctl pod {phase}:\n{logs}"
+        assert logs.split() == ["OK", value], logs
 
         def in_member(*argv: str) -> str:
             return k.kubectl("-n", ns, "exec", "raftkv-smoke-0", "--", *argv).stdout.strip()
