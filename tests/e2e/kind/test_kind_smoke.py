@@ -4,7 +4,8 @@ A single-member raftkv runs from ``raftkv:0.1.0`` in a StatefulSet pod whose dat
 is a local-path PVC, behind a headless Service; a second pod (``raftkv:0.1.1``) runs the
 image's etcdctl 3.6.16 against the member's DNS name, puts a key and reads it back. It also
 checks what the upgrade tests rely on: the two tags report different distribution
-versions, the member runs as uid 10001, and its data lives on the bound claim.
+versions, the member runs as uid 10001, and its data lives on the bound claim; and that
+the cluster's own etcd is the 3.6.16 build.
 """
 
 from __future__ import annotations
@@ -137,3 +138,14 @@ def test_raftkv_image_serves_etcdctl_over_service_dns(kind_cluster: KindCluster)
         assert k.run(["docker", *run_version]).stdout.strip() == "0.1.1"
     finally:
         k.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_control_plane_runs_the_etcd_3_6_16_build(kind_cluster: KindCluster) -> None:
+    """kubeadm took the etcd image tag from scripts/kind/kind-config.test.yaml."""
+    k = kind_cluster
+    pod = f"etcd-{k.name}-control-plane"
+    image = k.kubectl("-n", "kube-system", "get", "pod", pod,
+                      "-o", "jsonpath={.spec.containers[0].image}").stdout
+    assert image == "registry.k8s.io/etcd:3.6.16-0"
+    out = k.kubectl("-n", "kube-system", "exec", pod, "--", "etcd", "--version").stdout
+    assert out.splitlines()[0] == "etcd Version: 3.6.16", out
