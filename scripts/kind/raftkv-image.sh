@@ -20,7 +20,8 @@ IMAGE_REPO=raftkv
 ROOT="$KIND_CACHE/rootfs/python"
 WORK=$(mktemp -d "$KIND_CACHE/.raftkv-image.XXXXXX")
 trap 'mountpoint -q "$ROOT/proc" && umount "$ROOT/proc"; rm -rf "$WORK"' EXIT
-PY=${PYTHON:-python3}
+# a Python 3.11+ with pip (builds the wheel, fetches the dependencies): the repo's venv if any
+PY=${PYTHON:-$( [[ -x $REPO/.venv/bin/python ]] && echo "$REPO/.venv/bin/python" || echo python3)}
 
 deps() {  # the runtime dependencies from pyproject.toml, one a line
     "$PY" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
