@@ -1,8 +1,9 @@
 """The cached build scripts return at once on a warm cache and say where the build is.
 
 For scripts/build-etcd.sh, build-k8s-node.sh and build-helm.sh: each must exit 0, report
-``cached`` and build nothing, within a few seconds even on a busy machine. Skipped per script when its cache is cold (a cold build
-takes minutes; ``make etcd helm kind`` fills them).
+``cached`` and build nothing, within a few seconds even on a busy machine. Skipped per
+script when its cache is cold (a cold build takes minutes; ``make etcd helm kind`` fills
+them).
 """
 
 from __future__ import annotations
