@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s etcd lint unit mutants bench torture fuzz clean
+.PHONY: demo test venv system k8s etcd helm kind lint unit mutants bench torture fuzz e2e clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,15 @@ system:
 k8s: venv
 	bash scripts/build-k8s.sh
 
-# etcd 3.6.16, the tests' control group (scripts/build-etcd.sh: the kind helper's)
 etcd:
 	bash scripts/build-etcd.sh
+
+helm:
+	bash scripts/build-helm.sh
+
+# everything the kind e2e tests need (scripts/kind/setup.sh; cold ~30 min, warm seconds)
+kind: venv
+	PYTHON=$(CURDIR)/$(BIN)/python bash scripts/kind/setup.sh
 
 demo: venv
 	$(BIN)/python -m raftkv.demo
@@ -43,6 +49,8 @@ test:
 	$(STAGE) system $(MAKE) --no-print-directory system
 	$(STAGE) k8s $(MAKE) --no-print-directory k8s
 	$(STAGE) etcd $(MAKE) --no-print-directory etcd
+	$(STAGE) helm $(MAKE) --no-print-directory helm
+	$(STAGE) kind $(MAKE) --no-print-directory kind
 	$(STAGE) lint $(MAKE) --no-print-directory lint
 	$(STAGE) pytest $(BIN)/pytest $(PYTEST_ARGS)
 
