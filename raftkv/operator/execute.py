@@ -84,7 +84,9 @@ class Executor:
         cluster = ({m.ordinal for m in obs.members} if obs.members is not None
                    else set(obs.claims) | set(obs.pods))
         member = next((m for m in obs.members or [] if m.ordinal == ordinal), None)
-        await self.kube.create_claim(spec, ordinal)
+        if not await self.kube.create_claim(spec, ordinal):
+            raise StepRefused(f"the old volume claim {spec.member(ordinal)} is still being "
+                              "deleted")
         await self.kube.create_pod(objects.pod(
             spec, ordinal, image=image or spec.image, new_cluster=new_cluster,
             cluster=cluster, voter=new_cluster or (member is not None and not member.learner)))

@@ -65,6 +65,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = "raftkv.dev/operator"
     settings.posting.level = 20  # INFO: our Normal events are posted too
     settings.watching.server_timeout = 120
+    # A killed active replica is given up after this long, so a standby takes over soon.
+    settings.peering.lifetime = 20
     reconciler()
 
 

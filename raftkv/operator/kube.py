@@ -104,9 +104,16 @@ class Kube:
                    spec.namespace,
                    {"metadata": {"labels": {L_VOTER: "true" if voter else "false"}}})
 
-    async def create_claim(self, spec: ClusterSpec, ordinal: int) -> None:
+    async def create_claim(self, spec: ClusterSpec, ordinal: int) -> bool:
+        """Create the claim if absent; False while an old claim of that name terminates
+        (a pod must not be bound to a claim on its way out)."""
+        old: Any = await _run(_ignore, 404, self.core.read_namespaced_persistent_volume_claim,
+                              spec.member(ordinal), spec.namespace)
+        if old is not None:
+            return old.metadata.deletion_timestamp is None
         await _run(_ignore, 409, self.core.create_namespaced_persistent_volume_claim,
                    spec.namespace, objects.claim(spec, ordinal))
+        return True
 
     async def create_pod(self, body: dict[str, Any]) -> None:
         await _run(_ignore, 409, self.core.create_namespaced_pod,

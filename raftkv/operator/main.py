@@ -3,7 +3,9 @@
 ``raftkv-operator [--namespace NS ... | --all-namespaces] [--peering NAME | --standalone]
 [--liveness URL] [--verbose]``. With peering (the default name ``raftkv-operator``) any
 number of replicas may run and exactly one acts (kopf's ClusterKopfPeering, or
-KopfPeering when namespaced); ``--standalone`` turns peering off for local runs.
+KopfPeering when namespaced): the one with the highest ``--priority`` (random by
+default, so that the replicas of one Deployment differ; equal priorities would freeze
+them all); ``--standalone`` turns peering off for local runs.
 
 Invariants: a bad flag is one sentence on stderr and exit code 2; the liveness endpoint
 (kopf's, default ``http://0.0.0.0:8080/healthz``) answers while the operator runs.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import sys
 from typing import NoReturn
 
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--peering", default=DEFAULT_PEERING,
                       help="kopf peering object name (one of many replicas acts)")
     peer.add_argument("--standalone", action="store_true", help="no peering")
+    p.add_argument("--priority", type=int, default=None,
+                   help="peering priority (default: random, so that replicas of one "
+                        "Deployment differ; kopf freezes all operators of equal priority)")
     p.add_argument("--liveness", default=DEFAULT_LIVENESS, help="liveness endpoint URL")
     p.add_argument("--verbose", "-v", action="store_true")
     return p
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=ns.all_namespaces,
         namespaces=ns.namespace,
         standalone=ns.standalone,
+        priority=ns.priority if ns.priority is not None else random.randint(1, 2**31 - 1),
         peering_name=None if ns.standalone else ns.peering,
         liveness_endpoint=ns.liveness or None,
     ))
