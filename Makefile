@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s lint unit mutants bench torture clean
+.PHONY: demo test venv system k8s lint unit mutants bench torture clean e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: venv
 
 torture: venv system
 	$(BIN)/python -m tests.e2e.history.torture
+
+# The operator in a real kind cluster (tests/e2e/kind; the kind fixture builds or finds
+# its cached infrastructure and skips without it, unless RAFTKV_REQUIRE_KIND=1).
+e2e: venv
+	$(BIN)/pytest tests/e2e/kind -m kind -x -v $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

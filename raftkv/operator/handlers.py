@@ -44,6 +44,7 @@ def reconciler() -> Reconciler:
             Kube(), _events,
             default_repo=os.environ.get("RAFTKV_IMAGE_REPOSITORY", "raftkv"),
             default_version=os.environ.get("RAFTKV_DEFAULT_VERSION", _own_version()),
+            host_template=os.environ.get("RAFTKV_MEMBER_HOST_TEMPLATE") or None,
         )
     return _state["r"]
 

@@ -52,9 +52,13 @@ class ClusterSpec:
     snapshot_count: int = 10000
     quota_backend_bytes: int = 2147483648
     resources: Mapping[str, Any] | None = None
+    # Members' address, "{pod}.{peer_service}.{namespace}.svc" in a cluster; another
+    # template (e.g. "127.0.{ordinal}.1") runs members outside a cluster network (tests).
+    host_template: str | None = None
 
     @classmethod
-    def of(cls, body: Mapping[str, Any], default_repo: str, default_version: str) -> ClusterSpec:
+    def of(cls, body: Mapping[str, Any], default_repo: str, default_version: str,
+           host_template: str | None = None) -> ClusterSpec:
         meta, spec = body["metadata"], body.get("spec") or {}
         storage = spec.get("storage") or {}
         version = str(spec.get("version") or default_version).removeprefix("v")
@@ -69,6 +73,7 @@ class ClusterSpec:
             snapshot_count=int(spec.get("snapshotCount", 10000)),
             quota_backend_bytes=int(spec.get("quotaBackendBytes", 2147483648)),
             resources=spec.get("resources"),
+            host_template=host_template,
         )
 
     # --- names ------------------------------------------------------------------------
@@ -81,6 +86,10 @@ class ClusterSpec:
         return f"{self.name}-peer"
 
     def host(self, ordinal: int) -> str:
+        if self.host_template:
+            return self.host_template.format(pod=self.member(ordinal), ordinal=ordinal,
+                                             peer_service=self.peer_service,
+                                             namespace=self.namespace)
         return f"{self.member(ordinal)}.{self.peer_service}.{self.namespace}.svc"
 
     def peer_url(self, ordinal: int) -> str:

@@ -44,7 +44,7 @@ class Reconciler:
     events: EventSink
     default_repo: str = "raftkv"
     default_version: str = "0.1.0"
-    endpoints: Mapping[str, Mapping[int, str]] | None = None  # cluster -> ordinal -> url
+    host_template: str | None = None  # see ClusterSpec.host_template
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, uid: str) -> asyncio.Lock:
@@ -55,14 +55,14 @@ class Reconciler:
             return await self._reconcile(body)
 
     async def _reconcile(self, body: Mapping[str, Any]) -> Plan:
-        spec = ClusterSpec.of(body, self.default_repo, self.default_version)
+        spec = ClusterSpec.of(body, self.default_repo, self.default_version,
+                              self.host_template)
         previous = dict(body.get("status") or {})
         recorded = decode_step(previous.get("inProgress"))
         generation = int(body["metadata"].get("generation") or 0)
         pods = await self.kube.pods(spec)
         claims = await self.kube.claims(spec)
-        endpoints = (self.endpoints or {}).get(spec.name)
-        members, leader_id = await observe_members(spec, pods, endpoints)
+        members, leader_id = await observe_members(spec, pods)
         obs = Observation(spec, pods, claims, members, leader_id, recorded)
         p = plan(obs.observed())
         voters = sum(1 for m in members or [] if not m.learner)
@@ -81,7 +81,7 @@ class Reconciler:
             log.info("%s/%s: %s", spec.namespace, spec.name, message)
             self.events(body, "Normal", plan_reason(p), message)
             try:
-                await self.executor(endpoints).run(p, obs)
+                await Executor(self.kube).run(p, obs)
             except StepRefused as exc:
                 self.events(body, "Warning", "StepRefused",
                             f"{message[:-1]} was refused: {exc}; trying again.")
@@ -95,9 +95,6 @@ class Reconciler:
             kind = "Warning" if p.kind is WaitKind.BLOCKED else "Normal"
             self.events(body, kind, plan_reason(p), p.reason)
         return p
-
-    def executor(self, endpoints: Mapping[int, str] | None) -> Executor:
-        return Executor(self.kube, endpoints)
 
 
 def _wait_message(status: Mapping[str, Any]) -> str | None:
