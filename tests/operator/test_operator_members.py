@@ -47,6 +47,10 @@ NS, NAME = "members", "demo"
 T = TypeVar("T")
 
 
+def ec(url: str, dial: float, command: float) -> EtcdClient:
+    return EtcdClient(parse_endpoint(url), dial_timeout=dial, command_timeout=command)
+
+
 def until(fn: Callable[[], T | bool | None], timeout: float, what: str) -> T:
     return wait_until(fn, timeout, what, interval=0.2)
 
@@ -146,7 +150,7 @@ class Traffic:
 
     async def _writer(self) -> None:
         n, target = 0, 0
-        c = EtcdClient(parse_endpoint(self.env.client_url(0)), 1, 2)
+        c = ec(self.env.client_url(0), 1, 2)
         while not self._stop.is_set():
             n += 1
             try:
@@ -159,14 +163,14 @@ class Traffic:
             except EtcdError:
                 await c.close()
                 target = (target + 1) % 7
-                c = EtcdClient(parse_endpoint(self.env.client_url(target)), 1, 2)
+                c = ec(self.env.client_url(target), 1, 2)
         await c.close()
 
     async def _sampler(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
             for o in range(7):
-                c = EtcdClient(parse_endpoint(self.env.client_url(o)), 0.3, 0.5)
+                c = ec(self.env.client_url(o), 0.3, 0.5)
                 try:
                     ml = await c.member_list()
                 except EtcdError:
@@ -176,7 +180,7 @@ class Traffic:
                 voters = [m for m in ml.members if not m.is_learner]
                 healthy = 0
                 for m in voters:
-                    mc = EtcdClient(parse_endpoint(m.client_urls[0]), 0.3, 0.5) \
+                    mc = ec(m.client_urls[0], 0.3, 0.5) \
                         if m.client_urls else None
                     if mc is None:
                         continue
@@ -194,7 +198,7 @@ class Traffic:
     def verify(self) -> None:
         async def check() -> list[int]:
             for o in range(7):
-                c = EtcdClient(parse_endpoint(self.env.client_url(o)), 1, 5)
+                c = ec(self.env.client_url(o), 1, 5)
                 try:
                     lost = []
                     for n in self.acked:
@@ -221,7 +225,7 @@ def test_1_three_members_bootstrap_and_are_available(env: Env) -> None:
     st = until(lambda: env.healthy(3), 180, "3 healthy voters")
     print(f"Available after {time.monotonic() - t0:.1f} s")
     assert st["leader"].startswith(f"{NAME}-") and st["term"] >= 1 and st["raftIndex"] > 0
-    assert st["inProgress"] is None and st["readyReplicas"] == 3
+    assert st.get("inProgress") is None and st["readyReplicas"] == 3
     assert env.condition("Available")["status"] == "True"
     assert env.get("pdb", NAME)["spec"]["maxUnavailable"] == 1
     labels = {p["metadata"]["name"]: p["metadata"]["labels"]["raftkv.dev/voter"]
@@ -260,7 +264,7 @@ def test_3_operator_killed_right_after_member_add_resumes(env: Env) -> None:
 
     async def learner_without_pod() -> bool:
         for o in range(7):
-            c = EtcdClient(parse_endpoint(env.client_url(o)), 0.3, 0.5)
+            c = ec(env.client_url(o), 0.3, 0.5)
             try:
                 ml = await c.member_list()
                 return any(m.is_learner and not m.name for m in ml.members)
