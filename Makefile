@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s lint unit mutants bench torture clean e2e
+.PHONY: demo test venv system k8s etcd helm kind lint unit mutants bench torture clean e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ system:
 k8s: venv
 	bash scripts/build-k8s.sh
 
+etcd:
+	bash scripts/build-etcd.sh
+
+helm:
+	bash scripts/build-helm.sh
+
+# everything the kind e2e tests need (scripts/kind/setup.sh; cold ~30 min, warm seconds)
+kind: venv
+	PYTHON=$(CURDIR)/$(BIN)/python bash scripts/kind/setup.sh
+
 demo: venv
 	$(BIN)/python -m raftkv.demo
 
@@ -32,7 +42,7 @@ lint: venv
 	$(BIN)/mypy raftkv
 	$(BIN)/lint-imports
 
-test: venv system k8s lint
+test: venv system k8s etcd helm kind lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv

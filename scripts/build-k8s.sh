@@ -13,24 +13,41 @@
 #   scripts/k8s_wrapper.py, never hard-coded;
 # - static binaries (CGO_ENABLED=0) with version ldflags, so /version reports the tag;
 # - cold build time and peak RSS of each step are recorded in $CACHE/build-stats.txt
-#   (GNU time -v when installed, otherwise wall time only).
+#   (GNU time -v when installed, otherwise wall time only);
+# - RAFTKV_K8S_SET=node builds the kind node's binaries (kubelet kubeadm kubectl
+#   kube-scheduler kube-proxy) into $CACHE/node-bin instead, with the same module, flags,
+#   lock and Go caches (scripts/build-k8s-node.sh); the default set and path are unchanged.
 set -euo pipefail
 
 VERSION="${RAFTKV_K8S_VERSION:-v1.36.3}"
 CACHE="${RAFTKV_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raftkv/k8s/$VERSION}"
-BIN="$CACHE/bin"
 JOBS="${RAFTKV_K8S_JOBS:-2}"
 PYTHON="${PYTHON:-python3}"
-BINARIES=(kube-apiserver kube-controller-manager)
+case "${RAFTKV_K8S_SET:-control-plane}" in
+    control-plane) BIN="$CACHE/bin"; STATS_NAME=build-stats.txt
+                   BINARIES=(kube-apiserver kube-controller-manager) ;;
+    node) BIN="$CACHE/node-bin"; STATS_NAME=build-stats-node.txt
+          BINARIES=(kubelet kubeadm kubectl kube-scheduler kube-proxy) ;;
+    *) echo "build-k8s: RAFTKV_K8S_SET must be control-plane or node" >&2; exit 2 ;;
+esac
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
 say() { echo "build-k8s: $*" >&2; }
+
+# Does binary $1 (path) report $VERSION? kubectl and kubeadm have no --version flag.
+reports_version() {
+    case "$(basename "$1")" in
+        kubectl) "$1" version --client 2>/dev/null | grep -qx "Client Version: $VERSION" ;;
+        kubeadm) "$1" version -o short 2>/dev/null | grep -qx "$VERSION" ;;
+        *) "$1" --version 2>/dev/null | grep -qx "Kubernetes $VERSION" ;;
+    esac
+}
 
 cached() {
     [[ -f "$BIN/.complete" ]] || return 1
     local b
     for b in "${BINARIES[@]}"; do
-        "$BIN/$b" --version 2>/dev/null | grep -qx "Kubernetes $VERSION" || return 1
+        reports_version "$BIN/$b" || return 1
     done
 }
 
@@ -109,7 +126,7 @@ for b in "${BINARIES[@]}"; do
     say "building $b (this takes a while on a cold cache)"
     measure "go build $b" go build -p "$JOBS" -trimpath -ldflags "$LDFLAGS" \
         -o "$WORK/bin/$b" "k8s.io/kubernetes/cmd/$b"
-    "$WORK/bin/$b" --version | grep -qx "Kubernetes $VERSION" || {
+    reports_version "$WORK/bin/$b" || {
         say "$b --version does not report $VERSION"; exit 1; }
 done
 echo "== total wall seconds: $(( $(date +%s) - total_start ))" >>"$STATS"
@@ -118,6 +135,6 @@ touch "$WORK/bin/.complete"
 # Swap the finished build into place; a reader sees either no bin/ or a complete one.
 if [[ -e "$BIN" ]]; then mv "$BIN" "$WORK/old-bin"; fi
 mv "$WORK/bin" "$BIN"
-cp "$STATS" "$CACHE/build-stats.txt"
-say "built into $BIN; stats in $CACHE/build-stats.txt"
-cat "$CACHE/build-stats.txt" >&2
+cp "$STATS" "$CACHE/$STATS_NAME"
+say "built into $BIN; stats in $CACHE/$STATS_NAME"
+cat "$CACHE/$STATS_NAME" >&2
