@@ -191,7 +191,7 @@ def k(kind_cluster: Any) -> Iterator[K]:
     repo, _, tag = image.rpartition(":")
     kind_cluster.helm("install", "raftkv-operator", str(kind_cluster.chart),
                       "--namespace", OP_NS, "--create-namespace", "--wait", "--timeout", "5m",
-                      "--set", "replicaCount=2", "--set", f"image.repository={repo}",
+                      "--set", "replicas=2", "--set", f"image.repository={repo}",
                       "--set", f"image.tag={tag}")
     kk("create", "namespace", NS, check=False)
     kk("create", "configmap", "traffic", "-n", NS, f"--from-file=traffic.py={TRAFFIC}",
@@ -233,7 +233,8 @@ def test_rbac_denies_what_the_operator_must_not_do(k: K) -> None:
     sa = dep["spec"]["template"]["spec"].get("serviceAccountName", "default")
     who = f"--as=system:serviceaccount:{OP_NS}:{sa}"
     for verb, res in [("get", "secrets"), ("list", "secrets"), ("create", "deployments"),
-                      ("delete", "nodes"), ("patch", "nodes"), ("create", "clusterroles")]:
+                      ("create", "statefulsets"), ("delete", "nodes"), ("patch", "nodes"),
+                      ("create", "clusterroles"), ("create", "configmaps")]:
         r = k("auth", "can-i", verb, res, "-A", who, check=False)
         assert r.stdout.strip() == "no", f"operator may {verb} {res}"
     for verb, res in [("create", "pods"), ("delete", "persistentvolumeclaims"),
