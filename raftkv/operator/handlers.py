@@ -28,7 +28,7 @@ from raftkv.operator.kube import Kube, load_config
 from raftkv.operator.reconcile import Reconciler, guarded
 
 RESOURCE = ("raftkv.dev", "v1alpha1", "raftclusters")
-RECONCILE_INTERVAL = float(os.environ.get("RAFTKV_OPERATOR_INTERVAL", "2"))
+RECONCILE_INTERVAL = float(os.environ.get("RAFTKV_OPERATOR_INTERVAL", "1"))
 
 _state: dict[str, Reconciler] = {}
 

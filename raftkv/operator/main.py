@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 import sys
 from typing import NoReturn
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not ns.namespace and not ns.all_namespaces:
         sys.stderr.write("raftkv-operator: give --namespace NS or --all-namespaces\n")
         return 2
+    # gRPC's own (c-ares) resolver may ignore resolv.conf's search domains; the members'
+    # names (<pod>.<peer-svc>.<ns>.svc) need them, as every other client in a pod has.
+    os.environ.setdefault("GRPC_DNS_RESOLVER", "native")
     import kopf
 
     import raftkv.operator.handlers  # noqa: F401  (registers the handlers)

@@ -182,6 +182,8 @@ def pod(spec: ClusterSpec, ordinal: int, *, image: str, new_cluster: bool,
                   {"name": "peer", "containerPort": PEER_PORT},
                   {"name": "metrics", "containerPort": METRICS_PORT}],
         "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}],
+        # gRPC's c-ares resolver may ignore the search domains that peers' names need
+        "env": [{"name": "GRPC_DNS_RESOLVER", "value": "native"}],
         # Liveness asks only whether the process serves; a quorum loss must not restart
         # every member. Startup gives a member joining a big log time to come up.
         "startupProbe": _probe("/livez", 2, 60),

@@ -224,8 +224,16 @@ def write_results() -> None:
 def test_operator_peering_one_of_two_replicas_acts(k: K) -> None:
     pods = k.json("pods", "-l", "app.kubernetes.io/name=raftkv-operator", ns=OP_NS)["items"]
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
-    peering = json.loads(k("get", "clusterkopfpeering", "raftkv-operator", "-o", "json").stdout)
-    assert len(peering.get("status") or {}) >= 1  # both register; the priority decides
+    names = [p["metadata"]["name"] for p in pods]
+
+    def paused() -> list[str] | None:
+        logs = {n: k("logs", "-n", OP_NS, n).stdout for n in names}
+        out = [n for n, text in logs.items() if "Pausing operations in favour of" in text]
+        return out or None
+
+    # kopf: the replica with the lower (random) priority pauses in favour of the other
+    standby = poll(paused, 120, "one operator replica pausing in favour of the other")
+    assert len(standby) == 1, f"both replicas paused: {standby}"
 
 
 def test_rbac_denies_what_the_operator_must_not_do(k: K) -> None:

@@ -18,8 +18,11 @@ Both loops run until the pod is deleted (SIGTERM); every line is flushed at once
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+
+os.environ.setdefault("GRPC_DNS_RESOLVER", "native")  # before grpc loads: search domains
 
 from raftkv.client import EtcdClient, EtcdError, parse_endpoint
 
