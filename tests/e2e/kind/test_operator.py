@@ -409,16 +409,24 @@ def test_7_unsafe_step_refused_with_condition_and_event_until_safe(k: K) -> None
 
 def test_8_operator_killed_right_after_member_add_resumes(k: K) -> None:
     with Timer("8. operator killed after MemberAdd -> resumes") as t:
+        leader = k.status()["leader"]
+        pods_before = {p["metadata"]["name"]
+                       for p in k.json("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"]}
         k("scale", "-n", NS, "rkv", NAME, "--replicas=5")
-        poll(lambda: (k.status().get("inProgress") or {}).get("step") == "AddLearner"
-             or any(m["learner"] for m in k.status().get("members") or []),
-             120, "MemberAdd recorded")
-        pods = k.json("pods", "-l", "app.kubernetes.io/name=raftkv-operator", ns=OP_NS)
+        # In the leader's pod, poll the member list until a learner is added but not yet
+        # started (etcdctl prints it "unstarted"): the moment right after MemberAdd.
+        k.exec(leader, "sh", "-c", "timeout 120 sh -c 'until etcdctl "
+               "--endpoints=127.0.0.1:2379 member list | grep -q unstarted; do :; done'")
+        ops = k.json("pods", "-l", "app.kubernetes.io/name=raftkv-operator", ns=OP_NS)
         k("delete", "-n", OP_NS, "pod", "--grace-period=0", "--force",
-          *[p["metadata"]["name"] for p in pods["items"]], check=False)
+          *[p["metadata"]["name"] for p in ops["items"]], check=False)
+        pods_at_kill = {p["metadata"]["name"]
+                        for p in k.json("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"]}
         t0 = time.monotonic()
         poll(lambda: healthy(k, 5), 600, "scale-up finished by the restarted operator")
-        t.note = f"finished {time.monotonic() - t0:.0f} s after the kill"
+        before_pod = pods_at_kill == pods_before
+        t.note = (f"killed {'before' if before_pod else 'after'} the learner's pod was "
+                  f"created; finished {time.monotonic() - t0:.0f} s after the kill")
         k("scale", "-n", NS, "rkv", NAME, "--replicas=3")
         poll(lambda: healthy(k, 3), 600, "back to 3")
 
