@@ -12,7 +12,8 @@ console script in a subprocess. In order, on one RaftCluster:
    restarted operator finishes the scale-up;
 4. the leader's pod is deleted: a new leader; the pod comes back as the same member;
 5. member 0's pod and claim are deleted: it is replaced by a fresh member (new ID);
-6. spec.version changes: members restart followers first, the leader last;
+6. spec.version changes: members restart followers first, the leader last; the operator
+   SIGKILLed in the middle of the next upgrade resumes and finishes it;
 7. quorum lost (2 of 3 processes held down): a scale-up is refused with a Degraded=True
    Blocked condition and a Warning Event, no pod is created; released, it proceeds;
 8. deleting the RaftCluster deletes its pods, claims, Services and PDB.
@@ -333,6 +334,17 @@ def test_6_rolling_upgrade_followers_first_leader_last(env: Env) -> None:
             leaders.append("?")
     assert order[-1] == leader, f"order {order}, leader was {leader}"
     assert all(lr != n for lr, n in zip(leaders, order, strict=True)), (order, leaders)
+
+
+def test_6b_operator_killed_mid_upgrade_resumes(env: Env) -> None:
+    env.patch({"version": "0.1.2"})
+    until(lambda: (env.status().get("inProgress") or {}).get("step") == "RollMember",
+          60, "a member being rolled")
+    assert env.operator is not None
+    env.operator.kill()
+    env.start_operator()
+    until(lambda: env.healthy(3, image="raftkv:0.1.2"), 300,
+          "the restarted operator finishes the upgrade")
 
 
 def test_7_quorum_lost_refuses_scale_up_until_members_return(env: Env) -> None:
