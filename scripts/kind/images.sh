@@ -17,8 +17,9 @@ IPT_ROOT="$KIND_CACHE/rootfs/iptables"
 # mk TAG FROM ENTRYPOINT_JSON SRC:DEST...   (a scratch or Debian image holding the files)
 mk() {
     local tag="$1" from="$2" ep="$3"; shift 3
-    local key pair
-    key=$(input_key "$0" "$from" "$ep" "$@" "${@%%:*}")
+    local key pair from_id=scratch
+    [[ $from == scratch ]] || from_id=$(docker image inspect -f '{{.Id}}' "$from")
+    key=$(input_key "$0" "$from_id" "$ep" "$@" "${@%%:*}")
     image_current "$tag" "$key" && return 0
     local c="$CTX/$(echo "$tag" | tr '/:' '__')"
     mkdir -p "$c/rootfs/tmp"; chmod 1777 "$c/rootfs/tmp"
@@ -77,11 +78,11 @@ addons() {
 }
 
 need_docker
-for f in "$K8S_BIN/kube-apiserver" "$K8S_NODE_BIN/kubelet" "$ETCD_BIN/etcd" "$TOOLS/coredns@$COREDNS_VERSION/coredns" \
+lock images
+stage images-iptables-base iptables_base
+for f in "$K8S_BIN/kube-apiserver" "$K8S_NODE_BIN/kube-proxy" "$ETCD_BIN/etcd" "$TOOLS/coredns@$COREDNS_VERSION/coredns" \
          "$TOOLS/local-path-provisioner@$LPP_VERSION/local-path-provisioner" "$TOOLS/pause@$PAUSE_VERSION/pause"; do
     [[ -x $f ]] || { say "missing $f (run scripts/kind/setup.sh, which builds it first)"; exit 1; }
 done
-lock images
-stage images-iptables-base iptables_base
 stage images-control-plane control_plane
 stage images-addons addons

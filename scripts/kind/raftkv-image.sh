@@ -28,7 +28,8 @@ deps() {  # the runtime dependencies from pyproject.toml, one a line
 }
 DEPS_KEY=$(input_key "$0" "$(deps)" "$ETCD_BIN/etcdctl")
 BASE_TAG="raftkv.local/raftkv-base:$DEPS_KEY"
-SRC_KEY=$(cd "$REPO" && git ls-files -z --cached --others --exclude-standard |
+# tracked and not-ignored new files, by path (sorted: committing a file must not change it)
+SRC_KEY=$(cd "$REPO" && git ls-files -z --cached --others --exclude-standard | sort -zu |
           xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-16)
 
 base() {

@@ -116,6 +116,7 @@ class KindCluster:
             "KUBECONFIG": str(self.kubeconfig),
             "DOCKER_HOST": f"unix:///run/{self.netns}-docker.sock",
             "DOCKER_BUILDKIT": "0",
+            "PYTHON": sys.executable,  # builds the raftkv wheel (scripts/kind/raftkv-image.sh)
             "HELM_CACHE_HOME": str(workdir / "helm-cache"),
             "HELM_CONFIG_HOME": str(workdir / "helm-config"),
             "HELM_DATA_HOME": str(workdir / "helm-data"),
