@@ -187,3 +187,54 @@ def test_claims_without_answering_members_are_not_bootstrapped_over(
         op.proc.stop()
         print(f"--- operator log ---\n{op.proc.log_tail(60)}")
         k8s.kubectl("delete", "-n", NS, "raftcluster", "held", "--wait=false")
+
+
+PEERING_CRDS = ROOT / "charts" / "raftkv-operator" / "crds" / "kopf-peering.yaml"
+RESUMED = "Resuming operations after the pause"
+
+
+def test_two_peered_operators_one_acts(k8s: ControlPlane, tmp_path: Path) -> None:
+    """Two replicas with the same --peering: only the higher (random) priority acts, and the
+    other takes over when it stops."""
+    k8s.kubectl("apply", "-f", str(PEERING_CRDS), check=True)
+    k8s.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                "crd/kopfpeerings.kopf.dev", check=True)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+               "metadata": {"name": "raftkv-operator", "namespace": NS}}
+    k8s.kubectl("apply", "-f", "-", input=json.dumps(peering), check=True)
+    ops = []
+    for i in range(2):
+        port = free_port()
+        ops.append(Proc(f"operator-{i}", [
+            str(OPERATOR), "--namespace", NS, "--peering", "raftkv-operator", "--verbose",
+            "--liveness", f"http://127.0.0.1:{port}/healthz",
+        ], tmp_path / f"operator-{i}.log", env={"KUBECONFIG": str(k8s.kubeconfig)}))
+    try:
+        for op in ops:
+            op.start()
+
+        def peers() -> dict[str, Any] | None:
+            got = get(k8s, "kopfpeering", "raftkv-operator").get("status") or {}
+            return got if len(got) == 2 else None
+
+        status = wait_until(peers, 60, "both operators registered in the KopfPeering")
+        assert len({p["priority"] for p in status.values()}) == 2, status  # else both freeze
+        # kopf starts paused; only the replica with the highest priority resumes.
+        acting = wait_until(lambda: [i for i, op in enumerate(ops) if RESUMED in
+                                     op.log_path.read_text(errors="replace")], 60,
+                            "one operator resuming operations")
+        rc = apply_cluster(k8s, "peered", replicas=1)
+        wait_until(lambda: exists(k8s, "pod", "peered-0"), 60, "the acting operator bootstraps")
+        logs = [op.log_path.read_text(errors="replace") for op in ops]
+        assert [i for i, text in enumerate(logs) if RESUMED in text] == acting
+        assert [i for i, text in enumerate(logs) if "Bootstrap peered" in text] == acting
+        assert len(acting) == 1
+        ops[acting[0]].stop()  # the standby takes over once the active one is gone
+        other = 1 - acting[0]
+        wait_until(lambda: RESUMED in ops[other].log_path.read_text(errors="replace"), 60,
+                   "the standby resuming after the active one stopped")
+        k8s.kubectl("delete", "-n", NS, "raftcluster", rc["metadata"]["name"], "--wait=false")
+    finally:
+        for op in ops:
+            op.stop()
+            print(f"--- {op.name} ---\n{op.log_tail(30)}")

@@ -201,6 +201,12 @@ def k(kind_cluster: Any) -> Iterator[K]:
         yield kk
     finally:
         write_results()
+        for p in kk.json("pods", ns=OP_NS)["items"]:  # for the record, pass or fail
+            n = p["metadata"]["name"]
+            log = kk("logs", "-n", OP_NS, n, "--tail=150", check=False)
+            print(f"--- operator {n} ---\n{log.stdout}{log.stderr}")
+        ev = kk("get", "events", "-n", NS, "--sort-by=.lastTimestamp", check=False)
+        print(f"--- events in {NS} ---\n{ev.stdout[-6000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -226,14 +232,17 @@ def test_operator_peering_one_of_two_replicas_acts(k: K) -> None:
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
     names = [p["metadata"]["name"] for p in pods]
 
-    def paused() -> list[str] | None:
+    def resumed() -> list[str] | None:
         logs = {n: k("logs", "-n", OP_NS, n).stdout for n in names}
-        out = [n for n, text in logs.items() if "Pausing operations in favour of" in text]
+        out = [n for n, text in logs.items() if "Resuming operations after the pause" in text]
         return out or None
 
-    # kopf: the replica with the lower (random) priority pauses in favour of the other
-    standby = poll(paused, 120, "one operator replica pausing in favour of the other")
-    assert len(standby) == 1, f"both replicas paused: {standby}"
+    # kopf starts paused; only the replica with the highest (random) priority resumes
+    acting = poll(resumed, 120, "one operator replica resuming operations")
+    assert len(acting) == 1, f"both replicas act: {acting}"
+    peering = json.loads(k("get", "clusterkopfpeering", "raftkv-operator", "-o",
+                           "json").stdout).get("status") or {}
+    assert len({p["priority"] for p in peering.values()}) == len(peering) >= 2, peering
 
 
 def test_rbac_denies_what_the_operator_must_not_do(k: K) -> None:
