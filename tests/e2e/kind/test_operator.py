@@ -237,12 +237,16 @@ def test_operator_peering_one_of_two_replicas_acts(k: K) -> None:
         out = [n for n, text in logs.items() if last_peering_line(text).startswith("Resuming")]
         return out if len(out) == 1 else None
 
+    def peers() -> dict[str, Any] | None:
+        got = json.loads(k("get", "clusterkopfpeering", "raftkv-operator", "-o",
+                           "json").stdout).get("status") or {}
+        return got if len(got) >= 2 else None
+
+    peering = poll(peers, 120, "both replicas registered in the ClusterKopfPeering")
+    assert len({p["priority"] for p in peering.values()}) == len(peering), peering
     # kopf starts paused; a replica resumes when it sees no higher priority and pauses again
     # when a higher one appears: in the end exactly one replica's last word is "Resuming".
     poll(acting, 120, "exactly one operator replica acting")
-    peering = json.loads(k("get", "clusterkopfpeering", "raftkv-operator", "-o",
-                           "json").stdout).get("status") or {}
-    assert len({p["priority"] for p in peering.values()}) == len(peering) >= 2, peering
 
 
 def last_peering_line(log: str) -> str:
