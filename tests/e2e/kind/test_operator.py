@@ -286,8 +286,12 @@ def test_1_three_members_available_and_status_agrees_with_etcdctl_and_diag(k: K)
     assert ids == {m["id"] for m in st["members"]}
     lead = {f"{s['Status']['leader']:x}" for s in statuses}
     assert lead == {next(m["id"] for m in st["members"] if m["leader"])}
-    diag = json.loads(k.exec(leader, "diag", f"--endpoints={CLIENT}", "--cluster", "-w",
-                             "json", "status").stdout)
+    # diag reads each member's /metrics from the metrics port (not the gRPC client port)
+    names = sorted(m["name"] for m in st["members"])
+    eps = ",".join(f"{n}.{NAME}-peer.{NS}.svc:2379" for n in names)
+    mets = ",".join(f"http://{n}.{NAME}-peer.{NS}.svc:2381/metrics" for n in names)
+    diag = json.loads(k.exec(leader, "diag", f"--endpoints={eps}", f"--metrics-urls={mets}",
+                             "-w", "json", "status").stdout)
     leader_id = next(m["id"] for m in st["members"] if m["leader"])
     assert diag["cluster"]["leader"] == leader_id and diag["cluster"]["agree"]
     assert {r["id"] for r in diag["endpoints"]} == ids
