@@ -72,5 +72,10 @@ FUZZ_BUDGET ?= 1800
 fuzz: venv etcd
 	$(BIN)/python -m tests.fuzz --budget $(FUZZ_BUDGET)
 
+# The operator in a real kind cluster (tests/e2e/kind; the kind fixture builds or finds
+# its cached infrastructure and skips without it, unless RAFTKV_REQUIRE_KIND=1).
+e2e: venv
+	$(BIN)/pytest tests/e2e/kind -m kind -x -v $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

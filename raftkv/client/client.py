@@ -227,3 +227,43 @@ class EtcdClient:
             )
 
         await self._call(call)
+
+    # -- membership (the operator's steps) ----------------------------------------------
+
+    async def member_add(self, peer_urls: list[str], is_learner: bool = True) -> Member:
+        """MemberAdd; returns the new member (its ID assigned by the cluster)."""
+
+        async def call(ch: grpc.aio.Channel) -> Any:
+            req = rpc.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner)
+            return await rpc.ClusterStub(ch).MemberAdd(req, timeout=self.command_timeout)
+
+        r = await self._call(call)
+        m = r.member
+        return Member(id=m.ID, name=m.name, peer_urls=tuple(m.peerURLs),
+                      client_urls=tuple(m.clientURLs), is_learner=m.isLearner)
+
+    async def member_remove(self, member_id: int) -> None:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.ClusterStub(ch).MemberRemove(
+                rpc.MemberRemoveRequest(ID=member_id), timeout=self.command_timeout
+            )
+
+        await self._call(call)
+
+    async def member_promote(self, member_id: int) -> None:
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.ClusterStub(ch).MemberPromote(
+                rpc.MemberPromoteRequest(ID=member_id), timeout=self.command_timeout
+            )
+
+        await self._call(call)
+
+    async def move_leader(self, target_id: int) -> None:
+        """Maintenance.MoveLeader: this endpoint must be the leader."""
+
+        async def call(ch: grpc.aio.Channel) -> Any:
+            return await rpc.MaintenanceStub(ch).MoveLeader(
+                rpc.MoveLeaderRequest(targetID=target_id), timeout=self.command_timeout
+            )
+
+        await self._call(call)

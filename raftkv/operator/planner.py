@@ -10,28 +10,35 @@ The waits that come before the rules (no member answers, no quorum or leader, th
 recorded step still settling) and after them (nothing to do) live in
 ``raftkv.operator.waits``; the normalised observation in ``raftkv.operator.view``.
 
+Before the quorum check, a member whose pod is gone but whose volume claim remains gets
+its pod back (:class:`CreatePod`): it restarts on its data and rejoins as itself, which
+changes no membership and so needs no quorum (without it, losing the pods of a majority
+would leave nothing able to restore them).
+
 Rules, in the order they are tried once a healthy quorum and a leader exist:
 
-1. finish the membership change in flight: a member without a pod gets its pod
-   (StatefulSet +1) or is removed; a learner beyond the target, lost or one too many is
-   removed; the StatefulSet shrinks past a memberless top pod; orphan volume claims go;
-   the learner is promoted once caught up (90% of the leader's raft index, as etcd);
-   a memberless pod within the target gets its member back as a learner;
-2. replace a voter whose data was lost: remove it (its pod is then refilled by rule 1);
-3. scale up: add a learner for the next ordinal (the StatefulSet follows, rule 1);
-4. scale down: move leadership away from the highest member, then remove it (the
-   StatefulSet and its volume claim follow, rule 1);
+1. finish the membership change in flight: a learner beyond the target, lost or one too
+   many is removed; a learner without a pod gets one; a pod no member uses is deleted,
+   then a claim no pod and no member uses; the learner is promoted once caught up (90%
+   of the leader's raft index, as etcd);
+2. replace a voter whose data was lost (its claim is gone): remove it (rule 3 then adds
+   a fresh learner in the lowest free ordinal);
+3. scale up: add a learner in the lowest ordinal with no member, pod or claim (its pod
+   follows, rule 1);
+4. scale down: remove an unhealthy voter if there is one, else a follower (the highest
+   ordinal), moving leadership away first only if the leader is the one left to remove;
+   its pod and claim follow (rule 1);
 5. roll members whose image differs from the spec: followers first, the leader last
    after a leadership transfer.
 
 Invariants:
 - never two membership changes in flight: a new one (add, or removal of a voter) starts
   only when no learner, memberless pod or orphan claim is left from the previous one;
+- a step other than restoring a member's pod is issued only with a healthy quorum;
 - every step is checked against :func:`raftkv.operator.quorum.after`: it is returned only
   if a healthy quorum of voters remains right after it, and no step at all is returned
   without a healthy quorum and a leader;
-- scale-down is refused while a remaining voter is unhealthy, unless the member removed
-  is itself unhealthy (its removal restores health);
+- scale-down removes a healthy voter only while every other voter is healthy;
 - a member is never removed or restarted while it leads.
 """
 
@@ -42,6 +49,8 @@ from collections.abc import Callable
 from raftkv.operator.quorum import after, healthy_voters, quorate, quorum, voters
 from raftkv.operator.types import (
     AddLearner,
+    CreatePod,
+    DeletePod,
     DeleteVolumeClaim,
     Member,
     Observed,
@@ -50,7 +59,6 @@ from raftkv.operator.types import (
     RemovalCause,
     RemoveMember,
     RollMember,
-    ScaleStatefulSet,
     Step,
     TransferLeadership,
     Wait,
@@ -65,6 +73,9 @@ def plan(obs: Observed) -> Plan:
     if not obs.members:
         return without_members(obs)
     view = View.of(obs)
+    restore = _restore(view)
+    if restore is not None:
+        return restore
     blocked = no_quorum_or_leader(view)
     if blocked is not None:
         return blocked
@@ -78,17 +89,12 @@ def plan(obs: Observed) -> Plan:
     return idle(view)
 
 
-def _stranded(view: View) -> Step | None:
-    """Members whose pod does not exist: give the next one its pod, or remove them."""
-    sts = view.obs.sts_replicas
-    stranded = [m for m in view.members if m.ordinal >= sts]
-    if not stranded:
-        return None
-    nxt = view.member(sts)
-    if nxt is not None and sts < view.replicas:
-        return ScaleStatefulSet(sts + 1)
-    m = stranded[-1]
-    return RemoveMember(m.ordinal, m.id, RemovalCause.STRANDED)
+def _restore(view: View) -> Step | None:
+    """A member whose pod is gone but whose data (claim) remains: start it again."""
+    for m in view.members:
+        if m.ordinal not in view.obs.pods and m.ordinal in view.obs.claims and not m.data_lost:
+            return CreatePod(m.ordinal)
+    return None
 
 
 def _surplus_learner(view: View) -> Step | None:
@@ -97,21 +103,28 @@ def _surplus_learner(view: View) -> Step | None:
     for m in reversed(learners):
         if m.data_lost:
             return RemoveMember(m.ordinal, m.id, RemovalCause.DATA_LOST)
-        if m.ordinal >= view.replicas:
+        if len(view.voters) >= view.replicas:
             return RemoveMember(m.ordinal, m.id, RemovalCause.SCALE_DOWN)
         if m is not learners[0]:
             return RemoveMember(m.ordinal, m.id, RemovalCause.EXTRA_CHANGE)
     return None
 
 
+def _unpodded_learner(view: View) -> Step | None:
+    """The learner just added has no pod yet: create it (it joins the existing cluster)."""
+    for m in view.learners:
+        if m.ordinal not in view.obs.pods:
+            return CreatePod(m.ordinal)
+    return None
+
+
 def _leftovers(view: View) -> Step | None:
-    """What a finished removal leaves: a memberless top pod beyond the target, orphan claims."""
-    sts = view.obs.sts_replicas
-    top = sts - 1
-    if top >= view.replicas and view.member(top) is None:
-        return ScaleStatefulSet(sts - 1)
+    """What a finished removal leaves: a pod no member uses, then its claim."""
+    for o in sorted(view.obs.pods, reverse=True):
+        if view.member(o) is None:
+            return DeletePod(o)
     for o in sorted(view.obs.claims, reverse=True):
-        if o >= sts and view.member(o) is None:
+        if o not in view.obs.pods and view.member(o) is None:
             return DeleteVolumeClaim(o)
     return None
 
@@ -139,14 +152,6 @@ def _learner(view: View) -> Plan | None:
     )
 
 
-def _refill(view: View) -> Step | None:
-    """A pod within the target without a member (after a replacement) gets one back."""
-    for o in range(min(view.obs.sts_replicas, view.replicas)):
-        if view.member(o) is None:
-            return AddLearner(o)
-    return None
-
-
 def _replace_lost(view: View) -> Step | None:
     lost = [m for m in view.voters if m.data_lost]
     if not lost:
@@ -155,29 +160,28 @@ def _replace_lost(view: View) -> Step | None:
     return RemoveMember(m.ordinal, m.id, RemovalCause.DATA_LOST)
 
 
+def free_ordinal(view: View) -> int:
+    """The lowest ordinal with no member, pod or claim: the name of the next member."""
+    used = {m.ordinal for m in view.members} | view.obs.pods | view.obs.claims
+    return next(o for o in range(len(used) + 1) if o not in used)
+
+
 def _scale_up(view: View) -> Step | None:
     if len(view.voters) >= view.replicas:
         return None
-    # Rule 1 left every pod with a member and no member without a pod: the next ordinal
-    # is the StatefulSet's size.
-    return AddLearner(view.obs.sts_replicas)
+    return AddLearner(free_ordinal(view))
 
 
 def _scale_down(view: View) -> Plan | None:
     vs = view.voters
     if len(vs) <= view.replicas:
         return None
-    leaving = vs[-1]
-    n = view.name(leaving.ordinal)
-    others_down = [m for m in vs if m is not leaving and not m.healthy]
-    if leaving.healthy and others_down:
-        return Wait(
-            f"Scale-down from {len(vs)} to {view.replicas} voters is paused: "
-            f"{view.names(others_down)} {'is' if len(others_down) == 1 else 'are'} unhealthy, "
-            f"and removing the healthy {n} would leave less room for failures. Bring "
-            f"{view.names(others_down)} back first.",
-            WaitKind.BLOCKED,
-        )
+    down = [m for m in vs if not m.healthy]
+    if down:  # removing a member that is down anyway costs no redundancy
+        leaving = down[-1]
+    else:
+        followers = [m for m in vs if m is not view.leader]
+        leaving = followers[-1] if followers else vs[-1]
     if leaving is view.leader:
         return _transfer_away(view, leaving, "before it is removed")
     return RemoveMember(leaving.ordinal, leaving.id, RemovalCause.SCALE_DOWN)
@@ -259,10 +263,9 @@ def _lower_first(text: str) -> str:
 
 _RULES: tuple[Callable[[View], Plan | None], ...] = (
     _surplus_learner,
-    _stranded,
+    _unpodded_learner,
     _leftovers,
     _learner,
-    _refill,
     _replace_lost,
     _scale_up,
     _scale_down,

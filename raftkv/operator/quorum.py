@@ -8,7 +8,8 @@ Invariants:
 - ``pdb_max_unavailable(v) = (v - 1) // 2``: the PodDisruptionBudget never lets an
   eviction take a healthy cluster below quorum;
 - :func:`after` applies only the immediate effect of a step (the voter set and who is
-  down right after it), which is what the planner re-checks quorum against.
+  down right after it), which is what the planner re-checks quorum against; creating a
+  pod changes nothing at once and a pod is deleted only once no member uses it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from raftkv.operator.types import (
     PromoteLearner,
     RemoveMember,
     RollMember,
-    ScaleStatefulSet,
     Step,
 )
 
@@ -67,10 +67,6 @@ def after(members: tuple[Member, ...], step: Step) -> tuple[Member, ...]:
         return tuple(m for m in members if m.ordinal != step.ordinal)
     if isinstance(step, RollMember):
         return tuple(replace(m, healthy=False) if m.ordinal == step.ordinal else m
-                     for m in members)
-    if isinstance(step, ScaleStatefulSet):
-        # Pods at or above the new size go away, and with them their members' health.
-        return tuple(replace(m, healthy=False) if m.ordinal >= step.replicas else m
                      for m in members)
     return members
 

@@ -5,8 +5,9 @@ The planner (``raftkv.operator.planner``) is a pure function from :class:`Observ
 
 Invariants:
 - every value is frozen and hashable, so a plan can be compared, logged and replayed;
-- a member's ``ordinal`` is its StatefulSet ordinal: it runs in pod ``<cluster>-<ordinal>``
-  and its volume claim is the claim of that ordinal;
+- a member's ``ordinal`` names it: it runs in pod ``<cluster>-<ordinal>`` with the volume
+  claim ``<cluster>-<ordinal>``; the operator owns one pod and one claim per member (no
+  StatefulSet), so any ordinal can be removed and ordinals need not be contiguous;
 - ``healthy`` means the member's process runs, is reachable and would vote: a member
   whose data was lost (``data_lost``) or whose pod does not exist is never healthy;
 - each :class:`Step` describes itself as one sentence naming the member it touches, and
@@ -62,7 +63,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Bootstrap(Step):
-    """Start member 0 alone as a new single-member cluster (StatefulSet 0 -> 1)."""
+    """Start member 0 alone as a new single-member cluster (its claim and pod, state new)."""
 
     image: str
 
@@ -72,11 +73,10 @@ class Bootstrap(Step):
 
 @dataclass(frozen=True)
 class AddLearner(Step):
-    """Add a non-voting member for this ordinal (etcdctl member add --learner).
+    """Add a non-voting member for this free ordinal (etcdctl member add --learner).
 
-    For a new ordinal the StatefulSet grows next (a separate step). When the pod already
-    exists (a member that lost its data was removed), the executor restarts it with an
-    empty data directory so that it joins as the new member.
+    Its pod is created next (a separate step, :class:`CreatePod`), with
+    ``--initial-cluster-state=existing``: the process finds its new ID by its peer URL.
     """
 
     ordinal: int
@@ -120,7 +120,6 @@ class TransferLeadership(Step):
 class RemovalCause(Enum):
     SCALE_DOWN = "scale-down"
     DATA_LOST = "data lost"
-    STRANDED = "no pod"
     EXTRA_CHANGE = "a second change in flight"
 
 
@@ -141,13 +140,27 @@ class RemoveMember(Step):
 
 
 @dataclass(frozen=True)
-class ScaleStatefulSet(Step):
-    """Set the StatefulSet's replicas: one pod more or less, never more at once."""
+class CreatePod(Step):
+    """Create the pod (and its volume claim if absent) of a member that has no pod.
 
-    replicas: int
+    A member with its claim restarts on its data and rejoins as itself; a learner without
+    a claim starts empty and receives the leader's snapshot.
+    """
+
+    ordinal: int
 
     def describe(self, cluster: str) -> str:
-        return f"Scale StatefulSet {cluster} to {self.replicas} replicas."
+        return f"Create pod {cluster}-{self.ordinal} for its member."
+
+
+@dataclass(frozen=True)
+class DeletePod(Step):
+    """Delete the pod of an ordinal that no member uses any more (after a removal)."""
+
+    ordinal: int
+
+    def describe(self, cluster: str) -> str:
+        return f"Delete pod {cluster}-{self.ordinal}, which no member uses."
 
 
 @dataclass(frozen=True)
@@ -162,7 +175,7 @@ class DeleteVolumeClaim(Step):
 
 @dataclass(frozen=True)
 class RollMember(Step):
-    """Restart one member's pod on the spec's image (StatefulSet OnDelete: delete the pod)."""
+    """Restart one member's pod on the spec's image: delete it, create it again, same claim."""
 
     ordinal: int
     image: str
@@ -195,13 +208,14 @@ class Observed:
 
     ``members`` is None when no member answered (nothing is known about membership).
     ``leader_id`` is the id of the leader the members report, or None.
-    ``claims`` holds the ordinals that have a volume claim.
+    ``pods`` holds the ordinals that have a pod (in any phase, also terminating);
+    ``claims`` the ordinals that have a volume claim.
     ``in_progress`` is the step the operator recorded before executing it, if any.
     """
 
     cluster: str
     spec: Spec
-    sts_replicas: int
+    pods: frozenset[int]
     members: tuple[Member, ...] | None
     leader_id: int | None
     claims: frozenset[int] = frozenset()

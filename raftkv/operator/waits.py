@@ -1,11 +1,13 @@
 """The waits decided before and after the planner's rules, each with an actionable reason.
 
-Before the rules: no member answers (bootstrap or wait), no healthy quorum or no leader
+Before the rules: no member answers (bootstrap, restart the pods of remaining volume
+claims, or wait), no healthy quorum or no leader
 (nothing may change), or the recorded step has not taken full effect. After the rules:
 nothing left to do, converged or with an unhealthy member to look at.
 
 Invariant: every reason is one or more sentences naming the member, pod or command to
-look at; none of these functions returns a step other than :class:`Bootstrap`.
+look at; none of these functions returns a step other than :class:`Bootstrap` or a
+:class:`CreatePod` for a volume claim that has no pod.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from raftkv.operator.quorum import healthy_voters, quorate, quorum
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
+    CreatePod,
     Observed,
     RollMember,
-    ScaleStatefulSet,
     Step,
     Wait,
     WaitKind,
@@ -26,15 +28,14 @@ from raftkv.operator.view import View
 
 def without_members(obs: Observed) -> Wait | Step:
     c = obs.cluster
-    if obs.sts_replicas == 0:
-        if not obs.claims:
-            return Bootstrap(obs.spec.image)
-        claims = ", ".join(f"{c}-{o}" for o in sorted(obs.claims))
-        return Wait(
-            f"No member of {c} runs, but volume claims remain for {claims}; delete them "
-            f"to bootstrap a new, empty cluster, or restore {c} from a backup.",
-            WaitKind.BLOCKED,
-        )
+    unpodded = sorted(obs.claims - obs.pods)
+    if unpodded:
+        # Nobody answers, and members' volumes have no pod: start them again on their
+        # data (a member restarted with its data rejoins as itself; this changes no
+        # membership, so it needs no quorum).
+        return CreatePod(unpodded[0])
+    if not obs.pods:
+        return Bootstrap(obs.spec.image)
     if isinstance(obs.in_progress, Bootstrap):
         return Wait(
             f"Waiting for {c}-0 to start and bootstrap the cluster; if it does not, "
@@ -42,8 +43,8 @@ def without_members(obs: Observed) -> Wait | Step:
             WaitKind.SETTLING,
         )
     return Wait(
-        f"No member of {c} answers although its StatefulSet has {obs.sts_replicas} "
-        f"pod(s); check the pods and their logs (`kubectl get pods`, `kubectl logs {c}-0`). "
+        f"No member of {c} answers although it has {len(obs.pods)} pod(s); check the pods "
+        f"and their logs (`kubectl get pods`, `kubectl logs {c}-{min(obs.pods)}`). "
         "Nothing is changed until a member answers.",
         WaitKind.BLOCKED,
     )
@@ -90,11 +91,9 @@ def settling(view: View) -> Wait | None:
                 WaitKind.SETTLING,
             )
     ordinal = None
-    if isinstance(step, ScaleStatefulSet) and step.replicas == view.obs.sts_replicas:
-        ordinal = step.replicas - 1
-    elif isinstance(step, AddLearner) and step.ordinal < view.obs.sts_replicas:
+    if isinstance(step, (CreatePod, AddLearner)) and step.ordinal in view.obs.pods:
         ordinal = step.ordinal
-    if ordinal is not None and ordinal < view.replicas:
+    if ordinal is not None:
         m = view.member(ordinal)
         if m is not None and not m.healthy and not m.data_lost:
             n = view.name(ordinal)

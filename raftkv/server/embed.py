@@ -19,7 +19,7 @@ from raftkv.mvcc import errors, kv
 from raftkv.server import validate
 from raftkv.server.config import ServerConfig
 from raftkv.server.http import MetricsServer
-from raftkv.server.raftserver import RaftServer
+from raftkv.server.raftserver import ETCD_VERSION, RaftServer
 from raftkv.server.services import (
     ClusterService,
     KVService,
@@ -68,7 +68,8 @@ class Node:
         await self.grpc.start()
         if self.config.listen_metrics_urls:
             self.metrics = MetricsServer([self.server.metrics.registry, STORAGE_REGISTRY],
-                                         self.health)
+                                         self.health, ready=self.ready, live=self.live,
+                                         etcd_version=ETCD_VERSION)
             for url in self.config.listen_metrics_urls:
                 await self.metrics.listen(url)
         return self
@@ -93,6 +94,27 @@ class Node:
             await asyncio.wait_for(self.server.linearizable_barrier(), 1.0)
         except (TimeoutError, errors.EtcdError) as exc:
             return False, f"QGET ERROR:{exc}"
+        return True, ""
+
+    async def live(self) -> tuple[bool, str]:
+        """Liveness: the process and its Raft loop run; the cluster's state does not matter."""
+        task = self.server.fatal_task()
+        if task.done():
+            return False, "the raft loop has stopped"
+        return True, ""
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: a voter with a known leader that has caught up with its commit index."""
+        s = self.server.status()
+        if s.isLearner:
+            return False, "learner: not serving clients until promoted"
+        if self.server.lead == 0:
+            return False, "no leader"
+        try:
+            await asyncio.wait_for(self.server.linearizable_barrier(), 1.0)
+        except (TimeoutError, errors.EtcdError) as exc:
+            return False, (f"not caught up: applied index {s.raftAppliedIndex} of "
+                           f"{s.raftIndex} ({exc or 'timeout'})")
         return True, ""
 
     # --- the embedded KV API ---------------------------------------------------------------

@@ -6,8 +6,11 @@ each step does to pods, members and claims. Tests drive it with the planner's st
 with faults, and check the invariants on the model's state, not on the planner's view.
 
 Invariants of the model itself:
-- a pod exists for every ordinal below the StatefulSet's replicas, and a member is
-  healthy only if its pod exists, its process is up and its data is intact;
+- the operator owns one pod and one claim per member, any ordinal; a member is healthy
+  only if its pod exists, its process is up and its data is intact;
+- Kubernetes refuses what would destroy a member: deleting the pod or the claim of an
+  ordinal that still has a member (the model refuses it, so the tests catch a planner
+  that asks for it); a claim in use by a pod is protected;
 - membership changes (add, promote, remove) take effect only while a leader exists;
 - a new pod runs the spec's image (the StatefulSet template follows the spec).
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
+    CreatePod,
+    DeletePod,
     DeleteVolumeClaim,
     Member,
     Observed,
@@ -26,7 +31,6 @@ from raftkv.operator.types import (
     PromoteLearner,
     RemoveMember,
     RollMember,
-    ScaleStatefulSet,
     Spec,
     Step,
     TransferLeadership,
@@ -51,7 +55,6 @@ class SimMember:
 class World:
     cluster: str
     spec: Spec
-    sts: int = 0
     pods: dict[int, str] = field(default_factory=dict)  # ordinal -> image of the pod
     members: dict[int, SimMember] = field(default_factory=dict)
     leader: int | None = None  # ordinal
@@ -86,20 +89,20 @@ class World:
         return m.raft_index * 10 >= self.members[self.leader].raft_index * 9
 
     def in_flight(self) -> int:
-        """Membership changes begun and not finished: learners, and replacements whose
-        member was removed but not yet re-added (a memberless pod within the target)."""
+        """Membership changes begun and not finished: learners, and removals whose pod or
+        claim is not yet deleted."""
         learners = sum(1 for m in self.members.values() if m.learner)
-        holes = sum(1 for o in self.pods if o not in self.members and o < self.spec.replicas)
-        return learners + holes
+        pods = sum(1 for o in self.pods if o not in self.members)
+        claims = sum(1 for o in self.claims if o not in self.members and o not in self.pods)
+        return learners + pods + claims
 
     def converged(self) -> bool:
         r = self.spec.replicas
         return (
-            self.sts == r
-            and sorted(self.members) == list(range(r))
+            len(self.members) == r
             and all(not m.learner and self.healthy(m) for m in self.members.values())
-            and self.claims == set(range(r))
-            and all(self.pods[o] == self.spec.image for o in range(r))
+            and self.claims == set(self.members) == set(self.pods)
+            and all(image == self.spec.image for image in self.pods.values())
         )
 
     # --- what the operator sees ---------------------------------------------------------
@@ -116,7 +119,8 @@ class World:
                     healthy=self.healthy(m),
                     raft_index=m.raft_index,
                     image=self.pods.get(m.ordinal, ""),
-                    data_lost=m.data_lost,
+                    # as the operator sees it: a voter whose claim is gone lost its data
+                    data_lost=m.data_lost or (not m.learner and m.ordinal not in self.claims),
                 )
                 for m in sorted(self.members.values(), key=lambda m: m.ordinal)
             )
@@ -126,7 +130,7 @@ class World:
         return Observed(
             cluster=self.cluster,
             spec=self.spec,
-            sts_replicas=self.sts,
+            pods=frozenset(self.pods),
             members=members,
             leader_id=leader_id,
             claims=frozenset(self.claims),
@@ -172,17 +176,26 @@ class World:
     def execute(self, step: Plan) -> None:
         """Carry out a step the way the operator's executor would, idempotently."""
         if isinstance(step, Bootstrap):
-            if self.sts == 0 and not self.members:
-                self._scale(1)
+            if not self.pods and not self.members:
+                self.pods[0] = step.image
+                self.claims.add(0)
                 self.members[0] = SimMember(0, self._new_id(), learner=False,
                                             starting=STARTUP_TICKS)
                 self.leader = None
         elif isinstance(step, AddLearner):
-            if self.has_leader() and step.ordinal not in self.members:
-                m = SimMember(step.ordinal, self._new_id(), learner=True)
-                if step.ordinal in self.pods:  # the pod restarts with an empty data dir
-                    m.starting = STARTUP_TICKS
-                self.members[step.ordinal] = m
+            if (self.has_leader() and step.ordinal not in self.members
+                    and step.ordinal not in self.pods):
+                self.members[step.ordinal] = SimMember(step.ordinal, self._new_id(),
+                                                       learner=True)
+        elif isinstance(step, CreatePod):
+            if step.ordinal not in self.pods:
+                self.pods[step.ordinal] = self.spec.image
+                self.claims.add(step.ordinal)
+                if step.ordinal in self.members:
+                    self.members[step.ordinal].starting = STARTUP_TICKS
+        elif isinstance(step, DeletePod):
+            if step.ordinal not in self.members:  # a member's pod is never deleted for good
+                self.pods.pop(step.ordinal, None)
         elif isinstance(step, PromoteLearner):
             learner = self.members.get(step.ordinal)
             if (self.has_leader() and learner is not None and learner.learner
@@ -198,10 +211,9 @@ class World:
                 del self.members[step.ordinal]
                 if self.leader == step.ordinal:
                     self.leader = None
-        elif isinstance(step, ScaleStatefulSet):
-            self._scale(step.replicas)
         elif isinstance(step, DeleteVolumeClaim):
-            if step.ordinal not in self.pods:  # a claim in use by a pod is protected
+            # a claim in use by a pod is protected; a member's data is never deleted
+            if step.ordinal not in self.pods and step.ordinal not in self.members:
                 self.claims.discard(step.ordinal)
         elif isinstance(step, RollMember):
             if step.ordinal in self.pods:
@@ -211,16 +223,6 @@ class World:
                     self.members[step.ordinal].crashed = False
         else:
             raise AssertionError(f"not a step: {step!r}")
-
-    def _scale(self, replicas: int) -> None:
-        for o in range(self.sts, replicas):
-            self.pods[o] = self.spec.image
-            self.claims.add(o)
-            if o in self.members:
-                self.members[o].starting = STARTUP_TICKS
-        for o in range(replicas, self.sts):
-            self.pods.pop(o, None)
-        self.sts = replicas
 
     def _new_id(self) -> int:
         self.next_id += 1

@@ -1,8 +1,8 @@
 """Scripted planner examples: the exact steps of each kind of change, and the waits.
 
 The property tests prove the invariants broadly; these pin the order of steps the
-issue asks for (learner before StatefulSet +1, remove before StatefulSet -1 before the
-claim, followers before the leader) and the sentences people read.
+issue asks for (learner before its pod, remove before deleting the pod before the claim,
+followers before the leader) and the sentences people read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from raftkv.operator.quorum import disruption_budget, pdb_max_unavailable, quoru
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
+    CreatePod,
+    DeletePod,
     DeleteVolumeClaim,
     Member,
     Observed,
@@ -27,7 +29,6 @@ from raftkv.operator.types import (
     RemovalCause,
     RemoveMember,
     RollMember,
-    ScaleStatefulSet,
     Spec,
     Step,
     TransferLeadership,
@@ -76,41 +77,59 @@ def only_steps(plans: list[Plan]) -> list[Step]:
 
 
 def test_empty_cluster_bootstraps_one_member() -> None:
-    obs = Observed("demo", Spec(3, V1), sts_replicas=0, members=None, leader_id=None)
+    obs = Observed("demo", Spec(3, V1), pods=frozenset(), members=None, leader_id=None)
     assert plan(obs) == Bootstrap(V1)
 
 
-def test_leftover_claims_block_bootstrap_and_say_what_to_delete() -> None:
-    obs = Observed("demo", Spec(3, V1), sts_replicas=0, members=None, leader_id=None,
-                   claims=frozenset({0, 2}))
-    assert plan(obs) == Wait(
-        "No member of demo runs, but volume claims remain for demo-0, demo-2; delete them "
-        "to bootstrap a new, empty cluster, or restore demo from a backup.",
-        WaitKind.BLOCKED,
-    )
+def test_claims_without_pods_get_their_pods_back_before_anything_else() -> None:
+    obs = Observed("demo", Spec(3, V1), pods=frozenset({1}), members=None, leader_id=None,
+                   claims=frozenset({0, 1, 2}))
+    assert plan(obs) == CreatePod(0)
+
+
+def test_no_member_answering_with_pods_waits_and_names_a_pod() -> None:
+    obs = Observed("demo", Spec(3, V1), pods=frozenset({1, 2}), members=None, leader_id=None,
+                   claims=frozenset({1, 2}))
+    p = plan(obs)
+    assert isinstance(p, Wait) and p.kind is WaitKind.BLOCKED
+    assert "`kubectl logs demo-1`" in p.reason
 
 
 def test_scale_up_adds_learner_then_pod_then_promotes_one_at_a_time() -> None:
     w = healthy_cluster(1)
     w.spec = Spec(3, V1)
     assert only_steps(steps_until_converged(w)) == [
-        AddLearner(1), ScaleStatefulSet(2), PromoteLearner(1, w.members[1].id),
-        AddLearner(2), ScaleStatefulSet(3), PromoteLearner(2, w.members[2].id),
+        AddLearner(1), CreatePod(1), PromoteLearner(1, w.members[1].id),
+        AddLearner(2), CreatePod(2), PromoteLearner(2, w.members[2].id),
     ]
 
 
-def test_scale_down_moves_leadership_then_removes_then_shrinks_then_deletes_claim() -> None:
+def test_scale_down_removes_followers_then_their_pods_then_their_claims() -> None:
     w = healthy_cluster(3, leader=2)
     ids = {o: m.id for o, m in w.members.items()}
     w.spec = Spec(1, V1)
-    steps = only_steps(steps_until_converged(w))
-    assert steps[0] == TransferLeadership(2, 0, ids[0])
-    assert steps[1:] == [
-        RemoveMember(2, ids[2], RemovalCause.SCALE_DOWN), ScaleStatefulSet(2),
-        DeleteVolumeClaim(2),
-        RemoveMember(1, ids[1], RemovalCause.SCALE_DOWN), ScaleStatefulSet(1),
-        DeleteVolumeClaim(1),
+    assert only_steps(steps_until_converged(w)) == [
+        RemoveMember(1, ids[1], RemovalCause.SCALE_DOWN), DeletePod(1), DeleteVolumeClaim(1),
+        RemoveMember(0, ids[0], RemovalCause.SCALE_DOWN), DeletePod(0), DeleteVolumeClaim(0),
     ]
+    assert sorted(w.members) == [2]  # any member can be removed, not only the highest
+
+
+def test_scale_down_to_one_from_the_leader_moves_leadership_first() -> None:
+    w = healthy_cluster(3, leader=0)
+    w.spec = Spec(1, V1)
+    w.crash(1)  # down: removed first
+    ids = {o: m.id for o, m in w.members.items()}
+    assert plan(w.observe(None)) == RemoveMember(1, ids[1], RemovalCause.SCALE_DOWN)
+
+
+def test_scale_up_reuses_the_lowest_free_ordinal() -> None:
+    w = healthy_cluster(3, leader=2)
+    w.spec = Spec(1, V1)
+    steps_until_converged(w)
+    w.spec = Spec(3, V1)
+    steps = only_steps(steps_until_converged(w))
+    assert [s for s in steps if isinstance(s, AddLearner)] == [AddLearner(0), AddLearner(1)]
 
 
 def test_upgrade_rolls_followers_first_and_the_leader_last_after_a_transfer() -> None:
@@ -130,17 +149,45 @@ def test_member_that_lost_its_data_is_removed_and_added_back_as_learner() -> Non
     w.lose_data(1)
     steps = only_steps(steps_until_converged(w))
     assert steps == [
-        RemoveMember(1, old_id, RemovalCause.DATA_LOST), AddLearner(1),
-        PromoteLearner(1, w.members[1].id),
+        RemoveMember(1, old_id, RemovalCause.DATA_LOST), DeletePod(1), DeleteVolumeClaim(1),
+        AddLearner(1), CreatePod(1), PromoteLearner(1, w.members[1].id),
     ]
     assert w.members[1].id != old_id
+
+
+def test_pod_and_claim_deleted_is_healed_by_a_fresh_member() -> None:
+    w = healthy_cluster(3, leader=1)
+    old_id = w.members[0].id
+    del w.pods[0]
+    w.claims.discard(0)
+    steps = only_steps(steps_until_converged(w))
+    assert steps == [
+        RemoveMember(0, old_id, RemovalCause.DATA_LOST),
+        AddLearner(0), CreatePod(0), PromoteLearner(0, w.members[0].id),
+    ]
+
+
+def test_pod_deleted_with_its_claim_kept_is_restarted_as_itself() -> None:
+    w = healthy_cluster(3, leader=1)
+    old_id = w.members[2].id
+    del w.pods[2]
+    assert only_steps(steps_until_converged(w)) == [CreatePod(2)]
+    assert w.members[2].id == old_id
+
+
+def test_pods_restored_even_without_quorum() -> None:
+    w = healthy_cluster(3, leader=1)
+    del w.pods[0]
+    del w.pods[2]
+    assert not w.quorate()
+    assert plan(w.observe(None)) == CreatePod(0)
 
 
 def test_learner_catching_up_is_a_wait_with_its_progress() -> None:
     w = healthy_cluster(3)
     w.spec = Spec(5, V1)
     w.execute(AddLearner(3))
-    w.execute(ScaleStatefulSet(4))
+    w.execute(CreatePod(3))
     w.members[3].starting = 0
     w.commit = w.members[0].raft_index = 1000
     p = plan(w.observe(None))
@@ -162,20 +209,22 @@ def test_quorum_lost_waits_and_names_the_members_to_bring_back() -> None:
                                "Bring demo-1 and demo-2 back")
 
 
-def test_scale_down_refused_while_a_remaining_voter_is_unhealthy() -> None:
+def test_scale_down_removes_the_unhealthy_member_first() -> None:
     w = healthy_cluster(5)
     w.spec = Spec(3, V1)
     w.crash(1)
+    assert plan(w.observe(None)) == RemoveMember(1, w.members[1].id, RemovalCause.SCALE_DOWN)
+
+
+def test_upgrade_refused_while_a_member_is_down() -> None:
+    w = healthy_cluster(3, leader=0)
+    w.spec = Spec(3, V2)
+    w.execute(RollMember(2, V2))
+    w.crash(2)  # the new image does not start
+    w.members[2].starting = 0
     p = plan(w.observe(None))
     assert isinstance(p, Wait) and p.kind is WaitKind.BLOCKED
-    assert "Scale-down from 5 to 3 voters is paused: demo-1 is unhealthy" in p.reason
-
-
-def test_scale_down_proceeds_when_the_leaving_member_is_the_unhealthy_one() -> None:
-    w = healthy_cluster(5)
-    w.spec = Spec(3, V1)
-    w.crash(4)
-    assert plan(w.observe(None)) == RemoveMember(4, w.members[4].id, RemovalCause.SCALE_DOWN)
+    assert p.reason.startswith("Upgrade to raftkv:0.2.0 is paused: demo-2 is not healthy")
 
 
 def test_single_voter_upgrade_waits_with_advice() -> None:
@@ -205,7 +254,8 @@ def _member(o: int, *, healthy: bool = True, learner: bool = False) -> Member:
 def test_guard_refuses_a_step_that_would_leave_no_quorum() -> None:
     """The last line of defence: even a step a rule got wrong is re-checked."""
     members = (_member(0), _member(1), _member(2, healthy=False))
-    obs = Observed("demo", Spec(3, V1), 3, members, leader_id=100, claims=frozenset({0, 1, 2}))
+    obs = Observed("demo", Spec(3, V1), frozenset({0, 1, 2}), members, leader_id=100,
+                   claims=frozenset({0, 1, 2}))
     view = View.of(obs)
     p = planner._guarded(view, RemoveMember(1, 101, RemovalCause.SCALE_DOWN))
     assert isinstance(p, Wait) and p.kind is WaitKind.BLOCKED
@@ -235,7 +285,8 @@ def test_learner_does_not_widen_the_disruption_budget() -> None:
 
 def test_data_lost_member_is_never_counted_healthy() -> None:
     lost = replace(_member(1), data_lost=True)
-    obs = Observed("demo", Spec(3, V1), 3, (_member(0), lost, _member(2)), leader_id=100,
+    obs = Observed("demo", Spec(3, V1), frozenset({0, 1, 2}), (_member(0), lost, _member(2)),
+                   leader_id=100,
                    claims=frozenset({0, 1, 2}))
     assert plan(obs) == RemoveMember(1, 101, RemovalCause.DATA_LOST)
 

@@ -10,7 +10,8 @@ Two families, both derandomized (a failure prints its example and replays exactl
 
 Invariants checked at every planner call (on the model, not on the planner's view):
 - a step is issued only with a healthy voter quorum and a leader, and a healthy voter
-  quorum remains right after it is executed;
+  quorum remains right after it is executed; the one exception is restoring the pod of a
+  volume claim (a member restarting on its data), which needs no quorum;
 - at most one membership change is in flight (never more than before, when a generated
   start already had more);
 - the leader is never removed or restarted;
@@ -34,13 +35,14 @@ from raftkv.operator.planner import plan
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
+    CreatePod,
+    DeletePod,
     DeleteVolumeClaim,
     Plan,
     PromoteLearner,
     RemovalCause,
     RemoveMember,
     RollMember,
-    ScaleStatefulSet,
     Spec,
     Step,
     TransferLeadership,
@@ -70,11 +72,12 @@ def worlds(draw: st.DrawFn, *, all_healthy: bool = False) -> World:
         if not all_healthy:
             w.claims = draw(st.sets(st.integers(0, 8), max_size=2))
         return w
-    sts = draw(st.integers(1, 8))
-    w.sts = sts
-    w.pods = {o: draw(st.sampled_from(IMAGES)) for o in range(sts)}
-    top = sts if all_healthy else 9
-    ordinals = draw(st.sets(st.integers(0, top - 1), min_size=1, max_size=min(top, 8)))
+    pod_ordinals = draw(st.sets(st.integers(0, 8), min_size=1, max_size=8))
+    w.pods = {o: draw(st.sampled_from(IMAGES)) for o in pod_ordinals}
+    if all_healthy:
+        ordinals = draw(st.sets(st.sampled_from(sorted(pod_ordinals)), min_size=1))
+    else:
+        ordinals = draw(st.sets(st.integers(0, 8), min_size=1, max_size=8))
     w.commit = draw(st.integers(0, 500))
     for o in sorted(ordinals):
         learner = draw(st.booleans()) if draw(st.booleans()) else False
@@ -89,8 +92,8 @@ def worlds(draw: st.DrawFn, *, all_healthy: bool = False) -> World:
     if not w.voters():
         first = min(w.members)
         w.members[first].learner = False
-    extra = draw(st.sets(st.integers(sts, 8), max_size=3))
-    w.claims = set(range(sts)) | extra
+    extra = draw(st.sets(st.integers(0, 8), max_size=3))
+    w.claims = set(pod_ordinals) | (set() if all_healthy else extra)
     w.next_id = 0x1000
     w.tick()  # elect a leader if the model can
     return w
@@ -103,7 +106,8 @@ steps = st.one_of(
     st.builds(PromoteLearner, st.integers(0, 8), st.integers(0x100, 0x108)),
     st.builds(RemoveMember, st.integers(0, 8), st.integers(0x100, 0x108),
               st.sampled_from(RemovalCause)),
-    st.builds(ScaleStatefulSet, st.integers(0, 8)),
+    st.builds(CreatePod, st.integers(0, 8)),
+    st.builds(DeletePod, st.integers(0, 8)),
     st.builds(DeleteVolumeClaim, st.integers(0, 8)),
     st.builds(RollMember, st.integers(0, 8), st.sampled_from(IMAGES)),
     st.builds(TransferLeadership, st.integers(0, 8), st.integers(0, 8),
@@ -115,13 +119,13 @@ steps = st.one_of(
 
 
 def snapshot(w: World) -> tuple[object, ...]:
-    return (w.sts, dict(w.pods), {o: (m.learner, m.crashed, m.data_lost, m.starting)
+    return (dict(w.pods), {o: (m.learner, m.crashed, m.data_lost, m.starting)
                                   for o, m in w.members.items()}, w.leader, set(w.claims))
 
 
 def check_and_execute(w: World, op: Operator, p: Plan, *, execute: bool = True) -> None:
     """Check one planner result against the model, then carry it out."""
-    in_flight_before = w.in_flight()
+    in_flight_before, quorate_before = w.in_flight(), w.quorate()
     if isinstance(p, Wait):
         assert SENTENCE.match(p.reason), f"not a sentence: {p.reason!r}"
         if p.kind is not WaitKind.CONVERGED:
@@ -135,7 +139,13 @@ def check_and_execute(w: World, op: Operator, p: Plan, *, execute: bool = True) 
     assert isinstance(p, Step)
     assert SENTENCE.match(p.describe("demo"))
     if isinstance(p, Bootstrap):
-        assert not w.members and w.sts == 0 and not w.claims, "bootstrap over an existing cluster"
+        assert not w.members and not w.pods and not w.claims, "bootstrap over an existing cluster"
+    elif isinstance(p, CreatePod) and (p.ordinal in w.claims or not w.quorate()):
+        # restoring a pod on its data: allowed without quorum, never for a lost member
+        assert p.ordinal in w.claims and p.ordinal not in w.pods
+        m = w.members.get(p.ordinal)
+        if any(w.healthy(x) for x in w.members.values()):  # else nothing can be known
+            assert m is None or not m.data_lost, f"{p} restarts a member whose data is lost"
     else:
         assert w.quorate(), f"{p} issued without a healthy voter quorum"
         assert w.has_leader(), f"{p} issued without a leader"
@@ -156,7 +166,7 @@ def check_and_execute(w: World, op: Operator, p: Plan, *, execute: bool = True) 
     before = snapshot(w)
     w.execute(p)
     assert snapshot(w) != before, f"{p} had no effect: the model refused it"
-    if not isinstance(p, Bootstrap):
+    if not isinstance(p, Bootstrap) and quorate_before:
         assert w.quorate(), f"{p} left no healthy voter quorum"
     assert w.in_flight() <= max(1, in_flight_before), (
         f"{p} started a second membership change ({w.in_flight()} in flight)")
@@ -179,7 +189,7 @@ def assert_reached(w: World, p: Plan) -> None:
         w.spec.replicas == 1 and isinstance(p, Wait) and "single voter" in p.reason
     )
     if single_voter_upgrade:  # documented: restarting the only voter needs downtime
-        assert w.sts == 1 and sorted(w.members) == [0] and not w.members[0].learner
+        assert len(w.members) == 1 and not next(iter(w.members.values())).learner
         return
     assert isinstance(p, Wait) and p.kind is WaitKind.CONVERGED, f"stuck at: {p}"
     assert w.converged(), f"planner says converged but the model is not: {w}"
@@ -196,7 +206,7 @@ def test_any_state_one_step_is_safe(w: World, recorded: Step | None) -> None:
     p = plan(obs)
     assert plan(obs) == p, "the planner is not deterministic"
     if not w.quorate() and w.members:
-        assert isinstance(p, Wait), "a step without a healthy quorum"
+        assert isinstance(p, Wait | CreatePod), "a step without a healthy quorum"
     check_and_execute(w, op, p)
 
 
@@ -262,7 +272,7 @@ def test_sequences_with_faults_restarts_and_spec_changes(
         skip = apply_event(w, op, e)
         p = plan(w.observe(op.in_progress))
         if not w.quorate():
-            assert isinstance(p, Wait), f"{p} issued while the model has no quorum"
+            assert isinstance(p, Wait | CreatePod), f"{p} issued while the model has no quorum"
         check_and_execute(w, op, p, execute=not skip)
         if skip:
             op.restart(keep_record=True)  # it crashed after recording the step

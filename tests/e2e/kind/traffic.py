@@ -1,0 +1,107 @@
+"""Client traffic run inside the kind cluster (in a pod on the raftkv image), for the e2e tests.
+
+``traffic.py writer ENDPOINT``: writes ``w/<n>`` = n sequentially through ENDPOINT (the
+client Service), printing ``ACK n`` only after the write was acknowledged, and every tenth
+write reads the last acknowledged key back (linearizable), printing ``READ n ok`` or
+``READ n MISSING``; errors print ``ERR ...`` and the next attempt dials again.
+
+``traffic.py sampler ENDPOINT``: about every 200 ms, reads the member list through ENDPOINT
+and each member's own Status, printing ``SAMPLE <unix time> <voters> <healthy voters>``
+(a healthy voter answers its Status, knows a leader and reports no error).
+
+``traffic.py verify ENDPOINT N...``: reads every ``w/<n>`` given and prints ``LOST n`` for
+each missing one, then ``VERIFIED <count>``.
+
+Both loops run until the pod is deleted (SIGTERM); every line is flushed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+os.environ.setdefault("GRPC_DNS_RESOLVER", "native")  # before grpc loads: search domains
+
+from raftkv.client import EtcdClient, EtcdError, parse_endpoint
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def writer(endpoint: str) -> None:
+    n, last_acked = 0, 0
+    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=2, command_timeout=3)
+    while True:
+        n += 1
+        try:
+            await c.put(f"w/{n:08d}".encode(), str(n).encode())
+            out(f"ACK {n}")
+            last_acked = n
+            if n % 10 == 0:
+                got = await c.get(f"w/{last_acked:08d}".encode())
+                out(f"READ {last_acked} {'ok' if got.count == 1 else 'MISSING'}")
+        except EtcdError as exc:
+            out(f"ERR {n} {exc}")
+            await c.close()
+            c = EtcdClient(parse_endpoint(endpoint), dial_timeout=2, command_timeout=3)
+            await asyncio.sleep(0.1)  # back off before dialing again, not a readiness wait
+
+
+async def _status_ok(url: str) -> tuple[int, bool, bool]:
+    c = EtcdClient(parse_endpoint(url), dial_timeout=0.5, command_timeout=0.5)
+    try:
+        s = await c.status()
+        return s.member_id, s.leader != 0 and not s.errors, s.is_learner
+    except EtcdError:
+        return 0, False, False
+    finally:
+        await c.close()
+
+
+async def sampler(endpoint: str) -> None:
+    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=1, command_timeout=1)
+    while True:
+        started = time.monotonic()
+        try:
+            ml = await c.member_list()
+            voters = [m for m in ml.members if not m.is_learner]
+            results = await asyncio.gather(*(_status_ok(m.client_urls[0]) for m in voters
+                                             if m.client_urls))
+            healthy = sum(1 for mid, ok, learner in results
+                          if ok and not learner and any(v.id == mid for v in voters))
+            out(f"SAMPLE {time.time():.3f} {len(voters)} {healthy}")
+        except EtcdError as exc:
+            out(f"SAMPLE-ERR {time.time():.3f} {exc}")
+            await c.close()
+            c = EtcdClient(parse_endpoint(endpoint), dial_timeout=1, command_timeout=1)
+        await asyncio.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
+
+
+async def verify(endpoint: str, numbers: list[int]) -> None:
+    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=3, command_timeout=5)
+    for n in numbers:
+        got = await c.get(f"w/{n:08d}".encode())
+        if got.count != 1:
+            out(f"LOST {n}")
+    out(f"VERIFIED {len(numbers)}")
+    await c.close()
+
+
+def main() -> None:
+    mode, endpoint = sys.argv[1], sys.argv[2]
+    if mode == "writer":
+        asyncio.run(writer(endpoint))
+    elif mode == "sampler":
+        asyncio.run(sampler(endpoint))
+    elif mode == "verify":
+        asyncio.run(verify(endpoint, [int(x) for x in sys.stdin.read().split()]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()
