@@ -68,8 +68,8 @@ MUTANTS = [
     ),
     Mutant(
         "conf-change-on-append", "raft.py",
-        "                self.pending_conf_index = self.raft_log.last_index() + 1",
-        "                self.pending_conf_index = self.raft_log.last_index() + 1\n"
+        "                pending = last + i + 1",
+        "                pending = last + i + 1\n"
         "                self.apply_conf_change(decode_conf_change(e.data))",
         "apply a configuration change when appended, before it commits",
     ),
