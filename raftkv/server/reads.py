@@ -32,7 +32,7 @@ async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequ
     keep = r.limit + 1 if r.limit > 0 and default_order and not filters else 0
     while True:
         current = kv.check_range_revision(backend, r)
-        at = r.revision or current
+        at = r.revision if r.revision > 0 else current  # <= 0: current, as etcd
         rows: list[KeyValue] = []
         count = 0
         after: bytes | None = None
@@ -47,7 +47,7 @@ async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequ
             await asyncio.sleep(0)
         if backend.compacted_revision() <= at:
             break  # no compaction above ``at``: nothing we read at ``at`` was deleted
-        if r.revision:
+        if r.revision > 0:
             raise errors.Compacted()
     resp, out = kv.select(r, rows, count, current)
     if not r.count_only:

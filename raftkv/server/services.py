@@ -21,8 +21,6 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
-from raftkv.raft import ConfChange, ConfChangeType, StateType
-from raftkv.raft.quorum import majority
 from raftkv.server import validate
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
@@ -50,7 +48,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
             validate.check_range(request)
             if not request.serializable:
                 await self.s.linearizable_barrier()
-            return _fill(self.s, kv.range_(self.s.backend, request))
+            return _fill(self.s, await self.s.range(request))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -106,7 +104,7 @@ def _all_serializable(r: rpc_pb2.TxnRequest) -> bool:
 def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> grpc.aio.Channel:
     """A client channel to the current leader's first client URL (cached per service: a
     channel belongs to the event loop that made it)."""
-    m = server.membership.members.get(server.lead)
+    m = server.membership.members.get(server.leader_id())
     if m is None or not m.client_urls:
         raise errors.NoLeader()
     target = m.client_urls[0].removeprefix("http://")
@@ -145,7 +143,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:
         try:
-            if request.targetID != self.s.id or self.s.node.raft.state is not StateType.LEADER:
+            if request.targetID != self.s.id or not self.s.is_leader():
                 # (as etcd: moving leadership to the leader itself is done at once)
                 await self.s.move_leader(request.targetID)
             return _fill(self.s, rpc_pb2.MoveLeaderResponse())
@@ -154,8 +152,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.DefragmentResponse:
-        self.s.backend.force_commit()
-        self.s.backend.defragment()
+        await self.s.defragment()
         return _fill(self.s, rpc_pb2.DefragmentResponse())
 
 
@@ -199,9 +196,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
             if request.isLearner and any(m.is_learner for m in ms.members.values()):
                 raise errors.TooManyLearners()
             m = Member(mid, "", urls, [], request.isLearner)
-            kind = (ConfChangeType.ADD_LEARNER_NODE if request.isLearner
-                    else ConfChangeType.ADD_NODE)
-            await self.s.propose_conf_change(ConfChange(kind, mid, m.to_json()))
+            await self.s.add_member(m)
             return _fill(self.s, rpc_pb2.MemberAddResponse(member=_member_pb(m),
                                                            members=self._members()))
         except errors.EtcdError as exc:
@@ -210,17 +205,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberRemove(self, request: rpc_pb2.MemberRemoveRequest,
                            context: grpc.aio.ServicerContext) -> rpc_pb2.MemberRemoveResponse:
         try:
-            ms = self.s.membership
-            m = ms.members.get(request.ID)
-            if m is None:
-                raise errors.MemberNotFound()
-            if not m.is_learner:
-                voters = [v.id for v in ms.voters() if v.id != m.id]
-                started = sum(1 for v in voters
-                              if v == self.s.id or self.s.transport.connected(v))
-                if voters and started < majority(len(voters)):
-                    raise errors.NotEnoughStarted()
-            await self.s.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, m.id))
+            await self.s.remove_member(request.ID)
             return _fill(self.s, rpc_pb2.MemberRemoveResponse(members=self._members()))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -233,7 +218,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 raise errors.MemberNotFound()
             if not m.is_learner:
                 raise errors.MemberNotLearner()
-            if self.s.node.raft.state is not StateType.LEADER:
+            if not self.s.is_leader():
                 # only the leader knows whether the learner caught up (etcd forwards the
                 # promotion to the leader too); a follower's proposal would be dropped
                 # there silently and time out here
@@ -243,12 +228,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                         request, timeout=self.s.request_timeout)
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
-            try:
-                await self.s.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, m.id))
-            except errors.EtcdError as exc:
-                if "caught up" in exc.message:
-                    raise errors.LearnerNotReady() from None
-                raise
+            await self.s.promote_member(m.id)
             return _fill(self.s, rpc_pb2.MemberPromoteResponse(members=self._members()))
         except errors.EtcdError as exc:
             await _fail(context, exc)
@@ -303,7 +283,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
             yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
 
     def _leader(self) -> bool:
-        return self.s.node.raft.state is StateType.LEADER
+        return self.s.is_leader()
 
     async def _leader_barrier(self) -> bool:
         """As etcd 3.5's LeaseRenew/LeaseTimeToLive on the leader: wait until the applied

@@ -253,7 +253,7 @@ class Backend:
         if 0 < rev < self._compacted_rev:
             raise CompactedError(f"revision {rev} has been compacted (compacted revision "
                                  f"{self._compacted_rev})")
-        return rev or self._current_rev
+        return rev if rev > 0 else self._current_rev  # <= 0: current, as etcd
 
     def range(self, key: bytes, range_end: bytes | None = None, rev: int = 0,
               limit: int = 0) -> tuple[list[KeyValue], int]:

@@ -39,7 +39,7 @@ def _request(rng: random.Random, current: int) -> rpc_pb2.RangeRequest:
     end = rng.choice([b"", b"\0", b"k%02d" % rng.randrange(lo, 41)])
     return rpc_pb2.RangeRequest(
         key=b"k%02d" % lo, range_end=end, limit=rng.choice([0, 0, 1, 3, 7]),
-        revision=rng.choice([0, 0, rng.randrange(1, current + 1)]),
+        revision=rng.choice([0, 0, -1, -(2**63), rng.randrange(1, current + 1)]),
         sort_order=rng.randrange(3), sort_target=rng.randrange(5),  # type: ignore[arg-type]
         keys_only=rng.random() < 0.2, count_only=rng.random() < 0.1,
         min_mod_revision=rng.choice([0, 0, rng.randrange(1, current + 1)]),
