@@ -127,7 +127,7 @@ for b in "${BINARIES[@]}"; do
     measure "go build $b" go build -p "$JOBS" -trimpath -ldflags "$LDFLAGS" \
         -o "$WORK/bin/$b" "k8s.io/kubernetes/cmd/$b"
     reports_version "$WORK/bin/$b" || {
-        say "$b --version does not report $VERSION"; exit 1; }
+        say "$b does not report $VERSION:"; "$WORK/bin/$b" version 2>&1 | head -5 >&2; exit 1; }
 done
 echo "== total wall seconds: $(( $(date +%s) - total_start ))" >>"$STATS"
 touch "$WORK/bin/.complete"

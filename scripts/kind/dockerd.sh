@@ -26,15 +26,16 @@ start() {
     install -m 0755 "$KIND_SCRIPTS/files/runc-wrapper" "$KIND_BIN/runc-raftkv"
     mkdir -p "$DATA_ROOT"
     rm -f "$KIND_DOCKER_SOCK" "$KIND_DOCKER_PID"
-    # setsid: dockerd outlives this script (the caller stops it with `dockerd.sh stop`)
+    # setsid: dockerd outlives this script (the caller stops it with `dockerd.sh stop`);
+    # the subshell first closes our lock fds so dockerd does not hold the locks forever
     (
-    for fd in "${LOCK_FDS[@]}"; do eval "exec $fd>&-"; done
-    exec setsid nsenter --net="/run/netns/$KIND_NETNS" -- dockerd \
-        --data-root "$DATA_ROOT" --exec-root "$KIND_DOCKER_EXEC" \
-        -H "unix://$KIND_DOCKER_SOCK" --pidfile "$KIND_DOCKER_PID" \
-        --storage-driver overlay2 \
-        --add-runtime "raftkv=$KIND_BIN/runc-raftkv" --default-runtime raftkv \
-        >"$LOG" 2>&1 </dev/null
+        for fd in "${LOCK_FDS[@]}"; do eval "exec $fd>&-"; done
+        exec setsid nsenter --net="/run/netns/$KIND_NETNS" -- dockerd \
+            --data-root "$DATA_ROOT" --exec-root "$KIND_DOCKER_EXEC" \
+            -H "unix://$KIND_DOCKER_SOCK" --pidfile "$KIND_DOCKER_PID" \
+            --storage-driver overlay2 \
+            --add-runtime "raftkv=$KIND_BIN/runc-raftkv" --default-runtime raftkv \
+            >"$LOG" 2>&1 </dev/null
     ) &
     local launcher=$!
     local deadline=$((SECONDS + 60))

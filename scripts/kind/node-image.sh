@@ -22,8 +22,8 @@ build() {
         "$K8S_NODE_BIN/kubeadm" "$K8S_NODE_BIN/kubelet" "$K8S_NODE_BIN/kubectl")
     image_current "$NODE_IMAGE" "$key" && return 0
     lock node-image
-    local T; T=$(mktemp -d "$KIND_CACHE/.node-tarball.XXXXXX")
-    trap 'rm -rf "$T"' RETURN
+    T=$(mktemp -d "$KIND_CACHE/.node-tarball.XXXXXX")
+    trap 'rm -rf "$T"' EXIT
     local S="$T/kubernetes/server/bin"
     mkdir -p "$S"
     echo "$K8S_VERSION" >"$T/kubernetes/version"

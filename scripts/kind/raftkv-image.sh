@@ -20,14 +20,13 @@ IMAGE_REPO=raftkv
 ROOT="$KIND_CACHE/rootfs/python"
 WORK=$(mktemp -d "$KIND_CACHE/.raftkv-image.XXXXXX")
 trap 'mountpoint -q "$ROOT/proc" && umount "$ROOT/proc"; rm -rf "$WORK"' EXIT
-PY=${PYTHON:-python3}
+# a Python 3.11+ with pip (builds the wheel, fetches the dependencies): the repo's venv if any
+PY=${PYTHON:-$( [[ -x $REPO/.venv/bin/python ]] && echo "$REPO/.venv/bin/python" || echo python3)}
 
 deps() {  # the runtime dependencies from pyproject.toml, one a line
     "$PY" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
         "$REPO/pyproject.toml"
 }
-DEPS_KEY=$(input_key "$0" "$(deps)" "$ETCD_BIN/etcdctl")
-BASE_TAG="raftkv.local/raftkv-base:$DEPS_KEY"
 # tracked and not-ignored new files, by path (sorted: committing a file must not change it)
 SRC_KEY=$(cd "$REPO" && git ls-files -z --cached --others --exclude-standard | sort -zu |
           xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-16)
@@ -62,6 +61,11 @@ base() {
     import_rootfs "$R" "$BASE_TAG" --change "LABEL raftkv.key=$DEPS_KEY"
     rm -rf "$R"
 }
+
+# the base layer's key: its recipe (this function's text and lib.sh's chroot helpers), the
+# dependency list and etcdctl; editing the project-layer code below does not rebuild it
+DEPS_KEY=$(input_key "$(declare -f base chroot_apt derive_rootfs)" "$(deps)" "$ETCD_BIN/etcdctl")
+BASE_TAG="raftkv.local/raftkv-base:$DEPS_KEY"
 
 wheel() {  # wheel VERSION -> $WORK/dist-VERSION/raftkv-VERSION-*.whl
     local v="$1" src="$WORK/src-$1"
@@ -104,5 +108,8 @@ DF
 }
 
 [[ -x $ETCD_BIN/etcdctl ]] || { say "run scripts/build-etcd.sh first"; exit 1; }
+lock raftkv-image   # one builder at a time re-tags raftkv:<tag>
 stage raftkv-image-base base
 for t in "${TAGS[@]}"; do stage "raftkv-image-$t" project "$t"; done
+# the previous project layers, now untagged (this dockerd holds only this setup's images)
+docker image prune -f >/dev/null

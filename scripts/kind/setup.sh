@@ -9,7 +9,8 @@
 # CoreDNS, local-path-provisioner, pause, helm) -> dockerd in netns $KIND_NETNS -> Debian
 # rootfs -> kind base image -> component images -> node image -> raftkv images.
 # Invariants: a dockerd this script starts, it stops (by pid, on exit, also on failure);
-# a dockerd already running (the test fixture's) is used and left running.
+# the image stages take the session lock, so they never run under a test session's
+# cluster, and a dockerd left running by someone else is used and left running.
 source "$(dirname "$0")/lib.sh"
 HELM_VERSION="${RAFTKV_HELM_VERSION:-v3.22.0}"
 
@@ -35,6 +36,8 @@ stage build-k8s-node nice -n 10 bash "$REPO/scripts/build-k8s-node.sh"
 stage build-helm nice -n 10 bash "$REPO/scripts/build-helm.sh"
 bash "$KIND_SCRIPTS/build-tools.sh"
 
+# the test fixture holds this lock while its cluster (and dockerd) is up
+lock session
 started_dockerd=0
 if ! docker_up; then
     bash "$KIND_SCRIPTS/dockerd.sh" start >/dev/null

@@ -191,6 +191,11 @@ class KindCluster:
             out = self._stage("dockerd", ["bash", SCRIPTS / "dockerd.sh", "start"],
                               inside=False, timeout=120)
             self._dockerd_pid = int(out.stdout.split()[-1])
+            probe = self.run(["docker", "image", "inspect", "-f", "{{.Id}}", node_image()],
+                             check=False, timeout=30)
+            if probe.returncode != 0:
+                raise KindError(f"node image {node_image()} is not in the kind setup's "
+                                "docker (was its data root removed?); run `make kind`")
             self._stage("raftkv images", ["bash", SCRIPTS / "raftkv-image.sh"], inside=False)
             self.run(["kind", "delete", "cluster", "--name", self.name], timeout=180)
             self._stage("kind create cluster", [

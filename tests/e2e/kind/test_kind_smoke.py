@@ -4,7 +4,8 @@ A single-member raftkv runs from ``raftkv:0.1.0`` in a StatefulSet pod whose dat
 is a local-path PVC, behind a headless Service; a second pod (``raftkv:0.1.1``) runs the
 image's etcdctl 3.6.16 against the member's DNS name, puts a key and reads it back. It also
 checks what the upgrade tests rely on: the two tags report different distribution
-versions, the member runs as uid 10001, and its data lives on the bound claim.
+versions, the member runs as uid 10001, and its data lives on the bound claim; and that
+the cluster's own etcd is the 3.6.16 build.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import pytest
 
 from tests.support.kind import KindCluster
+from tests.support.proc import wait_until
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 
@@ -58,9 +60,11 @@ spec:
         ports:
         - {{containerPort: 2379, name: client}}
         - {{containerPort: 2380, name: peer}}
-        readinessProbe:
-          tcpSocket: {{port: 2379}}
+        readinessProbe:   # a quorum read through the image's etcdctl: the member has a leader
+          exec:
+            command: [etcdctl, --endpoints=127.0.0.1:2379, endpoint, health]
           periodSeconds: 1
+          timeoutSeconds: 5
         volumeMounts:
         - {{name: data, mountPath: /var/lib/raftkv/data}}
   volumeClaimTemplates:
@@ -85,8 +89,8 @@ spec:
     - sh
     - -c
     - >-
-      etcdctl --endpoints=http://{fqdn}:2379 --dial-timeout=5s put {key} {value} &&
-      etcdctl --endpoints=http://{fqdn}:2379 get {key} --print-value-only
+      etcdctl --endpoints=http://{fqdn}:2379 --command-timeout=10s put {key} {value} &&
+      etcdctl --endpoints=http://{fqdn}:2379 --command-timeout=10s get {key} --print-value-only
 """
 
 
@@ -109,10 +113,16 @@ def test_raftkv_image_serves_etcdctl_over_service_dns(kind_cluster: KindCluster)
         k.kubectl("-n", ns, "apply", "-f", "-",
                   input=CLIENT.format(image=k.images["0.1.1"], fqdn=fqdn, key=key,
                                       value=value))
-        k.kubectl("-n", ns, "wait", "pod/etcdctl-smoke",
-                  "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s", timeout=140)
-        logs = k.kubectl("-n", ns, "logs", "etcdctl-smoke").stdout.split()
-        assert logs == ["OK", value], logs
+
+        def finished() -> str | None:
+            phase = k.kubectl("-n", ns, "get", "pod", "etcdctl-smoke",
+                              "-o", "jsonpath={.status.phase}").stdout
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        phase = wait_until(finished, 120, "the etcdctl pod to finish", 0.5)
+        logs = k.kubectl("-n", ns, "logs", "etcdctl-smoke").stdout
+        assert phase == "Succeeded", f"etcdctl pod {phase}:\n{logs}"
+        assert logs.split() == ["OK", value], logs
 
         def in_member(*argv: str) -> str:
             return k.kubectl("-n", ns, "exec", "raftkv-smoke-0", "--", *argv).stdout.strip()
@@ -128,3 +138,14 @@ def test_raftkv_image_serves_etcdctl_over_service_dns(kind_cluster: KindCluster)
         assert k.run(["docker", *run_version]).stdout.strip() == "0.1.1"
     finally:
         k.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_control_plane_runs_the_etcd_3_6_16_build(kind_cluster: KindCluster) -> None:
+    """kubeadm took the etcd image tag from scripts/kind/kind-config.test.yaml."""
+    k = kind_cluster
+    pod = f"etcd-{k.name}-control-plane"
+    image = k.kubectl("-n", "kube-system", "get", "pod", pod,
+                      "-o", "jsonpath={.spec.containers[0].image}").stdout
+    assert image == "registry.k8s.io/etcd:3.6.16-0"
+    out = k.kubectl("-n", "kube-system", "exec", pod, "--", "etcd", "--version").stdout
+    assert out.splitlines()[0] == "etcd Version: 3.6.16", out
