@@ -411,8 +411,9 @@ def test_7_unsafe_step_refused_with_condition_and_event_until_safe(k: K) -> None
             signal_member(k, f, "STOP")
         t0 = time.monotonic()
         k("scale", "-n", NS, "rkv", NAME, "--replicas=5")
-        deg = poll(lambda: (c := k.condition("Degraded")).get("reason") == "Blocked" and c,
-                   60, "Degraded=Blocked")
+        deg = poll(lambda: (c := k.condition("Degraded")).get("reason") == "Blocked"
+                   and "Quorum lost" in c.get("message", "") and c, 90,
+                   "Degraded=Blocked with the quorum-loss reason")
         n_pods = len(k.json("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"])
         assert deg["status"] == "True" and "Quorum lost" in deg["message"], deg
         assert k.condition("Available").get("status") == "False"
