@@ -1,12 +1,14 @@
 """Reading etcd's Prometheus text exposition from a /metrics URL.
 
 Invariant: :func:`scrape` returns a parsed :class:`Scrape` or raises :class:`MetricsError`
-with one sentence (unreachable, HTTP error, or not Prometheus text). Samples of a family
-with several label sets are summed, as ``sum by (le)`` would: one URL is one member.
+with one sentence (unreachable, HTTP error, not HTTP at all, or not Prometheus text).
+Samples of a family with several label sets are summed, as ``sum by (le)`` would: one
+URL is one member.
 """
 
 from __future__ import annotations
 
+import http.client
 import math
 import ssl
 import urllib.error
@@ -93,6 +95,11 @@ def scrape(url: str, timeout: float, ssl_context: ssl.SSLContext | None = None) 
         reason = exc.reason
         detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise MetricsError(url, f"unreachable ({detail})", unreachable=True) from None
+    except http.client.HTTPException as exc:
+        # e.g. BadStatusLine from a gRPC-only port (raftkv's client URL), which answers
+        # an HTTP/1.1 request with an HTTP/2 frame
+        raise MetricsError(url, f"does not speak HTTP/1.1 ({type(exc).__name__}); "
+                                "give its metrics URL with --metrics-urls") from None
     except (OSError, ValueError) as exc:
         raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None
     try:

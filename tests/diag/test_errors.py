@@ -165,3 +165,16 @@ def test_missing_key_file_is_usage(tmp_path: Path) -> None:
     r = run_diag("--endpoints", "https://127.0.0.1:1", "--cacert", str(tmp_path / "nope"),
                  "status")
     assert r.code == 64 and "cannot read --cacert" in r.err, (r.code, r.err)
+
+
+@pytest.mark.slow
+def test_metrics_default_on_a_grpc_only_client_port(raftkv3: Cluster) -> None:
+    """Without --metrics-urls diag reads the client URL + /metrics, as for etcd; raftkv's
+    client port speaks only gRPC (HTTP/2), so the scrape gets no HTTP/1.1 status line.
+    That is the bad-metrics exit code with one sentence naming the fix, not a crash."""
+    r = run_diag("--endpoints", ",".join(raftkv3.endpoints), "-w", "json", "status")
+    _no_traceback(r.out, r.err)
+    assert r.code == 8, r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 3 and all("--metrics-urls" in ln for ln in lines), r.err
+    assert len(r.json()["endpoints"]) == 3  # the members themselves are still reported
