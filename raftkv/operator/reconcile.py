@@ -9,7 +9,8 @@ Invariants:
   is executed, and every step gets a Normal Event naming it; a refusal by the cluster
   gets a Warning Event and is retried on the next tick;
 - a wait changes nothing but the status; it gets an Event (Warning when blocked) only
-  when its message changed, so a blocked cluster does not flood the Event stream;
+  when its message changed other than in its numbers (a learner's raft index while it
+  catches up), so neither a blocked nor a progressing cluster floods the Event stream;
 - the recorded step is cleared once the planner says the cluster has converged;
 - owned Services and the PodDisruptionBudget are kept in shape on every reconcile, and
   each member pod's voter label follows the Raft configuration (the PDB selects on it).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +93,7 @@ class Reconciler:
                            in_progress=keep)
         if _changed(previous, status):
             await self.kube.patch_status(spec, status)
-        if _wait_message(previous) != p.reason:
+        if _event_key(_wait_message(previous)) != _event_key(p.reason):
             kind = "Warning" if p.kind is WaitKind.BLOCKED else "Normal"
             self.events(body, kind, plan_reason(p), p.reason)
         return p
@@ -102,6 +104,12 @@ def _wait_message(status: Mapping[str, Any]) -> str | None:
         if c.get("type") == "Progressing":
             return str(c.get("message"))
     return None
+
+
+def _event_key(message: str | None) -> str | None:
+    """A wait's message with its free-standing numbers blanked (names such as demo-3 are
+    kept): progress alone is not news."""
+    return None if message is None else re.sub(r"(?<![\w.-])\d+(\.\d+)?%?", "#", message)
 
 
 def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
