@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -366,6 +367,35 @@ def test_snapshot_copy_stream_and_install(tmp_path: Path) -> None:
     assert follower.meta_get("cluster_id") == b"c1"
     assert follower.range(b"\0", b"\0") == leader.range(b"\0", b"\0")
     assert follower.range(b"late")[0][0].value == b"!"
+
+
+def test_snapshot_copy_in_a_worker_holds_only_committed_state(tmp_path: Path) -> None:
+    """Issue 11 defect 3: the server commits on its loop, then copies in a worker while the
+    loop goes on applying. The copy goes through a read connection of its own, so it is the
+    committed point, made while the loop's batch is open and an entry is half applied (a
+    backup through the loop's connection got SQLITE_LOCKED and waited for the loop)."""
+    b = Backend.open(tmp_path / "db")
+    _fill(b, 100)
+    b.commit_for_snapshot()
+    with b.write_txn() as t:  # the next batch, applied but not committed
+        t.put(b"batched", b"1")
+        t.end(2)
+    worker = threading.Thread(target=b.copy_committed_to, args=(tmp_path / "snap.db",))
+    with b.write_txn() as t:  # an entry half applied when the worker copies
+        t.put(b"half", b"1")
+        worker.start()
+        worker.join(10)
+        copied_meanwhile = not worker.is_alive()
+        t.end(3)
+    b.force_commit()  # the writer's batch ends: a waiting copy can finish now
+    worker.join()
+    assert copied_meanwhile, "the copy waited for the writer's transaction to end"
+    copy = Backend.open(tmp_path / "snap.db")
+    assert (copy.consistent_index(), copy.current_revision()) == (1, 1)
+    assert copy.range(b"batched")[0] == [] and copy.range(b"half")[0] == []
+    assert len(copy.range(b"key/", b"key0")[0]) == 100
+    copy.close()
+    b.close()
 
 
 
