@@ -80,7 +80,9 @@ async def test_uncommitted_entries_are_bounded_without_quorum(tmp_path: Path) ->
     try:
         await c.start()
         lead = await c.wait_leader()
-        lead.server.node.raft.max_uncommitted_size = 2000
+        assert lead.server.node.raft.max_uncommitted_size == (
+            raftserver.MAX_UNCOMMITTED_ENTRIES_SIZE)  # the member sets the bound
+        lead.server.node.raft.max_uncommitted_size = 2000  # small, to reach it quickly
         for i, n in enumerate(c.nodes):
             if n is not None and n is not lead:
                 await c.stop_member(i)
