@@ -55,10 +55,8 @@ from raftkv.raft import (
     EntryType,
     LearnerNotCaughtUp,
     Message,
-    MessageType,
     ProposalDropped,
     RawNode,
-    Ready,
     Snapshot,
     StateType,
     UncommittedSizeExceeded,
@@ -71,6 +69,8 @@ from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
 from raftkv.server.reads import range_paged
+from raftkv.server.readyloop import MAX_INBOX as MAX_INBOX  # re-exported: tests bound it
+from raftkv.server.readyloop import ReadyLoop
 from raftkv.server.recovery import (
     recover,
 )
@@ -129,6 +129,7 @@ class RaftServer:
         # the WAL is written by the Ready loop (entries, in a worker) and by snapshots
         # (markers, releases, in the apply task): one at a time
         self._wal_lock = asyncio.Lock()
+        self.ready_loop = ReadyLoop(self)
         self.loop_lag = LoopLag(self.metrics.registry,
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
@@ -253,17 +254,10 @@ class RaftServer:
     # --- the loop ----------------------------------------------------------------------
 
     def _on_message(self, m: Message) -> None:
-        # bounded as etcd's receive buffer: Raft recovers lost messages, memory does not
-        # recover an unbounded queue; snapshots (rare, costly to resend) always get in
-        if len(self._inbox) >= MAX_INBOX and m.type is not MessageType.SNAP:
-            self.metrics.peer_inbox_dropped.inc()
-            return
-        self._inbox.append(m)
-        self.metrics.peer_inbox.set(len(self._inbox))
-        self._wake.set()
+        self.ready_loop.on_message(m)
 
     async def _main(self) -> None:
-        tasks = [asyncio.create_task(self._run(), name="raft-ready-loop"),
+        tasks = [asyncio.create_task(self.ready_loop.run(), name="raft-ready-loop"),
                  asyncio.create_task(self._apply_loop(), name="raft-apply"),
                  asyncio.create_task(self._compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
@@ -286,69 +280,12 @@ class RaftServer:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        """The Ready loop alone: tick, step, persist, send, hand committed entries over."""
-        tick = self.cfg.heartbeat_interval_ms / 1000
-        next_tick = time.monotonic() + tick
-        while not self._stopping:
-            timeout = max(0.0, next_tick - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            now = time.monotonic()
-            if now >= next_tick:
-                self.node.tick()
-                next_tick = now + tick
-                self._retry_reads(now)
-                self._revoke_expired(now)
-                self._maybe_publish()
-                self._update_size_metrics()
-            while self._inbox:
-                m = self._inbox.popleft()
-                self.metrics.peer_inbox.set(len(self._inbox))
-                try:
-                    self.node.step(m)
-                except Exception as exc:  # a peer's bad message must not kill us
-                    log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
-                                exc)
-            self._start_read()
-            while self.node.has_ready():
-                await self._handle_ready(self.node.ready())
-
-    async def _handle_ready(self, rd: Ready) -> None:
-        if rd.soft_state is not None:
-            self._on_soft_state(rd.soft_state.lead, rd.soft_state.state)
-        # 1. persist
-        failpoints.hit("raftBeforeSave")
-        if rd.snapshot is not None:
-            # everything committed before the snapshot is applied first (etcd waits for
-            # its apply goroutine likewise), then the backend is swapped under its lock
-            await self._drained.wait()
-            async with self.backend_lock:
-                await self._install_snapshot(rd.snapshot)
-        hs = rd.hard_state if not rd.hard_state.is_empty() else None
-        if hs is not None or rd.entries:
-            async with self._wal_lock:
-                await asyncio.to_thread(self.wal.save, hs, rd.entries, rd.must_sync)
-        if rd.entries:
-            self.storage.append(rd.entries)
-        if hs is not None:
-            self.storage.set_hard_state(hs)
-        failpoints.hit("raftAfterSave")
-        # 2. send
-        failpoints.hit("raftBeforeSend")
-        self.transport.send(rd.messages)
-        # 3. hand committed entries to the apply task
-        self.metrics.ready_committed_bytes.set(sum(len(e.data) for e in rd.committed_entries))
-        if rd.committed_entries:
-            self._committed.append(rd.committed_entries)
-            self._drained.clear()
-            self._apply_wake.set()
-        # 4. reads, advance
-        for rs in rd.read_states:
-            self.reads.on_read_state(rs.request_ctx, rs.index)
-        self._serve_reads()
-        self.node.advance(rd)
+    def _on_tick(self, now: float) -> None:
+        """Work the Ready loop does once per tick, after ticking Raft."""
+        self._retry_reads(now)
+        self._revoke_expired(now)
+        self._maybe_publish()
+        self._update_size_metrics()
 
     async def _apply_loop(self) -> None:
         """Apply committed entries in log order, a chunk at a time under the backend lock,
@@ -391,20 +328,6 @@ class RaftServer:
                 if self.backend.commit_due():
                     await self._commit()
             await asyncio.sleep(0)
-
-    def _on_soft_state(self, lead: int, state: StateType) -> None:
-        if lead != self.lead and lead != NONE:
-            self.metrics.leader_changes.inc()
-        self.lead = lead
-        self._role = state
-        self.leader_changed.set()
-        self.leader_changed = asyncio.Event()
-        self.metrics.has_leader.set(1 if lead != NONE else 0)
-        self.metrics.is_leader.set(1 if state is StateType.LEADER else 0)
-        if state is StateType.LEADER:
-            self.leases.promote(time.monotonic(), self.cfg.election_timeout_ms / 1000)
-        else:
-            self.leases.demote()
 
     def _maybe_publish(self) -> None:
         """Make our name and client URLs part of the replicated membership (etcd's publish)."""
@@ -795,7 +718,6 @@ class RaftServer:
 
 
 MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
-MAX_INBOX = 4096  # messages from peers (etcd's receive buffer)
 MAX_PENDING_READS = 10_000
 MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
