@@ -42,8 +42,7 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv import failpoints
-from raftkv.mvcc import commands, errors
-from raftkv.mvcc.commands import Command, Kind
+from raftkv.mvcc import errors
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
     NONE,
@@ -53,21 +52,18 @@ from raftkv.raft import (
     ConfState,
     Entry,
     EntryType,
-    LearnerNotCaughtUp,
     Message,
-    ProposalDropped,
     RawNode,
     Snapshot,
     StateType,
-    UncommittedSizeExceeded,
 )
 from raftkv.raft.codec import decode_conf_change
-from raftkv.raft.quorum import majority
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
+from raftkv.server.proposals import Proposals
 from raftkv.server.reads import range_paged
 from raftkv.server.readyloop import MAX_INBOX as MAX_INBOX  # re-exported: tests bound it
 from raftkv.server.readyloop import ReadyLoop
@@ -98,7 +94,6 @@ class RaftServer:
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
-        self._ids = commands.RequestIDs()
         self.reads = ReadIndexQueue(self.id)
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -130,6 +125,7 @@ class RaftServer:
         # (markers, releases, in the apply task): one at a time
         self._wal_lock = asyncio.Lock()
         self.ready_loop = ReadyLoop(self)
+        self.proposals = Proposals(self)
         self.loop_lag = LoopLag(self.metrics.registry,
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
@@ -156,9 +152,7 @@ class RaftServer:
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
         self.applier = Applier(self.backend, self.leases, self.membership, self.is_leader,
                                time.monotonic, ApplyMetrics(self.metrics.registry))
-        self._revoking: set[int] = set()
         self._background: set[asyncio.Future[None]] = set()
-        self._publishing: asyncio.Future[None] | None = None
         self.applied_index = self.snapshot_index
         self.node = RawNode(
             Config(
@@ -283,8 +277,8 @@ class RaftServer:
     def _on_tick(self, now: float) -> None:
         """Work the Ready loop does once per tick, after ticking Raft."""
         self._retry_reads(now)
-        self._revoke_expired(now)
-        self._maybe_publish()
+        self.proposals.revoke_expired(now)
+        self.proposals.maybe_publish()
         self._update_size_metrics()
 
     async def _apply_loop(self) -> None:
@@ -328,45 +322,6 @@ class RaftServer:
                 if self.backend.commit_due():
                     await self._commit()
             await asyncio.sleep(0)
-
-    def _maybe_publish(self) -> None:
-        """Make our name and client URLs part of the replicated membership (etcd's publish)."""
-        if self.lead == NONE or self._publishing is not None or self.removed:
-            return
-        me = self.membership.members.get(self.id)
-        want = list(self.cfg.advertise_client_urls)
-        if me is None or (me.name == self.cfg.name and me.client_urls == want):
-            return
-        req = rpc_pb2.Member(ID=self.id, name=self.cfg.name, clientURLs=want)
-
-        async def publish() -> None:
-            try:
-                with contextlib.suppress(errors.EtcdError):
-                    await self.propose(req)
-            finally:
-                self._publishing = None
-
-        self._publishing = asyncio.ensure_future(publish())
-        self._background.add(self._publishing)
-        self._publishing.add_done_callback(self._background.discard)
-
-    def _revoke_expired(self, now: float) -> None:
-        """The leader revokes leases past their deadline, through the log."""
-        if not self.is_leader():
-            return
-        for lid in self.leases.expired(now):
-            if lid not in self._revoking:
-                self._revoking.add(lid)
-                t = asyncio.ensure_future(self._revoke(lid))
-                self._background.add(t)
-                t.add_done_callback(self._background.discard)
-
-    async def _revoke(self, lease_id: int) -> None:
-        try:
-            with contextlib.suppress(errors.EtcdError):
-                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
-        finally:
-            self._revoking.discard(lease_id)
 
     # --- apply ---------------------------------------------------------------------------
 
@@ -468,155 +423,40 @@ class RaftServer:
         A write refused for space raises this member's NOSPACE alarm (``nospace``), which
         refuses further writes until disarmed, as etcd's; unlike etcd's, the alarm is
         this member's own and is not replicated through the log."""
-        quota = self.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
-        size = self._db_size if self.backend_lock.locked() else self.backend.size()
-        return size + cost > quota
+        return self.proposals.over_quota(cost)
 
     def _check_alive(self) -> None:
-        if self._fatal is not None or self._stopping:
-            raise errors.Stopped()
-        if self.removed:
-            raise errors.Stopped("etcdserver: the member has been permanently removed from "
-                                 "the cluster")
+        self.proposals.check_alive()
 
     async def propose(self, request: Any) -> Any:
         """Replicate a write; returns its response once applied here (or raises EtcdError)."""
-        self._check_alive()
-        cmd = Command(commands.kind_of(request), self._ids.next(), request, self.id)
-        data = cmd.encode()
-        if len(data) > self.cfg.max_request_bytes:
-            raise errors.RequestTooLarge()
-        if cmd.kind in (Kind.PUT, Kind.TXN, Kind.LEASE_GRANT) and (
-                self.nospace or self.over_quota(len(data))):
-            self.nospace = True  # sticky until `etcdctl alarm disarm`, as etcd's alarm
-            raise errors.NoSpace()
-        if self.lead == NONE:
-            raise errors.NoLeader()
-        if self.committed_index() - self.applied_index > self.max_apply_backlog:
-            self.metrics.too_many_requests.inc()
-            raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters[cmd.request_id] = fut
-        self.metrics.proposals_pending.inc()
-        try:
-            try:
-                self.node.propose(data)
-            except UncommittedSizeExceeded:
-                self.metrics.proposals_failed.inc()
-                self.metrics.too_many_requests.inc()
-                raise errors.TooManyRequests() from None
-            except ProposalDropped as exc:
-                self.metrics.proposals_failed.inc()
-                raise errors.NoLeader() if self.lead == NONE else errors.LeaderChanged() from exc
-            self._wake.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
-            except TimeoutError:
-                self.metrics.proposals_failed.inc()
-                raise errors.Timeout() from None
-        finally:
-            self._waiters.pop(cmd.request_id, None)
-            self.metrics.proposals_pending.dec()
+        return await self.proposals.propose(request)
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:
-        self._check_alive()
-        if self.lead == NONE:
-            raise errors.NoLeader()
-        before = self.node.raft.raft_log.last_index()
-        fut: asyncio.Future[ConfState] = asyncio.get_running_loop().create_future()
-        entry = (cc, before, fut)
-        self._conf_waiters.append(entry)
-        try:
-            try:
-                self.node.propose_conf_change(cc)
-            except LearnerNotCaughtUp:
-                raise errors.LearnerNotReady() from None
-            except ProposalDropped as exc:
-                raise errors.EtcdError(f"etcdserver: {exc}") from exc
-            self._wake.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
-            except TimeoutError:
-                raise errors.Timeout() from None
-        finally:
-            if entry in self._conf_waiters:
-                self._conf_waiters.remove(entry)
+        return await self.proposals.propose_conf_change(cc)
 
     async def add_member(self, m: Member) -> ConfState:
         """MemberAdd: a voter, or a learner if ``m.is_learner``."""
-        kind = ConfChangeType.ADD_LEARNER_NODE if m.is_learner else ConfChangeType.ADD_NODE
-        return await self.propose_conf_change(ConfChange(kind, m.id, m.to_json()))
+        return await self.proposals.add_member(m)
 
     async def remove_member(self, member_id: int) -> ConfState:
         """MemberRemove; refuses (etcd's NotEnoughStarted) to remove a voter when the
         voters left that this member sees connected would not be a majority of them."""
-        m = self.membership.members.get(member_id)
-        if m is None:
-            raise errors.MemberNotFound()
-        if not m.is_learner:
-            voters = [v.id for v in self.membership.voters() if v.id != member_id]
-            started = sum(1 for v in voters if v == self.id or self.transport.connected(v))
-            if voters and started < majority(len(voters)):
-                raise errors.NotEnoughStarted()
-        return await self.propose_conf_change(
-            ConfChange(ConfChangeType.REMOVE_NODE, member_id))
+        return await self.proposals.remove_member(member_id)
 
     async def promote_member(self, member_id: int) -> ConfState:
         """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
-        m = self.membership.members.get(member_id)
-        if m is None:
-            raise errors.MemberNotFound()
-        if not m.is_learner:
-            raise errors.MemberNotLearner()
-        return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
+        return await self.proposals.promote_member(member_id)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
-        self._check_alive()
-        if not self.is_leader():
-            raise errors.NotLeader()
-        if target not in self.node.raft.prs.voters or target == self.id:
-            raise errors.BadLeaderTransferee()
-        self.node.transfer_leadership(target)
-        self._wake.set()
-
-        async def moved() -> None:
-            while self.lead != target:
-                await self.leader_changed.wait()
-
-        try:
-            await asyncio.wait_for(moved(), self.request_timeout)
-        except TimeoutError:
-            raise errors.Timeout() from None
+        await self.proposals.move_leader(target)
 
     async def transfer_leadership_before_stop(self) -> int:
         """If this member leads, transfer leadership to the voter whose log matches ours
         furthest (caught up, if any is) and wait up to an election timeout for it;
         returns the new leader (0: none was chosen or it did not take over)."""
-        if not self.is_leader() or self.removed:
-            return 0
-        r = self.node.raft
-        others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
-                  if vid != self.id and vid in r.prs.voters and pr.recent_active]
-        if not others:
-            return 0
-        match, target = max(others)
-        log.info("stopping: transferring leadership to %x (match %d of %d)", target, match,
-                 r.raft_log.last_index())
-        self.node.transfer_leadership(target)
-        self._wake.set()
-
-        async def moved() -> None:
-            while self.lead in (self.id, NONE):
-                await self.leader_changed.wait()
-
-        try:
-            await asyncio.wait_for(moved(), self.cfg.election_timeout_ms / 1000)
-        except TimeoutError:
-            log.warning("stopping: leadership transfer to %x did not complete", target)
-            return 0
-        log.info("stopping: leadership transferred to %x", self.lead)
-        return self.lead
+        return await self.proposals.transfer_leadership_before_stop()
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -723,5 +563,4 @@ MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSi
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
 APPLY_CHUNK = 64  # entries applied between yields to the loop
 COMPACT_PAGE = 200  # keys per compaction step
-DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it
