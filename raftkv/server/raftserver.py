@@ -1,29 +1,25 @@
-"""One raftkv member: the facade the services ask, the Ready loop, and the apply task.
+"""One raftkv member: the facade that wires its parts together and answers its callers.
 
-Jobs live in their own modules: ``recovery`` (data directory -> one Recovered value),
-``apply`` (entry -> backend transaction; deterministic, total), ``waiters`` (ReadIndex
-rounds), ``reads`` (paged Range), ``looplag`` (the loop-lag histogram). This module runs
-them. Per Ready, strictly (the Ready loop, ``_run``):
+Job: build the member from a Recovered data directory, start and stop its tasks, and be
+the one object the services, the transport, the HTTP endpoints, ``embed`` and the tests
+ask (``propose``, ``linearizable_barrier``, ``range``, ``is_leader``, ``status``, ...).
+The jobs themselves live in their own modules:
 
-1. persist: a received snapshot (after the apply task drained: file, WAL marker, backend
-   swap, crash-atomic with ``recovery``), then entries and hard state to the WAL in a
-   worker thread (fdatasync unless ``Ready.must_sync`` is false); append them to the
-   in-memory Raft storage;
-2. send the Ready's messages (they may promise what step 1 made durable);
-3. hand committed entries to the apply task; 4. note read states; ``advance()``.
+- ``recovery``: lock, WAL, snapshot and backend recovery -> one ``Recovered`` value;
+- ``readyloop``: the Ready loop alone, etcd's order persist -> send -> apply -> advance,
+  with the failpoints between the steps;
+- ``applytask``: committed entries -> backend, in log order, off the Ready loop;
+  ``apply``: one entry -> one backend transaction (deterministic, no event loop);
+- ``proposals``: writes, configuration changes and leadership transfers into the log;
+- ``snapshots``: the snapshot file lifecycle; ``waiters``: ReadIndex rounds;
+  ``reads``: paged Range; ``looplag``: the loop-lag histogram.
 
-The apply task (``_apply_loop``, as etcd's apply goroutine) applies committed entries in
-log order, a chunk at a time under ``backend_lock``, resolves proposals and reads, and
-takes a snapshot every ``snapshot_count`` applied entries (backend synced, snapshot file
-saved, WAL marker, WAL released; WAL writers are serialised by ``_wal_lock``). So neither
-a long apply nor a defragmentation (which holds ``backend_lock``) stops heartbeats.
-Compaction rows are deleted a page at a time by ``_compact_loop``. Entries at or below the
-backend's consistent index were applied before a restart and are skipped (configuration
-changes are still fed to Raft, whose configuration is rebuilt from the log).
-
-Bounds (each with a gauge): peer inbox, pending linearizable reads, uncommitted entry
-bytes (Raft), committed bytes per Ready (Raft), committed - applied (``too many
-requests``). Failpoints sit between the steps.
+Invariants: the state the parts share (Raft node, backend and its lock, the WAL lock,
+the committed-entry queue, the proposal waiters) lives here, created once; leadership
+has one source of truth, the soft state of the last Ready (``lead``, ``is_leader()``),
+set only by the Ready loop. Bounds (each with a gauge): peer inbox, pending linearizable
+reads, uncommitted entry bytes (Raft), committed bytes per Ready (Raft), committed -
+applied (``too many requests``).
 """
 
 from __future__ import annotations
@@ -41,24 +37,20 @@ from typing import Any
 
 from aetcd.rpc import rpc_pb2
 
-from raftkv import failpoints
 from raftkv.mvcc import errors
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
     NONE,
     ConfChange,
-    ConfChangeType,
     Config,
     ConfState,
     Entry,
-    EntryType,
     Message,
     RawNode,
-    Snapshot,
     StateType,
 )
-from raftkv.raft.codec import decode_conf_change
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
+from raftkv.server.applytask import ApplyTask
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
@@ -126,6 +118,7 @@ class RaftServer:
         self._wal_lock = asyncio.Lock()
         self.ready_loop = ReadyLoop(self)
         self.proposals = Proposals(self)
+        self.apply_task = ApplyTask(self)
         self.loop_lag = LoopLag(self.metrics.registry,
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
@@ -252,8 +245,8 @@ class RaftServer:
 
     async def _main(self) -> None:
         tasks = [asyncio.create_task(self.ready_loop.run(), name="raft-ready-loop"),
-                 asyncio.create_task(self._apply_loop(), name="raft-apply"),
-                 asyncio.create_task(self._compact_loop(), name="raft-compact"),
+                 asyncio.create_task(self.apply_task.run(), name="raft-apply"),
+                 asyncio.create_task(self.apply_task.compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
                                      name="raft-loop-lag")]
         try:
@@ -281,93 +274,6 @@ class RaftServer:
         self.proposals.maybe_publish()
         self._update_size_metrics()
 
-    async def _apply_loop(self) -> None:
-        """Apply committed entries in log order, a chunk at a time under the backend lock,
-        yielding to the loop between chunks; then serve reads and maybe snapshot."""
-        while not self._stopping:
-            if not self._committed:
-                self._drained.set()
-                self._apply_wake.clear()
-                await self._apply_wake.wait()
-                continue
-            ents = self._committed[0]
-            async with self.backend_lock:
-                for i in range(0, len(ents), APPLY_CHUNK):
-                    failpoints.hit("raftBeforeApply")
-                    self._apply(ents[i:i + APPLY_CHUNK])
-                    failpoints.hit("raftAfterApply")
-                    self._serve_reads()
-                    if self.backend.commit_due():
-                        await self._commit()
-                    elif i + APPLY_CHUNK < len(ents):
-                        await asyncio.sleep(0)
-                self._committed.popleft()
-                await self._maybe_snapshot()
-            self._wake.set()  # a conf change may have given Raft something to say
-
-    async def _commit(self) -> None:
-        """Commit the backend's batch (an fsync) in a worker; the caller holds the backend
-        lock, so nothing else uses the connection meanwhile."""
-        await asyncio.to_thread(self.backend.force_commit)
-
-    async def _compact_loop(self) -> None:
-        """Delete the rows of a scheduled compaction a page of keys at a time."""
-        while not self._stopping:
-            if not self.backend.compact_pending():
-                self._compact_wake.clear()
-                await self._compact_wake.wait()
-                continue
-            async with self.backend_lock:
-                self.backend.compact_step(COMPACT_PAGE)
-                if self.backend.commit_due():
-                    await self._commit()
-            await asyncio.sleep(0)
-
-    # --- apply ---------------------------------------------------------------------------
-
-    def _apply(self, ents: list[Entry]) -> None:
-        consistent = self.backend.consistent_index()
-        for e in ents:
-            if e.index <= self.applied_index:
-                continue  # already applied (re-delivered after a snapshot install)
-            if e.type is EntryType.CONF_CHANGE:
-                self._apply_conf_change(e, replay=e.index <= consistent)
-            elif e.index > consistent:
-                self._apply_normal(e)
-            self.applied_index = e.index
-        if self.backend.compact_pending():
-            self._compact_wake.set()
-        self.metrics.proposals_applied.set(self.applied_index)
-        self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
-
-    def _apply_normal(self, e: Entry) -> None:
-        done = self.applier.apply_normal(e)
-        if done.key is None or done.key[0] != self.id:
-            return  # another member's proposal (or nobody's): its proposer answers it
-        fut = self._waiters.pop(done.key[1], None)
-        if fut is not None and not fut.done():
-            if isinstance(done.result, BaseException):
-                fut.set_exception(done.result)
-            else:
-                fut.set_result(done.result)
-
-    def _apply_conf_change(self, e: Entry, replay: bool) -> None:
-        cc = decode_conf_change(e.data)
-        cs = self.node.apply_conf_change(cc)
-        if not replay:
-            self.applier.apply_membership(cc, e.index)
-        self.transport.set_peers(self.membership.peer_urls())
-        if self.id not in cs.voters and self.id not in cs.learners and (
-                cc.type is ConfChangeType.REMOVE_NODE and cc.node_id == self.id):
-            self.removed = True
-            log.warning("this member was removed from the cluster")
-        self.metrics.is_learner.set(1 if self.id in cs.learners else 0)
-        for want, after, fut in list(self._conf_waiters):
-            if e.index > after and (want.type, want.node_id) == (cc.type, cc.node_id):
-                self._conf_waiters.remove((want, after, fut))
-                if not fut.done():
-                    fut.set_result(cs)
-
     def _update_size_metrics(self) -> None:
         r = self.node.raft
         self.metrics.uncommitted_bytes.set(r.uncommitted_size)
@@ -391,25 +297,6 @@ class RaftServer:
         assert self.snapshots is not None
         async with self.backend_lock:
             return await self.snapshots.copy_for_peer(self.backend, m.to)
-
-    async def _install_snapshot(self, snap: Snapshot) -> None:
-        assert self.snapshots is not None
-        meta = snap.metadata
-        self.backend = await self.snapshots.install(snap, self.backend)
-        self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
-        self.applier.reset(self.backend, self.membership)
-        self.transport.set_peers(self.membership.peer_urls())
-        # Raft re-delivers the entries after the snapshot; those the new database already
-        # holds (up to its consistent index) are skipped when applied. Our applied index
-        # follows Raft's log, never the database's: a later snapshot must lie in the log.
-        self.applied_index = meta.index
-        log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
-
-    async def _maybe_snapshot(self) -> None:
-        assert self.snapshots is not None
-        if self.snapshots.due(self.applied_index):
-            await self.snapshots.create(self.backend, self.applied_index,
-                                        self.node.raft.prs.conf_state())
 
     # --- proposals -----------------------------------------------------------------------
 
@@ -561,6 +448,4 @@ MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
 MAX_PENDING_READS = 10_000
 MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
-APPLY_CHUNK = 64  # entries applied between yields to the loop
-COMPACT_PAGE = 200  # keys per compaction step
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -93,7 +93,7 @@ class ReadyLoop:
             # its apply goroutine likewise), then the backend is swapped under its lock
             await s._drained.wait()
             async with s.backend_lock:
-                await s._install_snapshot(rd.snapshot)
+                await s.apply_task.install_snapshot(rd.snapshot)
         hs = rd.hard_state if not rd.hard_state.is_empty() else None
         if hs is not None or rd.entries:
             async with s._wal_lock:
