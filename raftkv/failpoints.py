@@ -16,7 +16,8 @@ import sys
 
 EXIT_CODE = 86
 NAMES = frozenset({
-    # the Ready loop (raftkv/server/raftserver.py)
+    # the Ready loop, the apply task, snapshots (raftkv/server/readyloop.py, applytask.py,
+    # snapshots.py)
     "raftBeforeSave", "raftAfterSave", "raftBeforeSend", "raftBeforeApply", "raftAfterApply",
     "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
     "raftBeforeInstallSnapshot", "raftAfterInstallSnapFile", "raftAfterInstallWALMarker",

@@ -1,29 +1,25 @@
-"""One raftkv member: the facade the services ask, the Ready loop, and the apply task.
+"""One raftkv member: the facade that wires its parts together and answers its callers.
 
-Jobs live in their own modules: ``recovery`` (data directory -> one Recovered value),
-``apply`` (entry -> backend transaction; deterministic, total), ``waiters`` (ReadIndex
-rounds), ``reads`` (paged Range), ``looplag`` (the loop-lag histogram). This module runs
-them. Per Ready, strictly (the Ready loop, ``_run``):
+Job: build the member from a Recovered data directory, start and stop its tasks, and be
+the one object the services, the transport, the HTTP endpoints, ``embed`` and the tests
+ask (``propose``, ``linearizable_barrier``, ``range``, ``is_leader``, ``status``, ...).
+The jobs themselves live in their own modules:
 
-1. persist: a received snapshot (after the apply task drained: file, WAL marker, backend
-   swap, crash-atomic with ``recovery``), then entries and hard state to the WAL in a
-   worker thread (fdatasync unless ``Ready.must_sync`` is false); append them to the
-   in-memory Raft storage;
-2. send the Ready's messages (they may promise what step 1 made durable);
-3. hand committed entries to the apply task; 4. note read states; ``advance()``.
+- ``recovery``: lock, WAL, snapshot and backend recovery -> one ``Recovered`` value;
+- ``readyloop``: the Ready loop alone, etcd's order persist -> send -> apply -> advance,
+  with the failpoints between the steps;
+- ``applytask``: committed entries -> backend, in log order, off the Ready loop;
+  ``apply``: one entry -> one backend transaction (deterministic, no event loop);
+- ``proposals``: writes, configuration changes and leadership transfers into the log;
+- ``snapshots``: the snapshot file lifecycle; ``waiters``: ReadIndex rounds;
+  ``reads``: paged Range; ``looplag``: the loop-lag histogram.
 
-The apply task (``_apply_loop``, as etcd's apply goroutine) applies committed entries in
-log order, a chunk at a time under ``backend_lock``, resolves proposals and reads, and
-takes a snapshot every ``snapshot_count`` applied entries (backend synced, snapshot file
-saved, WAL marker, WAL released; WAL writers are serialised by ``_wal_lock``). So neither
-a long apply nor a defragmentation (which holds ``backend_lock``) stops heartbeats.
-Compaction rows are deleted a page at a time by ``_compact_loop``. Entries at or below the
-backend's consistent index were applied before a restart and are skipped (configuration
-changes are still fed to Raft, whose configuration is rebuilt from the log).
-
-Bounds (each with a gauge): peer inbox, pending linearizable reads, uncommitted entry
-bytes (Raft), committed bytes per Ready (Raft), committed - applied (``too many
-requests``). Failpoints sit between the steps.
+Invariants: the state the parts share (Raft node, backend and its lock, the WAL lock,
+the committed-entry queue, the proposal waiters) lives here, created once; leadership
+has one source of truth, the soft state of the last Ready (``lead``, ``is_leader()``),
+set only by the Ready loop. Bounds (each with a gauge): peer inbox, pending linearizable
+reads, uncommitted entry bytes (Raft), committed bytes per Ready (Raft), committed -
+applied (``too many requests``).
 """
 
 from __future__ import annotations
@@ -41,36 +37,28 @@ from typing import Any
 
 from aetcd.rpc import rpc_pb2
 
-from raftkv import failpoints
-from raftkv.mvcc import commands, errors
-from raftkv.mvcc.commands import Command, Kind
+from raftkv.mvcc import errors
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import (
     NONE,
     ConfChange,
-    ConfChangeType,
     Config,
     ConfState,
     Entry,
-    EntryType,
-    LearnerNotCaughtUp,
     Message,
-    MessageType,
-    ProposalDropped,
     RawNode,
-    Ready,
-    Snapshot,
     StateType,
-    UncommittedSizeExceeded,
 )
-from raftkv.raft.codec import decode_conf_change
-from raftkv.raft.quorum import majority
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
+from raftkv.server.applytask import ApplyTask
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
+from raftkv.server.proposals import Proposals
 from raftkv.server.reads import range_paged
+from raftkv.server.readyloop import MAX_INBOX as MAX_INBOX  # re-exported: tests bound it
+from raftkv.server.readyloop import ReadyLoop
 from raftkv.server.recovery import (
     recover,
 )
@@ -98,7 +86,6 @@ class RaftServer:
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
-        self._ids = commands.RequestIDs()
         self.reads = ReadIndexQueue(self.id)
         self._inbox: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -129,6 +116,9 @@ class RaftServer:
         # the WAL is written by the Ready loop (entries, in a worker) and by snapshots
         # (markers, releases, in the apply task): one at a time
         self._wal_lock = asyncio.Lock()
+        self.ready_loop = ReadyLoop(self)
+        self.proposals = Proposals(self)
+        self.apply_task = ApplyTask(self)
         self.loop_lag = LoopLag(self.metrics.registry,
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
@@ -155,9 +145,7 @@ class RaftServer:
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
         self.applier = Applier(self.backend, self.leases, self.membership, self.is_leader,
                                time.monotonic, ApplyMetrics(self.metrics.registry))
-        self._revoking: set[int] = set()
         self._background: set[asyncio.Future[None]] = set()
-        self._publishing: asyncio.Future[None] | None = None
         self.applied_index = self.snapshot_index
         self.node = RawNode(
             Config(
@@ -253,19 +241,12 @@ class RaftServer:
     # --- the loop ----------------------------------------------------------------------
 
     def _on_message(self, m: Message) -> None:
-        # bounded as etcd's receive buffer: Raft recovers lost messages, memory does not
-        # recover an unbounded queue; snapshots (rare, costly to resend) always get in
-        if len(self._inbox) >= MAX_INBOX and m.type is not MessageType.SNAP:
-            self.metrics.peer_inbox_dropped.inc()
-            return
-        self._inbox.append(m)
-        self.metrics.peer_inbox.set(len(self._inbox))
-        self._wake.set()
+        self.ready_loop.on_message(m)
 
     async def _main(self) -> None:
-        tasks = [asyncio.create_task(self._run(), name="raft-ready-loop"),
-                 asyncio.create_task(self._apply_loop(), name="raft-apply"),
-                 asyncio.create_task(self._compact_loop(), name="raft-compact"),
+        tasks = [asyncio.create_task(self.ready_loop.run(), name="raft-ready-loop"),
+                 asyncio.create_task(self.apply_task.run(), name="raft-apply"),
+                 asyncio.create_task(self.apply_task.compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
                                      name="raft-loop-lag")]
         try:
@@ -286,209 +267,12 @@ class RaftServer:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        """The Ready loop alone: tick, step, persist, send, hand committed entries over."""
-        tick = self.cfg.heartbeat_interval_ms / 1000
-        next_tick = time.monotonic() + tick
-        while not self._stopping:
-            timeout = max(0.0, next_tick - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            now = time.monotonic()
-            if now >= next_tick:
-                self.node.tick()
-                next_tick = now + tick
-                self._retry_reads(now)
-                self._revoke_expired(now)
-                self._maybe_publish()
-                self._update_size_metrics()
-            while self._inbox:
-                m = self._inbox.popleft()
-                self.metrics.peer_inbox.set(len(self._inbox))
-                try:
-                    self.node.step(m)
-                except Exception as exc:  # a peer's bad message must not kill us
-                    log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
-                                exc)
-            self._start_read()
-            while self.node.has_ready():
-                await self._handle_ready(self.node.ready())
-
-    async def _handle_ready(self, rd: Ready) -> None:
-        if rd.soft_state is not None:
-            self._on_soft_state(rd.soft_state.lead, rd.soft_state.state)
-        # 1. persist
-        failpoints.hit("raftBeforeSave")
-        if rd.snapshot is not None:
-            # everything committed before the snapshot is applied first (etcd waits for
-            # its apply goroutine likewise), then the backend is swapped under its lock
-            await self._drained.wait()
-            async with self.backend_lock:
-                await self._install_snapshot(rd.snapshot)
-        hs = rd.hard_state if not rd.hard_state.is_empty() else None
-        if hs is not None or rd.entries:
-            async with self._wal_lock:
-                await asyncio.to_thread(self.wal.save, hs, rd.entries, rd.must_sync)
-        if rd.entries:
-            self.storage.append(rd.entries)
-        if hs is not None:
-            self.storage.set_hard_state(hs)
-        failpoints.hit("raftAfterSave")
-        # 2. send
-        failpoints.hit("raftBeforeSend")
-        self.transport.send(rd.messages)
-        # 3. hand committed entries to the apply task
-        self.metrics.ready_committed_bytes.set(sum(len(e.data) for e in rd.committed_entries))
-        if rd.committed_entries:
-            self._committed.append(rd.committed_entries)
-            self._drained.clear()
-            self._apply_wake.set()
-        # 4. reads, advance
-        for rs in rd.read_states:
-            self.reads.on_read_state(rs.request_ctx, rs.index)
-        self._serve_reads()
-        self.node.advance(rd)
-
-    async def _apply_loop(self) -> None:
-        """Apply committed entries in log order, a chunk at a time under the backend lock,
-        yielding to the loop between chunks; then serve reads and maybe snapshot."""
-        while not self._stopping:
-            if not self._committed:
-                self._drained.set()
-                self._apply_wake.clear()
-                await self._apply_wake.wait()
-                continue
-            ents = self._committed[0]
-            async with self.backend_lock:
-                for i in range(0, len(ents), APPLY_CHUNK):
-                    failpoints.hit("raftBeforeApply")
-                    self._apply(ents[i:i + APPLY_CHUNK])
-                    failpoints.hit("raftAfterApply")
-                    self._serve_reads()
-                    if self.backend.commit_due():
-                        await self._commit()
-                    elif i + APPLY_CHUNK < len(ents):
-                        await asyncio.sleep(0)
-                self._committed.popleft()
-                await self._maybe_snapshot()
-            self._wake.set()  # a conf change may have given Raft something to say
-
-    async def _commit(self) -> None:
-        """Commit the backend's batch (an fsync) in a worker; the caller holds the backend
-        lock, so nothing else uses the connection meanwhile."""
-        await asyncio.to_thread(self.backend.force_commit)
-
-    async def _compact_loop(self) -> None:
-        """Delete the rows of a scheduled compaction a page of keys at a time."""
-        while not self._stopping:
-            if not self.backend.compact_pending():
-                self._compact_wake.clear()
-                await self._compact_wake.wait()
-                continue
-            async with self.backend_lock:
-                self.backend.compact_step(COMPACT_PAGE)
-                if self.backend.commit_due():
-                    await self._commit()
-            await asyncio.sleep(0)
-
-    def _on_soft_state(self, lead: int, state: StateType) -> None:
-        if lead != self.lead and lead != NONE:
-            self.metrics.leader_changes.inc()
-        self.lead = lead
-        self._role = state
-        self.leader_changed.set()
-        self.leader_changed = asyncio.Event()
-        self.metrics.has_leader.set(1 if lead != NONE else 0)
-        self.metrics.is_leader.set(1 if state is StateType.LEADER else 0)
-        if state is StateType.LEADER:
-            self.leases.promote(time.monotonic(), self.cfg.election_timeout_ms / 1000)
-        else:
-            self.leases.demote()
-
-    def _maybe_publish(self) -> None:
-        """Make our name and client URLs part of the replicated membership (etcd's publish)."""
-        if self.lead == NONE or self._publishing is not None or self.removed:
-            return
-        me = self.membership.members.get(self.id)
-        want = list(self.cfg.advertise_client_urls)
-        if me is None or (me.name == self.cfg.name and me.client_urls == want):
-            return
-        req = rpc_pb2.Member(ID=self.id, name=self.cfg.name, clientURLs=want)
-
-        async def publish() -> None:
-            try:
-                with contextlib.suppress(errors.EtcdError):
-                    await self.propose(req)
-            finally:
-                self._publishing = None
-
-        self._publishing = asyncio.ensure_future(publish())
-        self._background.add(self._publishing)
-        self._publishing.add_done_callback(self._background.discard)
-
-    def _revoke_expired(self, now: float) -> None:
-        """The leader revokes leases past their deadline, through the log."""
-        if not self.is_leader():
-            return
-        for lid in self.leases.expired(now):
-            if lid not in self._revoking:
-                self._revoking.add(lid)
-                t = asyncio.ensure_future(self._revoke(lid))
-                self._background.add(t)
-                t.add_done_callback(self._background.discard)
-
-    async def _revoke(self, lease_id: int) -> None:
-        try:
-            with contextlib.suppress(errors.EtcdError):
-                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
-        finally:
-            self._revoking.discard(lease_id)
-
-    # --- apply ---------------------------------------------------------------------------
-
-    def _apply(self, ents: list[Entry]) -> None:
-        consistent = self.backend.consistent_index()
-        for e in ents:
-            if e.index <= self.applied_index:
-                continue  # already applied (re-delivered after a snapshot install)
-            if e.type is EntryType.CONF_CHANGE:
-                self._apply_conf_change(e, replay=e.index <= consistent)
-            elif e.index > consistent:
-                self._apply_normal(e)
-            self.applied_index = e.index
-        if self.backend.compact_pending():
-            self._compact_wake.set()
-        self.metrics.proposals_applied.set(self.applied_index)
-        self.metrics.proposals_committed.set(self.node.raft.raft_log.committed)
-
-    def _apply_normal(self, e: Entry) -> None:
-        done = self.applier.apply_normal(e)
-        if done.key is None or done.key[0] != self.id:
-            return  # another member's proposal (or nobody's): its proposer answers it
-        fut = self._waiters.pop(done.key[1], None)
-        if fut is not None and not fut.done():
-            if isinstance(done.result, BaseException):
-                fut.set_exception(done.result)
-            else:
-                fut.set_result(done.result)
-
-    def _apply_conf_change(self, e: Entry, replay: bool) -> None:
-        cc = decode_conf_change(e.data)
-        cs = self.node.apply_conf_change(cc)
-        if not replay:
-            self.applier.apply_membership(cc, e.index)
-        self.transport.set_peers(self.membership.peer_urls())
-        if self.id not in cs.voters and self.id not in cs.learners and (
-                cc.type is ConfChangeType.REMOVE_NODE and cc.node_id == self.id):
-            self.removed = True
-            log.warning("this member was removed from the cluster")
-        self.metrics.is_learner.set(1 if self.id in cs.learners else 0)
-        for want, after, fut in list(self._conf_waiters):
-            if e.index > after and (want.type, want.node_id) == (cc.type, cc.node_id):
-                self._conf_waiters.remove((want, after, fut))
-                if not fut.done():
-                    fut.set_result(cs)
+    def _on_tick(self, now: float) -> None:
+        """Work the Ready loop does once per tick, after ticking Raft."""
+        self._retry_reads(now)
+        self.proposals.revoke_expired(now)
+        self.proposals.maybe_publish()
+        self._update_size_metrics()
 
     def _update_size_metrics(self) -> None:
         r = self.node.raft
@@ -514,25 +298,6 @@ class RaftServer:
         async with self.backend_lock:
             return await self.snapshots.copy_for_peer(self.backend, m.to)
 
-    async def _install_snapshot(self, snap: Snapshot) -> None:
-        assert self.snapshots is not None
-        meta = snap.metadata
-        self.backend = await self.snapshots.install(snap, self.backend)
-        self.membership = Membership.decode(self.backend.meta_get(MEMBERS_META))
-        self.applier.reset(self.backend, self.membership)
-        self.transport.set_peers(self.membership.peer_urls())
-        # Raft re-delivers the entries after the snapshot; those the new database already
-        # holds (up to its consistent index) are skipped when applied. Our applied index
-        # follows Raft's log, never the database's: a later snapshot must lie in the log.
-        self.applied_index = meta.index
-        log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
-
-    async def _maybe_snapshot(self) -> None:
-        assert self.snapshots is not None
-        if self.snapshots.due(self.applied_index):
-            await self.snapshots.create(self.backend, self.applied_index,
-                                        self.node.raft.prs.conf_state())
-
     # --- proposals -----------------------------------------------------------------------
 
     def header(self, revision: int) -> rpc_pb2.ResponseHeader:
@@ -545,155 +310,40 @@ class RaftServer:
         A write refused for space raises this member's NOSPACE alarm (``nospace``), which
         refuses further writes until disarmed, as etcd's; unlike etcd's, the alarm is
         this member's own and is not replicated through the log."""
-        quota = self.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
-        size = self._db_size if self.backend_lock.locked() else self.backend.size()
-        return size + cost > quota
+        return self.proposals.over_quota(cost)
 
     def _check_alive(self) -> None:
-        if self._fatal is not None or self._stopping:
-            raise errors.Stopped()
-        if self.removed:
-            raise errors.Stopped("etcdserver: the member has been permanently removed from "
-                                 "the cluster")
+        self.proposals.check_alive()
 
     async def propose(self, request: Any) -> Any:
         """Replicate a write; returns its response once applied here (or raises EtcdError)."""
-        self._check_alive()
-        cmd = Command(commands.kind_of(request), self._ids.next(), request, self.id)
-        data = cmd.encode()
-        if len(data) > self.cfg.max_request_bytes:
-            raise errors.RequestTooLarge()
-        if cmd.kind in (Kind.PUT, Kind.TXN, Kind.LEASE_GRANT) and (
-                self.nospace or self.over_quota(len(data))):
-            self.nospace = True  # sticky until `etcdctl alarm disarm`, as etcd's alarm
-            raise errors.NoSpace()
-        if self.lead == NONE:
-            raise errors.NoLeader()
-        if self.committed_index() - self.applied_index > self.max_apply_backlog:
-            self.metrics.too_many_requests.inc()
-            raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters[cmd.request_id] = fut
-        self.metrics.proposals_pending.inc()
-        try:
-            try:
-                self.node.propose(data)
-            except UncommittedSizeExceeded:
-                self.metrics.proposals_failed.inc()
-                self.metrics.too_many_requests.inc()
-                raise errors.TooManyRequests() from None
-            except ProposalDropped as exc:
-                self.metrics.proposals_failed.inc()
-                raise errors.NoLeader() if self.lead == NONE else errors.LeaderChanged() from exc
-            self._wake.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
-            except TimeoutError:
-                self.metrics.proposals_failed.inc()
-                raise errors.Timeout() from None
-        finally:
-            self._waiters.pop(cmd.request_id, None)
-            self.metrics.proposals_pending.dec()
+        return await self.proposals.propose(request)
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:
-        self._check_alive()
-        if self.lead == NONE:
-            raise errors.NoLeader()
-        before = self.node.raft.raft_log.last_index()
-        fut: asyncio.Future[ConfState] = asyncio.get_running_loop().create_future()
-        entry = (cc, before, fut)
-        self._conf_waiters.append(entry)
-        try:
-            try:
-                self.node.propose_conf_change(cc)
-            except LearnerNotCaughtUp:
-                raise errors.LearnerNotReady() from None
-            except ProposalDropped as exc:
-                raise errors.EtcdError(f"etcdserver: {exc}") from exc
-            self._wake.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
-            except TimeoutError:
-                raise errors.Timeout() from None
-        finally:
-            if entry in self._conf_waiters:
-                self._conf_waiters.remove(entry)
+        return await self.proposals.propose_conf_change(cc)
 
     async def add_member(self, m: Member) -> ConfState:
         """MemberAdd: a voter, or a learner if ``m.is_learner``."""
-        kind = ConfChangeType.ADD_LEARNER_NODE if m.is_learner else ConfChangeType.ADD_NODE
-        return await self.propose_conf_change(ConfChange(kind, m.id, m.to_json()))
+        return await self.proposals.add_member(m)
 
     async def remove_member(self, member_id: int) -> ConfState:
         """MemberRemove; refuses (etcd's NotEnoughStarted) to remove a voter when the
         voters left that this member sees connected would not be a majority of them."""
-        m = self.membership.members.get(member_id)
-        if m is None:
-            raise errors.MemberNotFound()
-        if not m.is_learner:
-            voters = [v.id for v in self.membership.voters() if v.id != member_id]
-            started = sum(1 for v in voters if v == self.id or self.transport.connected(v))
-            if voters and started < majority(len(voters)):
-                raise errors.NotEnoughStarted()
-        return await self.propose_conf_change(
-            ConfChange(ConfChangeType.REMOVE_NODE, member_id))
+        return await self.proposals.remove_member(member_id)
 
     async def promote_member(self, member_id: int) -> ConfState:
         """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
-        m = self.membership.members.get(member_id)
-        if m is None:
-            raise errors.MemberNotFound()
-        if not m.is_learner:
-            raise errors.MemberNotLearner()
-        return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
+        return await self.proposals.promote_member(member_id)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
-        self._check_alive()
-        if not self.is_leader():
-            raise errors.NotLeader()
-        if target not in self.node.raft.prs.voters or target == self.id:
-            raise errors.BadLeaderTransferee()
-        self.node.transfer_leadership(target)
-        self._wake.set()
-
-        async def moved() -> None:
-            while self.lead != target:
-                await self.leader_changed.wait()
-
-        try:
-            await asyncio.wait_for(moved(), self.request_timeout)
-        except TimeoutError:
-            raise errors.Timeout() from None
+        await self.proposals.move_leader(target)
 
     async def transfer_leadership_before_stop(self) -> int:
         """If this member leads, transfer leadership to the voter whose log matches ours
         furthest (caught up, if any is) and wait up to an election timeout for it;
         returns the new leader (0: none was chosen or it did not take over)."""
-        if not self.is_leader() or self.removed:
-            return 0
-        r = self.node.raft
-        others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
-                  if vid != self.id and vid in r.prs.voters and pr.recent_active]
-        if not others:
-            return 0
-        match, target = max(others)
-        log.info("stopping: transferring leadership to %x (match %d of %d)", target, match,
-                 r.raft_log.last_index())
-        self.node.transfer_leadership(target)
-        self._wake.set()
-
-        async def moved() -> None:
-            while self.lead in (self.id, NONE):
-                await self.leader_changed.wait()
-
-        try:
-            await asyncio.wait_for(moved(), self.cfg.election_timeout_ms / 1000)
-        except TimeoutError:
-            log.warning("stopping: leadership transfer to %x did not complete", target)
-            return 0
-        log.info("stopping: leadership transferred to %x", self.lead)
-        return self.lead
+        return await self.proposals.transfer_leadership_before_stop()
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -795,11 +445,7 @@ class RaftServer:
 
 
 MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
-MAX_INBOX = 4096  # messages from peers (etcd's receive buffer)
 MAX_PENDING_READS = 10_000
 MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
-APPLY_CHUNK = 64  # entries applied between yields to the loop
-COMPACT_PAGE = 200  # keys per compaction step
-DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
 ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it

@@ -1,0 +1,248 @@
+"""Proposals and leadership moves: what this member asks Raft to put into the log.
+
+Job: admit a write (alive, size, quota and NOSPACE alarm, a known leader, the apply
+backlog), propose it, and wait (bounded by the request timeout) for the apply task to
+resolve it; likewise for configuration changes (MemberAdd/Remove/Promote) and for
+leadership transfers (MoveLeader, and the leader's hand-over before it stops). The
+member's own proposals live here too: the leader's revocation of expired leases and the
+publication of this member's name and client URLs (etcd's publish).
+
+Invariants: nothing here applies an entry or writes the backend; a proposal's waiter is
+registered before the entry can commit and removed on every exit (answered, refused,
+timed out, cancelled); leadership is read from the server's Ready soft state
+(``is_leader()``/``lead``), never from the Raft core; at most one publish and one
+revocation per lease are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aetcd.rpc import rpc_pb2
+
+from raftkv.mvcc import commands, errors
+from raftkv.mvcc.commands import Command, Kind
+from raftkv.raft import (
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    LearnerNotCaughtUp,
+    ProposalDropped,
+    UncommittedSizeExceeded,
+)
+from raftkv.raft.quorum import majority
+from raftkv.server.membership import Member
+
+if TYPE_CHECKING:
+    from raftkv.server.raftserver import RaftServer
+
+log = logging.getLogger("raftkv.server")
+
+DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
+
+
+class Proposals:
+    """The proposing side of one member; the waiters it registers live on the server,
+    where the apply task resolves them."""
+
+    def __init__(self, server: RaftServer) -> None:
+        self.s = server
+        self._ids = commands.RequestIDs()
+        self._revoking: set[int] = set()
+        self._publishing: asyncio.Future[None] | None = None
+
+    def check_alive(self) -> None:
+        s = self.s
+        if s._fatal is not None or s._stopping:
+            raise errors.Stopped()
+        if s.removed:
+            raise errors.Stopped("etcdserver: the member has been permanently removed from "
+                                 "the cluster")
+
+    def over_quota(self, cost: int = 0) -> bool:
+        s = self.s
+        quota = s.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
+        size = s._db_size if s.backend_lock.locked() else s.backend.size()
+        return size + cost > quota
+
+    async def propose(self, request: Any) -> Any:
+        s = self.s
+        self.check_alive()
+        cmd = Command(commands.kind_of(request), self._ids.next(), request, s.id)
+        data = cmd.encode()
+        if len(data) > s.cfg.max_request_bytes:
+            raise errors.RequestTooLarge()
+        if cmd.kind in (Kind.PUT, Kind.TXN, Kind.LEASE_GRANT) and (
+                s.nospace or self.over_quota(len(data))):
+            s.nospace = True  # sticky until `etcdctl alarm disarm`, as etcd's alarm
+            raise errors.NoSpace()
+        if s.lead == NONE:
+            raise errors.NoLeader()
+        if s.committed_index() - s.applied_index > s.max_apply_backlog:
+            s.metrics.too_many_requests.inc()
+            raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        s._waiters[cmd.request_id] = fut
+        s.metrics.proposals_pending.inc()
+        try:
+            try:
+                s.node.propose(data)
+            except UncommittedSizeExceeded:
+                s.metrics.proposals_failed.inc()
+                s.metrics.too_many_requests.inc()
+                raise errors.TooManyRequests() from None
+            except ProposalDropped as exc:
+                s.metrics.proposals_failed.inc()
+                raise errors.NoLeader() if s.lead == NONE else errors.LeaderChanged() from exc
+            s._wake.set()
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), s.request_timeout)
+            except TimeoutError:
+                s.metrics.proposals_failed.inc()
+                raise errors.Timeout() from None
+        finally:
+            s._waiters.pop(cmd.request_id, None)
+            s.metrics.proposals_pending.dec()
+
+    async def propose_conf_change(self, cc: ConfChange) -> ConfState:
+        s = self.s
+        self.check_alive()
+        if s.lead == NONE:
+            raise errors.NoLeader()
+        before = s.node.raft.raft_log.last_index()
+        fut: asyncio.Future[ConfState] = asyncio.get_running_loop().create_future()
+        entry = (cc, before, fut)
+        s._conf_waiters.append(entry)
+        try:
+            try:
+                s.node.propose_conf_change(cc)
+            except LearnerNotCaughtUp:
+                raise errors.LearnerNotReady() from None
+            except ProposalDropped as exc:
+                raise errors.EtcdError(f"etcdserver: {exc}") from exc
+            s._wake.set()
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), s.request_timeout)
+            except TimeoutError:
+                raise errors.Timeout() from None
+        finally:
+            if entry in s._conf_waiters:
+                s._conf_waiters.remove(entry)
+
+    async def add_member(self, m: Member) -> ConfState:
+        kind = ConfChangeType.ADD_LEARNER_NODE if m.is_learner else ConfChangeType.ADD_NODE
+        return await self.propose_conf_change(ConfChange(kind, m.id, m.to_json()))
+
+    async def remove_member(self, member_id: int) -> ConfState:
+        s = self.s
+        m = s.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            voters = [v.id for v in s.membership.voters() if v.id != member_id]
+            started = sum(1 for v in voters if v == s.id or s.transport.connected(v))
+            if voters and started < majority(len(voters)):
+                raise errors.NotEnoughStarted()
+        return await self.propose_conf_change(
+            ConfChange(ConfChangeType.REMOVE_NODE, member_id))
+
+    async def promote_member(self, member_id: int) -> ConfState:
+        m = self.s.membership.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.is_learner:
+            raise errors.MemberNotLearner()
+        return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
+
+    async def move_leader(self, target: int) -> None:
+        s = self.s
+        self.check_alive()
+        if not s.is_leader():
+            raise errors.NotLeader()
+        if target not in s.node.raft.prs.voters or target == s.id:
+            raise errors.BadLeaderTransferee()
+        s.node.transfer_leadership(target)
+        s._wake.set()
+
+        async def moved() -> None:
+            while s.lead != target:
+                await s.leader_changed.wait()
+
+        try:
+            await asyncio.wait_for(moved(), s.request_timeout)
+        except TimeoutError:
+            raise errors.Timeout() from None
+
+    async def transfer_leadership_before_stop(self) -> int:
+        s = self.s
+        if not s.is_leader() or s.removed:
+            return 0
+        r = s.node.raft
+        others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
+                  if vid != s.id and vid in r.prs.voters and pr.recent_active]
+        if not others:
+            return 0
+        match, target = max(others)
+        log.info("stopping: transferring leadership to %x (match %d of %d)", target, match,
+                 r.raft_log.last_index())
+        s.node.transfer_leadership(target)
+        s._wake.set()
+
+        async def moved() -> None:
+            while s.lead in (s.id, NONE):
+                await s.leader_changed.wait()
+
+        try:
+            await asyncio.wait_for(moved(), s.cfg.election_timeout_ms / 1000)
+        except TimeoutError:
+            log.warning("stopping: leadership transfer to %x did not complete", target)
+            return 0
+        log.info("stopping: leadership transferred to %x", s.lead)
+        return s.lead
+
+    # --- the member's own proposals, started once per tick by the Ready loop -------------
+
+    def maybe_publish(self) -> None:
+        """Make our name and client URLs part of the replicated membership (etcd's publish)."""
+        s = self.s
+        if s.lead == NONE or self._publishing is not None or s.removed:
+            return
+        me = s.membership.members.get(s.id)
+        want = list(s.cfg.advertise_client_urls)
+        if me is None or (me.name == s.cfg.name and me.client_urls == want):
+            return
+        req = rpc_pb2.Member(ID=s.id, name=s.cfg.name, clientURLs=want)
+
+        async def publish() -> None:
+            try:
+                with contextlib.suppress(errors.EtcdError):
+                    await self.propose(req)
+            finally:
+                self._publishing = None
+
+        self._publishing = asyncio.ensure_future(publish())
+        s._background.add(self._publishing)
+        self._publishing.add_done_callback(s._background.discard)
+
+    def revoke_expired(self, now: float) -> None:
+        """The leader revokes leases past their deadline, through the log."""
+        s = self.s
+        if not s.is_leader():
+            return
+        for lid in s.leases.expired(now):
+            if lid not in self._revoking:
+                self._revoking.add(lid)
+                t = asyncio.ensure_future(self._revoke(lid))
+                s._background.add(t)
+                t.add_done_callback(s._background.discard)
+
+    async def _revoke(self, lease_id: int) -> None:
+        try:
+            with contextlib.suppress(errors.EtcdError):
+                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+        finally:
+            self._revoking.discard(lease_id)
