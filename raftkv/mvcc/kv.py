@@ -7,7 +7,10 @@ etcd v3.5 (server/etcdserver/apply.go): ``limit`` is ignored when sorting by any
 but ascending key or when revision filters are set, ``count`` is the number of keys in
 the range before filters, a txn's compares and the lease and revision checks of its
 operations are evaluated before anything is written, and reads inside a txn see its own
-earlier writes. Validation (``check_*``) raises the errors etcd raises, before proposing.
+earlier writes. Requests are validated before they are proposed by
+:mod:`raftkv.server.validate`; what still fails here (an undefined sort target in a
+Txn proposed past it) raises an :class:`~raftkv.mvcc.errors.EtcdError`, which the apply
+path answers and rolls back alike on every member.
 """
 
 from __future__ import annotations
@@ -19,13 +22,7 @@ from aetcd.rpc import kv_pb2, rpc_pb2
 
 from raftkv.mvcc import errors
 
-MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
 pb = rpc_pb2
-
-
-class InvalidSortOption(errors.EtcdError):
-    code = "INVALID_ARGUMENT"
-    message = "etcdserver: invalid sort option"
 
 
 _SORT_KEYS = {
@@ -128,93 +125,6 @@ def _end(range_end: bytes) -> bytes | None:
     return range_end if range_end else None
 
 
-# --- validation (before proposing, as etcd's v3rpc layer) -----------------------------------
-
-
-def check_range(r: rpc_pb2.RangeRequest) -> None:
-    if not r.key:
-        raise errors.EmptyKey()
-
-
-def check_put(r: rpc_pb2.PutRequest) -> None:
-    if not r.key:
-        raise errors.EmptyKey()
-    if r.ignore_value and r.value:
-        raise errors.ValueProvided()
-    if r.ignore_lease and r.lease:
-        raise errors.LeaseProvided()
-
-
-def check_delete(r: rpc_pb2.DeleteRangeRequest) -> None:
-    if not r.key:
-        raise errors.EmptyKey()
-
-
-def check_txn(r: rpc_pb2.TxnRequest, max_ops: int = MAX_TXN_OPS) -> None:
-    opc = max(len(r.compare), len(r.success), len(r.failure))
-    if opc > max_ops:
-        raise errors.TooManyOps()
-    for c in r.compare:
-        if not c.key:
-            raise errors.EmptyKey()
-    for op in (*r.success, *r.failure):
-        _check_op(op, max_ops - opc)
-    _check_intervals(r.success)
-    _check_intervals(r.failure)
-
-
-def _check_op(op: rpc_pb2.RequestOp, max_ops: int) -> None:
-    which = op.WhichOneof("request")
-    if which == "request_range":
-        check_range(op.request_range)
-    elif which == "request_put":
-        check_put(op.request_put)
-    elif which == "request_delete_range":
-        check_delete(op.request_delete_range)
-    elif which == "request_txn":
-        check_txn(op.request_txn, max_ops)
-
-
-def _check_intervals(
-    ops: Sequence[rpc_pb2.RequestOp],
-) -> tuple[set[bytes], list[tuple[bytes, bytes | None]]]:
-    """A txn branch may not put one key twice, nor put a key it also deletes."""
-    puts: set[bytes] = set()
-    dels: list[tuple[bytes, bytes | None]] = []
-    for op in ops:
-        which = op.WhichOneof("request")
-        if which == "request_delete_range":
-            d = op.request_delete_range
-            dels.append((d.key, _end(d.range_end)))
-    for op in ops:
-        which = op.WhichOneof("request")
-        if which == "request_put":
-            key = op.request_put.key
-            if key in puts or any(_in_range(key, k, e) for k, e in dels):
-                raise errors.DuplicateKey()
-            puts.add(key)
-        elif which == "request_txn":
-            t = op.request_txn
-            branches = [_check_intervals(b) for b in (t.success, t.failure)]
-            for sub_puts, sub_dels in branches:
-                if sub_puts & puts or any(_in_range(p, k, e) for p in sub_puts
-                                          for k, e in dels):
-                    raise errors.DuplicateKey()
-                if any(_in_range(p, k, e) for p in puts for k, e in sub_dels):
-                    raise errors.DuplicateKey()
-            for sub_puts, _ in branches:
-                puts |= sub_puts
-    return puts, dels
-
-
-def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
-    if end is None:
-        return key == start
-    if end == b"\0":
-        return key >= start
-    return start <= key < end
-
-
 # --- reads -----------------------------------------------------------------------------------
 
 
@@ -273,7 +183,7 @@ def select(r: rpc_pb2.RangeRequest, kvs: Sequence[StoredKV], count: int,
             (r.sort_target == pb.RangeRequest.KEY and order == pb.RangeRequest.ASCEND)):
         key = _SORT_KEYS.get(r.sort_target)
         if key is None:  # the API refuses it first; a replayed old entry lands here
-            raise InvalidSortOption()
+            raise errors.InvalidSortOption()
         # Go's sort.Sort is not stable; ties keep key order here, which etcd's
         # quicksort also yields for the small inputs tests use.
         out.sort(key=key, reverse=order == pb.RangeRequest.DESCEND)

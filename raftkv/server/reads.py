@@ -17,6 +17,7 @@ import asyncio
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors, kv
+from raftkv.server import validate
 from raftkv.storage.backend import Backend, KeyValue
 
 PAGE = 500  # keys per page: a few milliseconds of SQLite and protobuf work
@@ -24,7 +25,7 @@ PAGE = 500  # keys per page: a few milliseconds of SQLite and protobuf work
 
 async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequest,
                       page: int = PAGE) -> rpc_pb2.RangeResponse:
-    kv.check_range(r)
+    validate.check_range(r)
     end = r.range_end if r.range_end else None
     # as kv.range_ (and etcd): with the default order and no filters the limit applies to
     # the keys in key order before sorting; the count is of every key in the range
