@@ -329,12 +329,7 @@ class Backend:
     def compact(self, rev: int, consistent_index: int | None = None) -> None:
         """Drop rows superseded at or below rev (and tombstones there); in the batch,
         with the compacted revision (and the consistent index, if given)."""
-        if rev <= self._compacted_rev:
-            raise CompactedError(f"revision {rev} has been compacted (compacted revision "
-                                 f"{self._compacted_rev})")
-        if rev > self._current_rev:
-            raise FutureRevError(f"cannot compact at {rev}: current revision is "
-                                 f"{self._current_rev}")
+        self._check_compact(rev)
         self._begin()
         c = self._conn
         c.execute("SAVEPOINT compact")
@@ -357,18 +352,21 @@ class Backend:
             self._ci = consistent_index
         self._pending += 1
 
-    def schedule_compact(self, rev: int) -> None:
-        """Record a compaction at ``rev`` in the open batch (reads below it are refused from
-        now on); its rows are deleted by ``compact_step`` a page of keys at a time, so a
-        compaction of many revisions never holds the caller for long. Deleting rows
-        superseded at or below ``rev`` does not depend on later writes, so members that
-        interleave the steps differently end with the same rows."""
+    def _check_compact(self, rev: int) -> None:
         if rev <= self._compacted_rev:
             raise CompactedError(f"revision {rev} has been compacted (compacted revision "
                                  f"{self._compacted_rev})")
         if rev > self._current_rev:
             raise FutureRevError(f"cannot compact at {rev}: current revision is "
                                  f"{self._current_rev}")
+
+    def schedule_compact(self, rev: int) -> None:
+        """Record a compaction at ``rev`` in the open batch (reads below it are refused from
+        now on); its rows are deleted by ``compact_step`` a page of keys at a time, so a
+        compaction of many revisions never holds the caller for long. Deleting rows
+        superseded at or below ``rev`` does not depend on later writes, so members that
+        interleave the steps differently end with the same rows."""
+        self._check_compact(rev)
         self._set_state(compacted_rev=rev, compact_pending=rev)
         self._compacted_rev = rev
         self._compact_pending = rev

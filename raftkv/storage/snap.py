@@ -17,6 +17,7 @@ import logging
 import re
 import struct
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from raftkv import failpoints
@@ -94,24 +95,19 @@ class Snapshotter:
 
     def load_newest(self) -> Snapshot | None:
         """The newest valid snapshot, or None if there is none at all."""
-        for _, _, name in reversed(self._names()):
-            path = self.dir / name
-            try:
-                return decode_file(path, self.fs.read(path))
-            except SnapshotCorruptError as e:
-                log.warning("%s; falling back to an older snapshot", e)
-                if name not in self.broken:
-                    self.broken.append(name)
-        return None
+        return self._newest_valid(n for _, _, n in reversed(self._names()))
 
     def load_newest_available(self, markers: list[SnapshotMetadata]) -> Snapshot | None:
         """The newest valid snapshot that the WAL has a marker for (etcd's
         LoadNewestAvailable): a file saved just before a crash that kept its WAL marker
         from being written is an orphan and is ignored."""
         wanted = {(m.term, m.index) for m in markers}
-        for index, term, name in reversed(self._names()):
-            if (term, index) not in wanted:
-                continue
+        return self._newest_valid(n for index, term, n in reversed(self._names())
+                                  if (term, index) in wanted)
+
+    def _newest_valid(self, names: Iterable[str]) -> Snapshot | None:
+        """The first of ``names`` (newest first) that decodes; corrupt ones are noted."""
+        for name in names:
             path = self.dir / name
             try:
                 return decode_file(path, self.fs.read(path))
