@@ -95,13 +95,15 @@ def scrape(url: str, timeout: float, ssl_context: ssl.SSLContext | None = None) 
         reason = exc.reason
         detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise MetricsError(url, f"unreachable ({detail})", unreachable=True) from None
+    except (OSError, ValueError) as exc:
+        # first: a member killed mid-request raises RemoteDisconnected, which is both an
+        # OSError (ConnectionResetError) and an HTTPException (BadStatusLine)
+        raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None
     except http.client.HTTPException as exc:
         # e.g. BadStatusLine from a gRPC-only port (raftkv's client URL), which answers
         # an HTTP/1.1 request with an HTTP/2 frame
         raise MetricsError(url, f"does not speak HTTP/1.1 ({type(exc).__name__}); "
                                 "give its metrics URL with --metrics-urls") from None
-    except (OSError, ValueError) as exc:
-        raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
