@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from raftkv.client import EndpointStatus, EtcdClient, EtcdError, MemberList, parse_endpoint
 from raftkv.operator.objects import METRICS_PORT, ClusterSpec, ordinal_of
 from raftkv.operator.types import Member, Observed, Spec, Step
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,15 +109,21 @@ def client_for(spec: ClusterSpec, ordinal: int, endpoints: Mapping[int, str] | N
                       command_timeout=timeout)
 
 
-async def _status(spec: ClusterSpec, o: int,
-                  endpoints: Mapping[int, str] | None) -> EndpointStatus | None:
+async def _ask(spec: ClusterSpec, o: int, endpoints: Mapping[int, str] | None,
+               call: Callable[[EtcdClient], Awaitable[T]]) -> T | None:
+    """One call on member ``o``'s own client; None when the member does not answer."""
     c = client_for(spec, o, endpoints)
     try:
-        return await c.status()
+        return await call(c)
     except EtcdError:
         return None
     finally:
         await c.close()
+
+
+async def _status(spec: ClusterSpec, o: int,
+                  endpoints: Mapping[int, str] | None) -> EndpointStatus | None:
+    return await _ask(spec, o, endpoints, lambda c: c.status())
 
 
 async def http_version(url: str, timeout: float = 2.0) -> str:
@@ -137,13 +146,7 @@ async def http_version(url: str, timeout: float = 2.0) -> str:
 
 async def _member_list(spec: ClusterSpec, o: int,
                        endpoints: Mapping[int, str] | None) -> MemberList | None:
-    c = client_for(spec, o, endpoints)
-    try:
-        return await c.member_list()
-    except EtcdError:
-        return None
-    finally:
-        await c.close()
+    return await _ask(spec, o, endpoints, lambda c: c.member_list())
 
 
 async def observe_members(
