@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -106,8 +107,30 @@ class EtcdClient:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise classify(exc, self.name, self.use_tls) from None
+            raise await self._recheck(classify(exc, self.name, self.use_tls)) from None
         # The call went through after all: the channel recovered.
+
+    async def _recheck(self, err: EtcdError) -> EtcdError:
+        """Tell a dead member from a listener that closes gRPC: dial plain TCP once.
+
+        A member killed mid-call resets its connections exactly as a TLS-only or non-etcd
+        listener does; only the dead one then refuses a new connection.
+        """
+        if not err.closed:
+            return err
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.endpoint.host, self.endpoint.port),
+                self.dial_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            return EtcdError(ErrorKind.UNREACHABLE, self.name,
+                             f"the connection was reset and the port now refuses "
+                             f"connections ({exc or type(exc).__name__})")
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return err
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -131,7 +154,7 @@ class EtcdClient:
             raise
         except BaseException as exc:
             self._connected = False  # dial again (and classify why) on the next call
-            raise classify(exc, self.name, self.use_tls) from None
+            raise await self._recheck(classify(exc, self.name, self.use_tls)) from None
 
     # -- calls ------------------------------------------------------------------------
 

@@ -26,10 +26,15 @@ class ErrorKind(enum.Enum):
 class EtcdError(Exception):
     """A classified failure talking to one endpoint."""
 
-    def __init__(self, kind: ErrorKind, endpoint: str, detail: str) -> None:
+    def __init__(
+        self, kind: ErrorKind, endpoint: str, detail: str, closed: bool = False
+    ) -> None:
         self.kind = kind
         self.endpoint = endpoint
         self.detail = " ".join(detail.split())  # one line, whatever grpc said
+        # The server closed or reset the connection: a TLS-only or non-etcd listener does
+        # that, and so does a member dying mid-call. The client tells them apart by dialing.
+        self.closed = closed
         super().__init__(f"{endpoint}: {kind.value}: {self.detail}")
 
 
@@ -67,11 +72,11 @@ def classify(exc: BaseException, endpoint: str, tls: bool) -> EtcdError:
         if code == grpc.StatusCode.UNAVAILABLE:
             if tls and ("socket closed" in low or "connection reset" in low):
                 return EtcdError(ErrorKind.TLS, endpoint,
-                                 f"the server closed the TLS handshake ({detail})")
+                                 f"the server closed the TLS handshake ({detail})", closed=True)
             if "socket closed" in low or "connection reset" in low or "end of file" in low:
                 return EtcdError(ErrorKind.NOT_ETCD, endpoint,
                                  f"the server closed the connection; it may expect TLS or "
-                                 f"not be an etcd client port ({detail})")
+                                 f"not be an etcd client port ({detail})", closed=True)
             return EtcdError(ErrorKind.UNREACHABLE, endpoint, detail)
         return EtcdError(ErrorKind.RPC, endpoint, f"{code.name}: {detail}")
     if isinstance(exc, OSError):

@@ -128,3 +128,69 @@ async def test_http1_server_is_not_etcd(http1_server: int) -> None:
         await status_once(f"127.0.0.1:{http1_server}")
     assert e.value.kind == ErrorKind.NOT_ETCD, e.value
 
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with an RST, as a process killed mid-call does."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    conn.close()
+
+
+@pytest.fixture
+def resetting_listener() -> Iterator[int]:
+    """Accepts every connection, reads the client's first bytes, and resets it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    done = threading.Event()
+
+    def serve() -> None:
+        s.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                continue
+            conn.recv(64)
+            _reset(conn)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield s.getsockname()[1]
+    done.set()
+    t.join(timeout=5)
+    s.close()
+
+
+async def test_listener_that_resets_is_not_etcd(resetting_listener: int) -> None:
+    with pytest.raises(EtcdError) as e:
+        await status_once(f"127.0.0.1:{resetting_listener}")
+    assert e.value.kind == ErrorKind.NOT_ETCD, e.value
+
+
+@pytest.fixture
+def dying_listener() -> Iterator[int]:
+    """Accepts one connection, stops listening, then resets it: a member killed mid-call."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = s.accept()
+        conn.recv(64)
+        s.close()
+        _reset(conn)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield port
+    t.join(timeout=5)
+    s.close()
+
+
+async def test_reset_by_a_dead_member_is_unreachable(dying_listener: int) -> None:
+    with pytest.raises(EtcdError) as e:
+        await status_once(f"127.0.0.1:{dying_listener}")
+    assert e.value.kind == ErrorKind.UNREACHABLE, e.value
+    assert "refuses" in e.value.detail or "refused" in e.value.detail.lower()
