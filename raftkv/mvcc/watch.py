@@ -115,6 +115,9 @@ class WatchMetrics:
         self.pending = Gauge("etcd_debugging_mvcc_pending_events_total",
                              "Events held by victims until their sinks free room.",
                              registry=registry)
+        self.queued = Gauge("raftkv_watch_queued_responses",
+                            "Watch responses queued in streams, not yet sent.",
+                            registry=registry)
 
 
 class WatchHub:
