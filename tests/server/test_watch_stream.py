@@ -36,7 +36,7 @@ class Env:
     def create(self, key: bytes, **kw: object) -> None:
         self.st.handle(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key, **kw)))
 
-    def out(self) -> list[pb.WatchResponse]:
+    def out(self) -> list[rpc_pb2.WatchResponse]:
         got = []
         while self.st.queued():
             got += self.st.take()
