@@ -237,6 +237,10 @@ class WatchHub:
 
     # --- catch-up ----------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Wake the catch-up task (to see that the member stops)."""
+        self._wake.set()
+
     def kick(self) -> None:
         """A sink freed room: victims may be retried."""
         if self._victims:

@@ -226,6 +226,7 @@ class RaftServer:
         self._wake.set()
         self._apply_wake.set()
         self._compact_wake.set()
+        self.watch_hub.wake()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
