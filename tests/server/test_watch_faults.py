@@ -2,7 +2,9 @@
 another member after the member serving it is SIGKILLed sees every write exactly once,
 in order; a member cut off from its leader (the other two SIGSTOPped) ends the watches
 that asked for a leader (etcd's ``hasleader``, clientv3's WithRequireLeader) with etcd's
-"no leader" error, refuses new ones, and keeps the others open."""
+"no leader" error, refuses new ones, and keeps the others open; a watch on a member that
+catches up by installing the leader's snapshot gets every revision it missed (the hub's
+restore: its watchers catch up from the new backend)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import aetcd
 import grpc
 import pytest
 
+from tests.server.test_durability import SMALL
 from tests.server.watchsupport import CtlWatch, create, metric, open_watch, target
 from tests.support.etcd import Cluster, Member, raftkv_cluster
 from tests.support.proc import wait_until
@@ -107,3 +110,36 @@ async def test_require_leader_watch_ends_on_a_member_cut_off(cluster: Cluster,
         ctl.stop()
         for m in others:
             cluster.resume(m)
+
+
+async def test_watch_across_a_snapshot_install(tmp_path: Path) -> None:
+    c = raftkv_cluster(tmp_path / "raftkv", 3, extra_args=SMALL)
+    try:
+        c.start()
+        lead, (lagging, _) = roles(c)
+        async with grpc.aio.insecure_channel(target(lagging.client_url)) as ch:
+            call = await open_watch(ch, create(b"s/", range_end=b"s0"))
+            created = await call.read()
+            assert created.created
+            c.pause(lagging)
+            written: list[int] = []
+            # more entries than the leader keeps in flight to the paused member (256
+            # messages): the rest is compacted away and only a snapshot can bring it back
+            async with aetcd.Client(host="127.0.0.1", port=lead.client_port) as w:
+                for i in range(0, 400, 10):
+                    got = await asyncio.gather(*(w.put(b"s/%d" % (j % 9), b"%d" % j)
+                                                 for j in range(i, i + 10)))
+                    written += sorted(r.header.revision for r in got)
+            c.resume(lagging)
+            seen: list[int] = []
+            while len(seen) < len(written):
+                resp = await asyncio.wait_for(call.read(), 60)
+                seen += [ev.kv.mod_revision for ev in resp.events]
+            call.cancel()
+        assert "installed the leader's snapshot" in lagging.proc.log_tail(400)  # type: ignore[union-attr]
+        assert seen == written
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()

@@ -286,3 +286,23 @@ def test_history_never_splits_a_revision(tmp_path: Path, limit: int) -> None:
     assert len(got) == 6 and nxt == 5
     assert isinstance(got[0], Change)
     be.close()
+
+
+def test_a_range_untouched_for_long_is_scanned_a_window_at_a_time(tmp_path: Path) -> None:
+    wd = World(tmp_path, batch_rows=5)
+    for i in range(40):
+        wd.write({b"other": b"%d" % i} if i != 27 else {b"r/x": b"in"})
+    s = Sink()
+    w = wd.watcher(s, b"r/", b"r0", start=1)
+    steps = 0
+
+    async def go() -> None:
+        nonlocal steps
+        while w.state is not State.SYNCED:
+            await wd.hub.step()
+            steps += 1
+
+    asyncio.run(go())
+    assert revs(s.queued) == [(29, b"r/x", False)]
+    assert steps >= 8  # 40 revisions, at most 5 scanned per step
+    wd.be.close()
