@@ -21,9 +21,10 @@ Invariants: a watcher receives each revision of its range at most once and in or
 with no gap: ``next_rev`` only grows and is moved past a revision only once that
 revision's batch was accepted by its sink or is the pending batch of a victim. A batch
 holds whole revisions. Memory per watcher: at most one pending batch (``batch_rows``
-rows, or one revision's rows if that is larger), plus what its sink holds (bounded by
-the sink). After a snapshot install (``restore``) every synced watcher becomes unsynced
-and catches up from the new backend (etcd's Restore).
+rows, and ``batch_bytes`` of keys and values plus the revision that crosses it),
+plus what its sink holds (bounded by the sink). After a snapshot install (``restore``)
+every synced watcher becomes unsynced and catches up from the new backend (etcd's
+Restore).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from raftkv.storage.backend import Backend, Change
 
 BATCH_ROWS = 500  # history rows read per catch-up step (a few ms of SQLite work)
+BATCH_BYTES = 1 << 20  # keys and values per catch-up batch (+ the revision crossing it)
 
 
 class State(Enum):
@@ -123,10 +125,11 @@ class WatchMetrics:
 class WatchHub:
     def __init__(self, backend: Callable[[], Backend], lock: asyncio.Lock,
                  registry: CollectorRegistry | None = None,
-                 batch_rows: int = BATCH_ROWS) -> None:
+                 batch_rows: int = BATCH_ROWS, batch_bytes: int = BATCH_BYTES) -> None:
         self._backend = backend
         self._lock = lock
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
         self.rev = backend().current_revision()
         self._keys: dict[bytes, set[Watcher]] = {}  # synced single-key watchers
         self._ranges: set[Watcher] = set()  # synced range watchers
@@ -307,6 +310,7 @@ class WatchHub:
             return Batch(w.id, [], hi, compact_revision=compacted)
         lo = max(w.next_rev, 1)
         changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows, w.prev_kv)
+        changes, nxt = _cut(changes, nxt, self.batch_bytes)
         return Batch(w.id, w.keep(changes), hi, next_rev=nxt)
 
     def _deliver(self, w: Watcher, b: Batch) -> None:
@@ -328,3 +332,14 @@ class WatchHub:
             w.sink.changed(w)
         else:
             self._add_unsynced(w)
+
+
+def _cut(changes: list[Change], nxt: int, limit: int) -> tuple[list[Change], int]:
+    """Keep whole revisions up to about ``limit`` bytes (at least the first revision);
+    returns the changes kept and the revision to continue from."""
+    size = 0
+    for i, c in enumerate(changes):
+        if size > limit and c.kv.mod_revision != changes[i - 1].kv.mod_revision:
+            return changes[:i], c.kv.mod_revision
+        size += len(c.kv.key) + len(c.kv.value) + (len(c.prev.value) if c.prev else 0)
+    return changes, nxt

@@ -33,6 +33,13 @@ log = logging.getLogger("raftkv.server.watch")
 NO_LEADER_CHECKS = 3  # etcd's maxNoLeaderCnt
 
 
+class MalformedRequest(errors.EtcdError):
+    """Not etcd's text: etcd's gRPC layer answers a message it cannot decode itself."""
+
+    code = "INVALID_ARGUMENT"
+    message = "etcdserver: the watch request could not be decoded"
+
+
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -46,7 +53,7 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, errors.NoLeader.message)
         stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes)
         failed: list[errors.EtcdError] = []
-        tasks = [asyncio.create_task(self._read(request_iterator, stream)),
+        tasks = [asyncio.create_task(self._read(request_iterator, stream, failed)),
                  asyncio.create_task(self._progress(stream))]
         if require_leader:
             tasks.append(asyncio.create_task(self._monitor_leader(stream, failed)))
@@ -66,15 +73,21 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
                 t.cancel()
             stream.close()
 
-    async def _read(self, request_iterator: Any, stream: WatchStream) -> None:
+    async def _read(self, request_iterator: Any, stream: WatchStream,
+                    failed: list[errors.EtcdError]) -> None:
+        """Requests into the stream until the client half-closes (then the stream goes
+        on, as etcd's); a request that cannot be read ends the call with an error."""
         try:
             async for req in request_iterator:
                 await stream.ctrl_room.wait()
                 stream.handle(req)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a broken call: the sender ends with the call
-            log.debug("watch stream reader ended: %s", exc)
+        except Exception as exc:
+            log.info("watch stream: unreadable request, ending the call: %s: %s",
+                     type(exc).__name__, exc)
+            failed.append(MalformedRequest())
+            stream.ready.set()
 
     async def _progress(self, stream: WatchStream) -> None:
         interval = self.s.cfg.watch_progress_notify_interval

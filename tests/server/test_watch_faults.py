@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from tests.server.test_durability import SMALL
-from tests.server.watchsupport import CtlWatch, create, metric, open_watch, target
+from tests.server.watchsupport import CtlWatch, create, metric, open_watch, read, target
 from tests.support.etcd import Cluster, Member, raftkv_cluster
 from tests.support.proc import wait_until
 
@@ -90,7 +90,7 @@ async def test_require_leader_watch_ends_on_a_member_cut_off(cluster: Cluster,
         async with grpc.aio.insecure_channel(target(f.client_url)) as ch:
             strict = await open_watch(ch, create(b"rl"), require_leader=True)
             lax = await open_watch(ch, create(b"rl"))
-            assert (await strict.read()).created and (await lax.read()).created
+            assert (await read(strict)).created and (await read(lax)).created
             for m in others:
                 cluster.pause(m)
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -119,7 +119,7 @@ async def test_watch_across_a_snapshot_install(tmp_path: Path) -> None:
         lead, (lagging, _) = roles(c)
         async with grpc.aio.insecure_channel(target(lagging.client_url)) as ch:
             call = await open_watch(ch, create(b"s/", range_end=b"s0"))
-            created = await call.read()
+            created = await read(call)
             assert created.created
             c.pause(lagging)
             written: list[int] = []

@@ -306,3 +306,19 @@ def test_a_range_untouched_for_long_is_scanned_a_window_at_a_time(tmp_path: Path
     assert revs(s.queued) == [(29, b"r/x", False)]
     assert steps >= 8  # 40 revisions, at most 5 scanned per step
     wd.be.close()
+
+
+def test_catch_up_batches_are_bounded_in_bytes_too(tmp_path: Path) -> None:
+    wd = World(tmp_path)
+    wd.hub.batch_bytes = 10_000
+    for i in range(30):
+        wd.write({b"b/%d" % i: b"x" * 3000})
+    big = wd.write({b"b/a": b"y" * 20_000, b"b/b": b"z" * 20_000})  # one revision, 40 kB
+    s = Sink()
+    wd.watcher(s, b"b/", b"b0", start=1)
+    asyncio.run(wd.catch_up())
+    sizes = [sum(len(c.kv.value) for c in b.changes) for b in s.queued]
+    assert [r for r, _, _ in revs(s.queued)] == [*range(2, 32), big, big]
+    # each batch: under the limit, plus the revision that crossed it (here 3 kB or 40 kB)
+    assert all(n <= 13_000 for n in sizes[:-1]) and sizes[-1] <= 10_000 + 40_000, sizes
+    wd.be.close()

@@ -4,6 +4,7 @@ a metrics reader."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -73,6 +74,13 @@ async def open_watch(channel: grpc.aio.Channel, *reqs: rpc_pb2.WatchRequest,
     for r in reqs:
         await call.write(r)
     return call
+
+
+async def read(call: grpc.aio.StreamStreamCall, timeout: float = 20.0) -> rpc_pb2.WatchResponse:
+    """The next response, or TimeoutError: a test never waits forever on a stream."""
+    resp = await asyncio.wait_for(call.read(), timeout)
+    assert resp is not grpc.aio.EOF, "the stream ended"
+    return resp
 
 
 def metric(metrics_url: str, name: str) -> float:
