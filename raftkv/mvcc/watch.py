@@ -89,6 +89,7 @@ class Watcher:
     no_put: bool = False
     no_delete: bool = False
     prev_kv: bool = False
+    start_rev: int = 0  # as asked (0: from now); progress waits until the hub reaches it
     state: State = State.UNSYNCED
     pending: Batch | None = None
     user: dict[str, object] = field(default_factory=dict)  # the sink's own per-watch data

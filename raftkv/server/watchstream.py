@@ -35,7 +35,7 @@ GRPC_OVERHEAD = 512 * 1024  # etcd's grpcOverheadBytes, added to the fragment li
 
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
-ERR_BAD_ID = "mvcc: watch ID must not be negative"  # raftkv's: -1 means "progress"
+ERR_NEGATIVE_REV = "etcdserver: mvcc: required revision has been compacted"  # etcd 3.6's
 
 Header = Callable[[int], rpc_pb2.ResponseHeader]
 
@@ -76,8 +76,8 @@ class WatchStream:
         return True
 
     def changed(self, w: Watcher) -> None:
-        if w.state is State.GONE and self.watchers.get(w.id) is w:
-            self._forget(w.id)
+        # a compacted watcher (GONE) stays registered until the client cancels it, as
+        # etcd's: clientv3 then sends a cancel, answered like any other
         if self._deferred_progress:
             self._maybe_progress()
 
@@ -101,8 +101,8 @@ class WatchStream:
         err = None
         if end is not None and end != b"\0" and key >= end:
             err = ERR_EMPTY_RANGE
-        elif c.watch_id < 0:
-            err = ERR_BAD_ID
+        elif c.start_revision < 0:
+            err = ERR_NEGATIVE_REV
         elif c.watch_id != 0 and c.watch_id in self.watchers:
             err = ERR_DUPLICATE_ID
         if err is not None:
@@ -114,7 +114,7 @@ class WatchStream:
         w = Watcher(wid, key, end, c.start_revision if c.start_revision else wsrev + 1, self,
                     no_put=rpc_pb2.WatchCreateRequest.NOPUT in filters,
                     no_delete=rpc_pb2.WatchCreateRequest.NODELETE in filters,
-                    prev_kv=c.prev_kv)
+                    prev_kv=c.prev_kv, start_rev=c.start_revision)
         self.watchers[wid] = w
         if c.progress_notify:
             self.progress_notify.add(wid)
@@ -148,8 +148,13 @@ class WatchStream:
         self.progress_notify.discard(wid)
         self.fragment.discard(wid)
 
+    def _progress_ok(self, w: Watcher) -> bool:
+        """etcd 3.6's progressIfSync: synced, and not waiting for a future start revision
+        (a progress revision below it would tell the client too little)."""
+        return w.state is State.SYNCED and self.hub.rev >= w.start_rev
+
     def _maybe_progress(self) -> None:
-        if all(w.state is State.SYNCED for w in self.watchers.values()):
+        if all(self._progress_ok(w) for w in self.watchers.values()):
             self._deferred_progress = False
             if self.watchers:  # as etcd: no watcher, no reply
                 self.ctrl(rpc_pb2.WatchResponse(header=self.header(self.hub.rev),
@@ -160,7 +165,7 @@ class WatchStream:
         sent nothing since the last tick gets an empty response at the hub's revision."""
         for wid in list(self.progress_notify):
             w = self.watchers.get(wid)
-            if w is not None and w.state is State.SYNCED and wid not in self.sent_since_tick:
+            if w is not None and self._progress_ok(w) and wid not in self.sent_since_tick:
                 self.offer(w, Batch(wid, [], self.hub.rev, next_rev=w.next_rev))
         self.sent_since_tick.clear()
 
@@ -205,11 +210,13 @@ class WatchStream:
             return []  # cancelled after it was queued
         if b.changes:  # as etcd: only events elide the next progress notification
             self.sent_since_tick.add(w.id)
+            if self._deferred_progress:
+                self._maybe_progress()  # a future start revision may have been reached
         return list(self._responses(w, b))
 
     def _responses(self, w: Watcher, b: Batch) -> Iterator[rpc_pb2.WatchResponse]:
-        if b.compact_revision:
-            yield rpc_pb2.WatchResponse(header=self.header(b.revision), watch_id=w.id,
+        if b.compact_revision:  # header revision 0, as etcd's
+            yield rpc_pb2.WatchResponse(header=self.header(0), watch_id=w.id,
                                         canceled=True, compact_revision=b.compact_revision)
             return
         events = [event_pb(c, w.prev_kv) for c in b.changes]

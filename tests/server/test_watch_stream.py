@@ -50,13 +50,15 @@ def test_created_ids_and_errors(tmp_path: Path) -> None:
     e.create(b"c", watch_id=7)
     e.create(b"d")
     e.create(b"z", range_end=b"a")
-    e.create(b"x", watch_id=-5)
+    e.create(b"x", watch_id=-5)  # accepted, as etcd 3.6.16 does
+    e.create(b"n", start_revision=-2)
     e.st.handle(pb.WatchRequest())  # nothing set: ignored
     got = e.out()
     assert [(r.watch_id, r.created, r.canceled, r.cancel_reason) for r in got] == [
         (0, True, False, ""), (7, True, False, ""),
         (-1, True, True, watchstream.ERR_DUPLICATE_ID), (1, True, False, ""),
-        (-1, True, True, watchstream.ERR_EMPTY_RANGE), (-1, True, True, watchstream.ERR_BAD_ID)]
+        (-1, True, True, watchstream.ERR_EMPTY_RANGE), (-5, True, False, ""),
+        (-1, True, True, watchstream.ERR_NEGATIVE_REV)]
     assert all(r.header.revision == 1 for r in got)
     e.st.handle(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=7)))
     e.st.handle(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=99)))
@@ -143,4 +145,41 @@ def test_queue_bound_makes_victims(tmp_path: Path) -> None:
     assert [ev.kv.mod_revision for r in got for ev in r.events] == list(
         range(2, 2 + watchstream.QUEUE + 50))
     assert e.hub.stats()["victims"] == 0
+    e.be.close()
+
+
+def test_progress_waits_for_a_future_start_revision(tmp_path: Path) -> None:
+    """etcd 3.6's progressIfSync: a watcher waiting for a future start revision holds
+    the progress reply back until the member reaches it."""
+    e = Env(tmp_path)
+    e.create(b"k", start_revision=3)
+    e.out()
+    e.st.handle(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+    e.put(b"other")  # revision 2
+    assert e.out() == []
+    e.put(b"k")  # revision 3: the watcher's first event, then the deferred progress
+    got = e.out()
+    assert [(r.watch_id, len(r.events)) for r in got] == [(0, 1), (-1, 0)]
+    assert got[-1].header.revision == 3
+    e.be.close()
+
+
+def test_a_compacted_watcher_stays_until_the_client_cancels_it(tmp_path: Path) -> None:
+    """As etcd 3.6.16: the compacted reply cancels the watch, the ID stays taken, a
+    progress request waits, and the client's cancel (clientv3 sends one) is answered."""
+    e = Env(tmp_path)
+    for i in range(4):
+        e.put(b"k", b"%d" % i)
+    e.be.compact(4)
+    e.create(b"k", start_revision=2)
+    asyncio.run(e.hub.step())
+    got = e.out()
+    assert [(r.watch_id, r.created, r.canceled, r.compact_revision) for r in got] == [
+        (0, True, False, 0), (0, False, True, 4)]
+    assert got[1].header.revision == 0  # etcd's header on a compacted reply
+    e.create(b"j")  # the next auto ID skips the compacted one
+    e.st.handle(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+    assert [r.watch_id for r in e.out()] == [1]
+    e.st.handle(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0)))
+    assert [(r.watch_id, r.canceled) for r in e.out()] == [(0, True), (-1, False)]
     e.be.close()
