@@ -138,7 +138,9 @@ class WatchHub:
         self._victims: dict[Watcher, None] = {}
         self._count = 0
         self._wake = asyncio.Event()
+        self.queued = 0  # responses queued in the sinks (kept by them; a gauge reads it)
         self.metrics = WatchMetrics(registry)
+        self.metrics.queued.set_function(lambda: self.queued)
 
     # --- membership of the groups --------------------------------------------------------
 

@@ -26,7 +26,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors
 from raftkv.server.raftserver import RaftServer
-from raftkv.server.watchstream import WatchStream
+from raftkv.server.watchstream import EventCache, WatchStream
 
 log = logging.getLogger("raftkv.server.watch")
 
@@ -43,6 +43,7 @@ class MalformedRequest(errors.EtcdError):
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.events = EventCache()  # one encoding of a change for every stream
 
     async def Watch(self, request_iterator: Any,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[rpc_pb2.WatchResponse]:
@@ -51,7 +52,7 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         require_leader = md.get("hasleader") == "true"
         if require_leader and s.leader_id() == 0:
             await context.abort(grpc.StatusCode.UNAVAILABLE, errors.NoLeader.message)
-        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes)
+        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes, self.events)
         failed: list[errors.EtcdError] = []
         tasks = [asyncio.create_task(self._read(request_iterator, stream, failed)),
                  asyncio.create_task(self._progress(stream))]

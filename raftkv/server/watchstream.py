@@ -43,8 +43,10 @@ Header = Callable[[int], rpc_pb2.ResponseHeader]
 class WatchStream:
     """The hub's sink for the watchers of one stream."""
 
-    def __init__(self, hub: WatchHub, header: Header, max_request_bytes: int) -> None:
+    def __init__(self, hub: WatchHub, header: Header, max_request_bytes: int,
+                 events: EventCache | None = None) -> None:
         self.hub = hub
+        self.events = events or EventCache()
         self.header = header
         self.frag_limit = max_request_bytes + GRPC_OVERHEAD
         self.watchers: dict[int, Watcher] = {}
@@ -71,7 +73,7 @@ class WatchStream:
             return False
         self._q.append((w, b))
         self._batches += 1
-        self.hub.metrics.queued.inc()
+        self.hub.queued += 1
         self.ready.set()
         return True
 
@@ -172,7 +174,7 @@ class WatchStream:
     def ctrl(self, resp: rpc_pb2.WatchResponse) -> None:
         self._q.append(resp)
         self._ctrl += 1
-        self.hub.metrics.queued.inc()
+        self.hub.queued += 1
         if self._ctrl >= QUEUE:
             self.ctrl_room.clear()
         self.ready.set()
@@ -181,7 +183,7 @@ class WatchStream:
         for w in list(self.watchers.values()):
             self.hub.cancel(w)
         self.watchers.clear()
-        self.hub.metrics.queued.dec(len(self._q))
+        self.hub.queued -= len(self._q)
         self._q.clear()
 
     def queued(self) -> int:
@@ -195,7 +197,7 @@ class WatchStream:
             self.ready.clear()
             return []
         item = self._q.popleft()
-        self.hub.metrics.queued.dec()
+        self.hub.queued -= 1
         if isinstance(item, rpc_pb2.WatchResponse):
             self._ctrl -= 1
             if self._ctrl < QUEUE:
@@ -219,7 +221,7 @@ class WatchStream:
             yield rpc_pb2.WatchResponse(header=self.header(0), watch_id=w.id,
                                         canceled=True, compact_revision=b.compact_revision)
             return
-        events = [event_pb(c, w.prev_kv) for c in b.changes]
+        events = [self.events.get(c, w.prev_kv) for c in b.changes]
         resp = rpc_pb2.WatchResponse(header=self.header(b.revision), watch_id=w.id,
                                      events=events)
         if w.id not in self.fragment or len(events) < 2 or resp.ByteSize() < self.frag_limit:
@@ -240,6 +242,28 @@ class WatchStream:
             part.append(ev)
             size += n
         yield rpc_pb2.WatchResponse(header=self.header(rev), watch_id=wid, events=part)
+
+
+class EventCache:
+    """Encoded events shared by every watcher that gets the same change (one encoding
+    per change, not per watcher); bounded, cleared when full. Keyed by identity, with
+    the change itself kept so a reused id() never matches."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._d: dict[tuple[int, bool], tuple[Change, kv_pb2.Event]] = {}
+
+    def get(self, c: Change, prev_kv: bool) -> kv_pb2.Event:
+        k = (id(c), prev_kv and c.prev is not None)
+        hit = self._d.get(k)
+        if hit is not None and hit[0] is c:
+            return hit[1]
+        if len(self._d) >= self.LIMIT:
+            self._d.clear()
+        ev = event_pb(c, prev_kv)
+        self._d[k] = (c, ev)
+        return ev
 
 
 def event_pb(c: Change, prev_kv: bool) -> kv_pb2.Event:
