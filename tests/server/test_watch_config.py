@@ -25,5 +25,7 @@ def test_flag_default_and_value() -> None:
     assert config_from_args(build_parser().parse_args([])).watch_progress_notify_interval == 600
     cfg = config_from_args(build_parser().parse_args(["--watch-progress-notify-interval=1s"]))
     assert cfg.watch_progress_notify_interval == 1.0
+    old = build_parser().parse_args(["--experimental-watch-progress-notify-interval=2s"])
+    assert config_from_args(old).watch_progress_notify_interval == 2.0  # etcd 3.5's name
     with pytest.raises(ConfigError, match="positive"):
         config_from_args(build_parser().parse_args(["--watch-progress-notify-interval=0s"]))
