@@ -30,6 +30,7 @@ Restore).
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,6 +41,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from raftkv.storage.backend import Backend, Change
 
 BATCH_ROWS = 500  # history rows read per catch-up step (a few ms of SQLite work)
+BISECT_FROM = 32  # changes in one revision from which range watchers bisect instead of scan
 BATCH_BYTES = 1 << 20  # keys and values per catch-up batch (+ the revision crossing it)
 
 
@@ -218,9 +220,21 @@ class WatchHub:
         for c in changes:
             for w in self._keys.get(c.kv.key, ()):
                 matched.setdefault(w, []).append(c)
+        if len(changes) <= BISECT_FROM:
+            for c in changes:
+                for w in self._ranges:
+                    if w.covers(c.kv.key):
+                        matched.setdefault(w, []).append(c)
+        elif self._ranges:
+            # a large revision: each range watcher finds its changes by bisection in the
+            # changes sorted by key, then takes them back in write order
+            order = sorted(range(len(changes)), key=lambda i: changes[i].kv.key)
+            keys = [changes[i].kv.key for i in order]
             for w in self._ranges:
-                if w.covers(c.kv.key):
-                    matched.setdefault(w, []).append(c)
+                lo = bisect.bisect_left(keys, w.key)
+                hi = len(keys) if w.end == b"\0" else bisect.bisect_left(keys, w.end or b"")
+                if lo < hi:
+                    matched[w] = [changes[i] for i in sorted(order[lo:hi])]
         for w, got in matched.items():
             if w.next_rev > rev:
                 continue  # a watch that starts at a future revision

@@ -322,3 +322,23 @@ def test_catch_up_batches_are_bounded_in_bytes_too(tmp_path: Path) -> None:
     # each batch: under the limit, plus the revision that crossed it (here 3 kB or 40 kB)
     assert all(n <= 13_000 for n in sizes[:-1]) and sizes[-1] <= 10_000 + 40_000, sizes
     wd.be.close()
+
+
+def test_a_large_revision_reaches_every_range_watcher_in_write_order(tmp_path: Path) -> None:
+    """Above BISECT_FROM changes the range watchers bisect: same result as the scan."""
+    seed = int(os.environ.get("WATCH_SEED", random.randrange(1 << 30)))
+    print(f"WATCH_SEED={seed}")
+    rnd = random.Random(seed)
+    wd = World(tmp_path)
+    keys = [b"%c%03d" % (rnd.choice(b"abc"), rnd.randrange(100)) for _ in range(200)]
+    keys = list(dict.fromkeys(keys))  # one write per key per revision, as etcd's txn
+    ranges = [(b"a", b"b"), (b"b050", b"c"), (b"a010", b"\0"), (b"c099", b"c0990"),
+              (b"zz", b"\0"), (b"", b"\0")]
+    sinks = [Sink() for _ in ranges]
+    for s, (k, e) in zip(sinks, ranges, strict=True):
+        wd.watcher(s, k or b"\0", e)
+    wd.write(dict.fromkeys(keys, b"v"))
+    for s, (k, e) in zip(sinks, ranges, strict=True):
+        want = [key for key in keys if key >= k and (e == b"\0" or key < e)]
+        assert [c.kv.key for b in s.queued for c in b.changes] == want, f"seed {seed} {k!r}"
+    wd.be.close()
