@@ -326,6 +326,8 @@ class WatchHub:
         if compacted and w.next_rev < compacted:
             return Batch(w.id, [], hi, compact_revision=compacted)
         lo = max(w.next_rev, 1)
+        if lo > hi:  # a future start revision (unsynced by a restore): nothing to read yet
+            return Batch(w.id, [], hi, next_rev=w.next_rev)
         changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows, w.prev_kv)
         changes, nxt = _cut(changes, nxt, self.batch_bytes)
         return Batch(w.id, w.keep(changes), hi, next_rev=nxt)
@@ -333,7 +335,7 @@ class WatchHub:
     def _deliver(self, w: Watcher, b: Batch) -> None:
         self._unsynced.pop(w, None)
         if not b.changes and not b.compact_revision:
-            w.next_rev = b.next_rev  # nothing in the range there: no response
+            w.next_rev = max(w.next_rev, b.next_rev)  # nothing in the range: no response
         elif not w.sink.offer(w, b):
             w.state = State.VICTIM
             w.pending = b

@@ -342,3 +342,19 @@ def test_a_large_revision_reaches_every_range_watcher_in_write_order(tmp_path: P
         want = [key for key in keys if key >= k and (e == b"\0" or key < e)]
         assert [c.kv.key for b in s.queued for c in b.changes] == want, f"seed {seed} {k!r}"
     wd.be.close()
+
+
+def test_restore_keeps_a_future_start_revision(tmp_path: Path) -> None:
+    wd = World(tmp_path)
+    s = Sink()
+    w = wd.watcher(s, b"k", b"l", start=10)
+    with wd.be.write_txn() as t:  # a snapshot install moved the backend to revision 2
+        t.put(b"k1", b"from the leader")
+        t.end(99)
+    wd.hub.restore()
+    asyncio.run(wd.hub.step())
+    assert w.next_rev == 10 and w.state is State.SYNCED
+    for i in range(10):
+        wd.write({b"k2": b"%d" % i})  # revisions 3..12
+    assert [r for r, _, _ in revs(s.queued)] == [10, 11, 12]
+    wd.be.close()
