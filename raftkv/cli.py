@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
+from raftkv.server.config import (
+    ConfigError,
+    ServerConfig,
+    parse_duration,
+    parse_initial_cluster,
+    parse_urls,
+)
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
+    # maintenance (branch maint): etcd 3.6's name and its deprecated experimental alias
+    a("--corrupt-check-time", "--experimental-corrupt-check-time", dest="corrupt_check_time",
+      default="0s", help="duration between cluster corruption check passes (0s: off)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
@@ -84,6 +93,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
         log_level=ns.log_level,
         logger=ns.logger,
+        corrupt_check_time=parse_duration("corrupt-check-time", ns.corrupt_check_time),
     )
     cfg.validate()
     return cfg
@@ -128,7 +138,12 @@ async def serve(cfg: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["snapshot"]:
+        from raftkv.cli_snapshot import main as snapshot_main
+
+        return snapshot_main(args[1:])
+    ns = build_parser().parse_args(args)
     try:
         cfg = config_from_args(ns)
     except ConfigError as exc:

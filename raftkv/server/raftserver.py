@@ -49,9 +49,11 @@ from raftkv.raft import (
     RawNode,
     StateType,
 )
+from raftkv.server import maintenance
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.applytask import ApplyTask
 from raftkv.server.config import ConfigError, ServerConfig
+from raftkv.server.corruptcheck import CorruptChecker
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
@@ -123,6 +125,8 @@ class RaftServer:
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
         self._db_size_in_use = 0
+        self.corrupt_check = (CorruptChecker(self, cfg.corrupt_check_time)
+                              if cfg.corrupt_check_time > 0 else None)
 
     # --- startup -------------------------------------------------------------------------
 
@@ -173,6 +177,7 @@ class RaftServer:
         }
         self.transport.set_peers(peers)
         self._update_size_metrics()
+        maintenance.clean(self.member_dir)
         self._task = asyncio.create_task(self._main(), name="raft-member")
 
     def _members_json(self) -> bytes:
@@ -249,6 +254,9 @@ class RaftServer:
                  asyncio.create_task(self.apply_task.compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
                                      name="raft-loop-lag")]
+        if self.corrupt_check is not None:
+            tasks.append(asyncio.create_task(self.corrupt_check.run(lambda: self._stopping),
+                                             name="raft-corrupt-check"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
@@ -422,6 +430,10 @@ class RaftServer:
         rev = revision or self.backend.current_revision()
         return self.backend.hash_kv(rev), rev, self.backend.compacted_revision()
 
+    def alarms(self) -> list[tuple[int, int]]:
+        """The replicated alarms (member ID, AlarmType), as applied here."""
+        return self.applier.alarms.listed()
+
     # --- status ------------------------------------------------------------------------------
 
     def status(self) -> rpc_pb2.StatusResponse:
@@ -440,6 +452,8 @@ class RaftServer:
             resp.errors.append("etcdserver: no leader")
         if self.nospace:
             resp.errors.append(f"memberID:{self.id} alarm:NOSPACE ")
+        for mid, alarm in self.alarms():
+            resp.errors.append(f"memberID:{mid} alarm:{rpc_pb2.AlarmType.Name(alarm)} ")
         resp.header.CopyFrom(self.header(self.backend.current_revision()))
         return resp
 

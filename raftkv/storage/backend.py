@@ -28,13 +28,13 @@ import hashlib
 import os
 import sqlite3
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from raftkv import failpoints
+from raftkv.storage import hashkv
 from raftkv.storage.errors import CompactedError, FutureRevError, StorageError
 from raftkv.storage.metrics import BACKEND_COMMIT_SECONDS
 
@@ -312,17 +312,31 @@ class Backend:
         return self._ci
 
     def hash_kv(self, rev: int = 0) -> int:
-        """A CRC32 over every stored row at or below ``rev`` (0: current) in key and
-        revision order, as etcd's HashKV: equal on members holding the same history."""
-        at = rev or self._current_rev
-        h = 0
-        cur = self._conn.execute(
-            "SELECT key, rev, sub, value, create_rev, version, lease, tombstone FROM kv "
-            "WHERE rev <= ? ORDER BY key, rev, sub", (at,))
-        while rows := cur.fetchmany(4096):
-            for r in rows:
-                h = zlib.crc32(repr(tuple(r)).encode(), h)
-        return h
+        """etcd's HashKV at ``rev`` (0: current) on this connection, as kept by the
+        compacted revision (``raftkv.storage.hashkv``): equal on members holding the same
+        history, whatever their compaction progress."""
+        return hashkv.hash_kv(self._conn, rev or self._current_rev, self._compacted_rev)
+
+    def hash_all(self) -> int:
+        """etcd's Hash: every stored row (testing only, as etcd says of its own)."""
+        return hashkv.hash_all(self._conn)
+
+    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
+        """(HashKV at ``rev``, compacted revision) read through a read connection of its
+        own from the committed database, so it may run in a worker thread while the
+        writer goes on; the caller commits first (rows at or below ``rev`` then are
+        committed). One read transaction: hash and compacted revision agree."""
+        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            src.execute("BEGIN")
+            row = src.execute("SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
+            compacted = int(row[0]) if row else 0
+            if 0 < rev < compacted:
+                raise CompactedError(f"revision {rev} has been compacted (compacted "
+                                     f"revision {compacted})")
+            return hashkv.hash_kv(src, rev, compacted), compacted
+        finally:
+            src.close()
 
     # --- compaction, meta ------------------------------------------------------------
 
