@@ -68,7 +68,8 @@ def _human(n: int) -> str:
 def render(s: SnapshotStatus, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"hash": s.hash, "revision": s.revision, "totalKey": s.total_key,
-                           "totalSize": s.total_size, "version": s.version})
+                           "totalSize": s.total_size, "version": s.version},
+                          separators=(",", ":"))
     cells = [f"{s.hash:x}", str(s.revision), str(s.total_key), _human(s.total_size),
              s.version]
     if fmt == "simple":

@@ -10,7 +10,7 @@ consistent index (reset to 0) and the member started on it applies them first.
 
 Invariants: nothing is written at ``--data-dir`` unless everything checks out: the work
 is done in a sibling temporary directory renamed into place at the end (removed on any
-failure); an existing ``--data-dir`` is refused, as etcdutl refuses it. Replicated
+failure); a ``--data-dir`` that exists and is not empty is refused, as etcdutl's. Replicated
 alarms (CORRUPT) are dropped: they describe the old cluster's members.
 """
 
@@ -48,8 +48,8 @@ def _reset_membership(db: Path) -> None:
 def restore(snapshot: Path, cfg: ServerConfig, skip_hash_check: bool = False) -> None:
     cfg.validate()
     data_dir = Path(cfg.data_dir)
-    if data_dir.exists():
-        raise RestoreError(f"data-dir {str(data_dir)!r} exists; restore needs a new one")
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise RestoreError(f'data-dir "{data_dir}" not empty or could not be read')
     tmp = data_dir.with_name(data_dir.name + ".restoring")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

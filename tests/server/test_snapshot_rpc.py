@@ -138,7 +138,7 @@ def test_snapshot_status_and_restore(raftkv3: Cluster, tmp_path: Path) -> None:
                    f"--name={m0.name}", f"--initial-cluster={new.initial_cluster()}",
                    f"--initial-cluster-token={new.token}",
                    f"--initial-advertise-peer-urls={m0.peer_url}")
-    assert again.returncode == 3 and "exists" in again.stderr
+    assert again.returncode == 3 and "not empty" in again.stderr
     with new:
         assert _kvs(new) == want_kvs  # same keys, values, revisions, versions
         cluster, members = _ids(new)
