@@ -11,7 +11,8 @@ consistent index (reset to 0) and the member started on it applies them first.
 Invariants: nothing is written at ``--data-dir`` unless everything checks out: the work
 is done in a sibling temporary directory renamed into place at the end (removed on any
 failure); a ``--data-dir`` that exists and is not empty is refused, as etcdutl's. Replicated
-alarms (CORRUPT) are dropped: they describe the old cluster's members.
+alarms (CORRUPT) are dropped: they describe the old cluster's members. An etcd (bbolt)
+snapshot is converted (``raftkv.storage.etcdsnap``): keys, revisions, compaction, leases.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from raftkv.server.alarms import ALARMS_META
 from raftkv.server.apply import MEMBERS_META
 from raftkv.server.config import ServerConfig
 from raftkv.server.recovery import recover
-from raftkv.storage import snapfile
+from raftkv.storage import etcdsnap, snapfile
+from raftkv.storage.bbolt import BoltError
 from raftkv.storage.errors import StorageError
 
 
@@ -55,7 +57,14 @@ def restore(snapshot: Path, cfg: ServerConfig, skip_hash_check: bool = False) ->
     try:
         snap_dir = tmp / "member" / "snap"
         snap_dir.mkdir(parents=True)
-        snapfile.extract(snapshot, snap_dir / "db", skip_hash_check)
+        if snapfile.kind(snapshot) == "bbolt":  # an etcd snapshot: migrate its keyspace
+            size = snapfile.checked_size(snapshot, skip_hash_check)
+            try:
+                etcdsnap.convert(snapshot, size, snap_dir / "db")
+            except BoltError as exc:
+                raise snapfile.SnapshotFileError(str(exc)) from None
+        else:
+            snapfile.extract(snapshot, snap_dir / "db", skip_hash_check)
         _reset_membership(snap_dir / "db")
         rec = recover(cfg, tmp / "member", cfg.member_id, cfg.cluster_id, bootstrap=True)
         rec.backend.close()

@@ -28,7 +28,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -337,6 +337,23 @@ class Backend:
             return hashkv.hash_kv(src, rev, compacted), compacted
         finally:
             src.close()
+
+    def load_history(self, rows: Iterable[tuple[bytes, int, int, bytes, int, int, int, int]],
+                     current_rev: int, compacted_rev: int, compact_pending: int) -> None:
+        """Restore only, into an empty backend: insert history rows as they are ((key, rev,
+        sub, value, create_rev, version, lease, tombstone)) with the revisions they imply,
+        in one committed transaction."""
+        if self._current_rev > 1 or self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone():
+            raise StorageError(f"backend {self.path} is not empty; cannot load a history")
+        self._begin()
+        self._conn.executemany(
+            "INSERT INTO kv (key, rev, sub, value, create_rev, version, lease, tombstone)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._set_state(current_rev=current_rev, compacted_rev=compacted_rev,
+                        compact_pending=compact_pending, consistent_index=0)
+        self._current_rev, self._compacted_rev = current_rev, compacted_rev
+        self._compact_pending, self._ci = compact_pending, 0
+        self.force_commit()
 
     # --- compaction, meta ------------------------------------------------------------
 

@@ -7,7 +7,8 @@ of 512 bytes, so a bare database never looks hashed).
 Invariants: ``extract`` never writes its destination unless the hash checks out (or the
 caller skipped the check) and the database passes ``PRAGMA quick_check`` and has the
 backend's tables; otherwise it raises ``SnapshotFileError`` and leaves nothing behind.
-A file that is an etcd (bbolt) snapshot is named as such in the error.
+A file that is an etcd (bbolt) snapshot is named as such in the error (``kind`` tells
+the two apart; ``raftkv.storage.etcdsnap`` converts an etcd one).
 """
 
 from __future__ import annotations
@@ -65,14 +66,29 @@ def _db_size(path: Path, skip_hash_check: bool) -> int:
     return db_size
 
 
-def _kind_error(path: Path) -> None:
+def checked_size(path: Path, skip_hash_check: bool = False) -> int:
+    """Bytes of database in ``path``, after checking its trailing SHA-256."""
+    return _db_size(Path(path), skip_hash_check)
+
+
+def kind(path: Path) -> str | None:
+    """"sqlite" (a raftkv snapshot), "bbolt" (an etcd one) or None."""
     with open(path, "rb") as f:
         head = f.read(4096)
     if head.startswith(_SQLITE_MAGIC):
-        return
+        return "sqlite"
     if len(head) >= 20 and int.from_bytes(head[16:20], "little") == _BBOLT_MAGIC:
-        raise SnapshotFileError(f"{path} is an etcd (bbolt) snapshot; raftkv restores only "
-                                "snapshots saved from raftkv members")
+        return "bbolt"
+    return None
+
+
+def _kind_error(path: Path) -> None:
+    k = kind(path)
+    if k == "sqlite":
+        return
+    if k == "bbolt":
+        raise SnapshotFileError(f"{path} is an etcd (bbolt) snapshot: `raftkv snapshot "
+                                "restore` converts it; for its status use etcdutl")
     raise SnapshotFileError(f"{path} is not a raftkv snapshot (no SQLite header)")
 
 
