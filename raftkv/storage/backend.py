@@ -346,9 +346,14 @@ class Backend:
         if self._current_rev > 1 or self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone():
             raise StorageError(f"backend {self.path} is not empty; cannot load a history")
         self._begin()
-        self._conn.executemany(
-            "INSERT INTO kv (key, rev, sub, value, create_rev, version, lease, tombstone)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        try:
+            self._conn.executemany(
+                "INSERT INTO kv (key, rev, sub, value, create_rev, version, lease, tombstone)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            self._in_tx = False
+            raise
         self._set_state(current_rev=current_rev, compacted_rev=compacted_rev,
                         compact_pending=compact_pending, consistent_index=0)
         self._current_rev, self._compacted_rev = current_rev, compacted_rev

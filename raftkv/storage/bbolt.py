@@ -9,8 +9,9 @@ element with flag 1 is a sub-bucket whose value starts with (root pgid u64, sequ
 u64) and, for an inline bucket (root 0), holds its one leaf page right after.
 
 Invariants: the file is never written (opened read-only, mapped read-only); every offset
-is checked against the mapping, so a truncated or malformed file raises ``BoltError``
-instead of reading garbage or crashing; keys come out in bbolt's (byte) order.
+is checked against the mapping and no page is visited twice in one walk, so a truncated
+or malformed file raises ``BoltError`` instead of reading garbage, looping or crashing;
+keys come out in bbolt's (byte) order.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class BoltFile:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _page(self, pgid: int) -> memoryview:
+    def _page(self, pgid: int) -> bytes:
         off = pgid * self.page_size
         if pgid < 2 or off + _HDR.size > self.size:
             raise BoltError(f"{self.path}: page {pgid} is outside the file")
@@ -103,9 +104,13 @@ class BoltFile:
         end = off + (overflow + 1) * self.page_size
         if end > self.size:
             raise BoltError(f"{self.path}: page {pgid} runs past the end of the file")
-        return memoryview(self._m)[off:end]
+        return self._m[off:end]  # a copy: nothing keeps the mapping exported
 
-    def _items(self, page: memoryview, depth: int = 0) -> Iterator[tuple[bytes, bytes, int]]:
+    def _items(self, page: bytes, depth: int = 0,
+               seen: set[int] | None = None) -> Iterator[tuple[bytes, bytes, int]]:
+        """Elements of the tree rooted at ``page`` in order; ``seen`` holds the pages of
+        this walk (a page reached twice is a cycle or a shared subtree: malformed)."""
+        seen = set() if seen is None else seen
         if depth > MAX_DEPTH:
             raise BoltError(f"{self.path}: the B+tree is deeper than {MAX_DEPTH}")
         if len(page) < _HDR.size:
@@ -116,7 +121,10 @@ class BoltFile:
                 e = _HDR.size + i * _BRANCH.size
                 self._check(page, e + _BRANCH.size)
                 _, _, child = _BRANCH.unpack_from(page, e)
-                yield from self._items(self._page(child), depth + 1)
+                if child in seen:
+                    raise BoltError(f"{self.path}: page {child} is reached twice")
+                seen.add(child)
+                yield from self._items(self._page(child), depth + 1, seen)
         elif flags & LEAF:
             for i in range(count):
                 e = _HDR.size + i * _LEAF.size
@@ -124,20 +132,20 @@ class BoltFile:
                 fl, pos, ksize, vsize = _LEAF.unpack_from(page, e)
                 k0 = e + pos
                 self._check(page, k0 + ksize + vsize)
-                yield bytes(page[k0:k0 + ksize]), bytes(page[k0 + ksize:k0 + ksize + vsize]), fl
+                yield page[k0:k0 + ksize], page[k0 + ksize:k0 + ksize + vsize], fl
         else:
             raise BoltError(f"{self.path}: page with flags {flags:#x} inside a bucket")
 
-    def _check(self, page: memoryview, end: int) -> None:
+    def _check(self, page: bytes, end: int) -> None:
         if end > len(page):
             raise BoltError(f"{self.path}: an element runs past its page")
 
-    def _bucket_pages(self, value: bytes) -> memoryview:
+    def _bucket_pages(self, value: bytes) -> bytes:
         if len(value) < _BUCKET.size:
             raise BoltError(f"{self.path}: a bucket header is truncated")
         root, _ = _BUCKET.unpack_from(value)
         if root == 0:
-            return memoryview(value)[_BUCKET.size:]  # an inline bucket's one leaf page
+            return value[_BUCKET.size:]  # an inline bucket's one leaf page
         return self._page(root)
 
     def buckets(self) -> list[bytes]:

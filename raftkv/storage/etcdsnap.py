@@ -18,6 +18,7 @@ half-converted is installed: the caller writes into a temporary file).
 from __future__ import annotations
 
 import json
+import sqlite3
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,9 @@ def _rows(bolt: BoltFile, newest: list[int]) -> Iterator[
             raise SnapshotFileError(f"an etcd key-bucket entry with a malformed revision "
                                     f"{k.hex()}")
         main, _, sub = _REV.unpack_from(k)
+        if main >= 1 << 63 or sub >= 1 << 32:
+            raise SnapshotFileError(f"an etcd key-bucket entry with an impossible revision "
+                                    f"{main}/{sub}")
         kv = kv_pb2.KeyValue()
         try:
             kv.ParseFromString(v)
@@ -100,8 +104,11 @@ def convert(snapshot: Path, db_size: int, dest: Path) -> int:
             rows = list(_rows(bolt, newest))
             compacted = max(finished, scheduled, 0)
             current = max(newest[0], compacted, 1)
-            b.load_history(rows, current, compacted,
-                           scheduled if scheduled > finished else 0)
+            try:
+                b.load_history(rows, current, compacted,
+                               scheduled if scheduled > finished else 0)
+            except (sqlite3.IntegrityError, OverflowError) as exc:  # not a sane snapshot
+                raise SnapshotFileError(f"{snapshot}: {exc}") from None
             if leases:
                 b.meta_put(LEGACY_LEASES_META, json.dumps(leases, sort_keys=True).encode())
                 b.force_commit()
