@@ -9,7 +9,8 @@
   thread (one SQLite read transaction: one point in the history) while apply goes on.
   The copy lives in ``member/snapshot-rpc/`` only while it streams (removed on the way
   out, whether the client read it all or went away; leftovers of a crash are removed at
-  start by ``clean``).
+  start by ``clean``). At most ``MAX_STREAMS`` run at once per member (each holds a
+  copy on disk); more wait for a slot.
 - ``hash_kv``: etcd's HashKV at a revision (0: current), refused with etcd's errors
   below the compacted or above the current revision; computed in a worker through a
   read connection, after a commit, so a big keyspace never stalls the loop.
@@ -41,6 +42,7 @@ SEND_CHUNK = 32 * 1024  # etcd's snapshotSendBufferSize
 READ_CHUNK = 1 << 20
 STORAGE_VERSION = "3.6.0"  # the storage version etcd 3.6 puts in SnapshotResponse
 COPY_DIR = "snapshot-rpc"
+MAX_STREAMS = 2  # Snapshot streams served at once by one member
 
 M = TypeVar("M", bound=Any)
 
@@ -77,10 +79,15 @@ async def _copy(s: RaftServer) -> Path:
     d = s.member_dir / COPY_DIR
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{time.time_ns()}.db"
-    async with s.backend_lock:
-        await asyncio.to_thread(s.backend.commit_for_snapshot)
-        backend = s.backend  # an install replaces it only under the lock
-    await asyncio.to_thread(backend.copy_committed_to, path)
+    try:
+        async with s.backend_lock:
+            await asyncio.to_thread(s.backend.commit_for_snapshot)
+            backend = s.backend  # an install replaces it only under the lock
+        await asyncio.to_thread(backend.copy_committed_to, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -91,7 +98,16 @@ def _response(s: RaftServer, remaining: int, blob: bytes, rev: int) -> rpc_pb2.S
 
 
 async def snapshot_stream(s: RaftServer) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
-    path = await _copy(s)
+    async with s.snapshot_streams:
+        async for resp in _stream(s):
+            yield resp
+
+
+async def _stream(s: RaftServer) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+    try:
+        path = await _copy(s)
+    except OSError as exc:  # no room for the copy, say: the client's error, not ours
+        raise errors.EtcdError(f"etcdserver: cannot copy the database: {exc}") from None
     rev = s.backend.current_revision()
     try:
         total = path.stat().st_size

@@ -127,6 +127,8 @@ class RaftServer:
         self._db_size_in_use = 0
         self.corrupt_check = (CorruptChecker(self, cfg.corrupt_check_time)
                               if cfg.corrupt_check_time > 0 else None)
+        # Maintenance.Snapshot streams served at once (each holds a database copy on disk)
+        self.snapshot_streams = asyncio.Semaphore(maintenance.MAX_STREAMS)
 
     # --- startup -------------------------------------------------------------------------
 

@@ -191,3 +191,42 @@ def test_restore_from_an_etcd_snapshot(etcd1: Cluster, tmp_path: Path) -> None:
         ctl(new, "put", "after", "migration")
         after = json.loads(ctl(new, "get", "after", "-w", "json").stdout)
         assert after["kvs"][0]["mod_revision"] == rev + 1
+
+
+def test_concurrent_and_abandoned_snapshot_streams(raftkv3: Cluster, tmp_path: Path) -> None:
+    """Four saves at once all complete (two streams at a time per member); a client that
+    goes away mid-stream leaves no database copy behind."""
+    import grpc
+    from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+    from tests.support.proc import wait_until
+
+    url = raftkv3.endpoints[0]
+    with grpc.insecure_channel(url.removeprefix("http://")) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        for i in range(12):  # 12 MB: more than the HTTP/2 windows can hold unread
+            kv.Put(rpc_pb2.PutRequest(key=b"big%d" % i, value=bytes([i]) * 1_000_000),
+                   timeout=30)
+    procs = [subprocess.Popen([str(etcd36_bin("etcdctl")), f"--endpoints={url}", "snapshot",
+                               "save", str(tmp_path / f"c{i}.db")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(4)]
+    try:
+        for p in procs:
+            assert p.wait(60) == 0, p.stderr.read() if p.stderr else ""
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i in range(4):
+        _assert_sha_trailer(tmp_path / f"c{i}.db")
+
+    copies = raftkv3.members[0].data_dir / "member" / "snapshot-rpc"
+    with grpc.insecure_channel(url.removeprefix("http://")) as ch:
+        stream = rpc_pb2_grpc.MaintenanceStub(ch).Snapshot(rpc_pb2.SnapshotRequest())
+        first = next(stream)
+        assert first.remaining_bytes > 0
+        assert list(copies.iterdir())  # the copy streams ...
+        stream.cancel()
+    wait_until(lambda: not list(copies.iterdir()), 10, "the abandoned copy removed")
