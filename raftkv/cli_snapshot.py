@@ -2,7 +2,8 @@
 
 ``status FILE [-w simple|table|json]`` prints hash, revision, total keys, total size and
 version as etcdutl does; ``restore FILE --data-dir ... --name ... --initial-cluster ...
---initial-cluster-token ... --initial-advertise-peer-urls ... [--skip-hash-check]``
+--initial-cluster-token ... --initial-advertise-peer-urls ... [--skip-hash-check]
+[--bump-revision N --mark-compacted]``
 writes a new member's data directory (``raftkv.server.restore``).
 
 Exit codes: 0 done; 2 a bad flag or value; 3 storage trouble (the data dir exists, I/O);
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--initial-advertise-peer-urls", default="http://localhost:2380")
     a("--skip-hash-check", action="store_true",
       help="ignore the snapshot's SHA-256 (a file copied from a data dir has none)")
+    a("--bump-revision", type=int, default=0,
+      help="how much to increase the latest revision after restore")
+    a("--mark-compacted", action="store_true",
+      help="mark the latest revision after restore as compacted (required if "
+           "--bump-revision > 0, disallowed otherwise)")
     return p
 
 
@@ -106,8 +112,14 @@ def main(argv: list[str]) -> int:
             return 0
         from raftkv.server.restore import restore
 
+        if ns.bump_revision < 0:
+            raise ConfigError("--bump-revision cannot be negative")
+        if ns.bump_revision > 0 and not ns.mark_compacted:
+            raise ConfigError("--mark-compacted required if --bump-revision > 0")
+        if ns.mark_compacted and ns.bump_revision == 0:
+            raise ConfigError("--mark-compacted disallowed if --bump-revision is 0")
         cfg = _restore_config(ns)
-        restore(path, cfg, ns.skip_hash_check)
+        restore(path, cfg, ns.skip_hash_check, ns.bump_revision)
         sys.stderr.write(f"restored snapshot {path} to {cfg.data_dir} (member {cfg.member_id:x}"
                          f", cluster {cfg.cluster_id:x})\n")
         return 0

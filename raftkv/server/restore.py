@@ -47,7 +47,28 @@ def _reset_membership(db: Path) -> None:
         conn.close()
 
 
-def restore(snapshot: Path, cfg: ServerConfig, skip_hash_check: bool = False) -> None:
+def _bump(db: Path, amount: int) -> int:
+    """etcdutl's --bump-revision with --mark-compacted: the revision jumps by ``amount``
+    and everything below the new revision is compacted (the compaction runs when the
+    member starts), so watchers and caches of the old cluster must start over."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT value FROM state WHERE name = 'current_rev'").fetchone()
+        rev = (int(row[0]) if row else 1) + amount
+        conn.executemany("INSERT INTO state (name, value) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                         [("current_rev", rev), ("compacted_rev", rev),
+                          ("compact_pending", rev)])
+        conn.execute("COMMIT")
+        return rev
+    finally:
+        conn.close()
+
+
+def restore(snapshot: Path, cfg: ServerConfig, skip_hash_check: bool = False,
+            bump_revision: int = 0) -> None:
+    """``bump_revision`` > 0 means etcdutl's ``--bump-revision N --mark-compacted``."""
     cfg.validate()
     data_dir = Path(cfg.data_dir)
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
@@ -66,6 +87,8 @@ def restore(snapshot: Path, cfg: ServerConfig, skip_hash_check: bool = False) ->
         else:
             snapfile.extract(snapshot, snap_dir / "db", skip_hash_check)
         _reset_membership(snap_dir / "db")
+        if bump_revision > 0:
+            _bump(snap_dir / "db", bump_revision)
         rec = recover(cfg, tmp / "member", cfg.member_id, cfg.cluster_id, bootstrap=True)
         rec.backend.close()
         rec.wal.close()
