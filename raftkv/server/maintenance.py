@@ -6,7 +6,8 @@
   ``remaining_bytes`` 0; every message carries the storage ``version``. The copy is made
   consistent and off the loop: the open batch is committed under the backend lock, then
   the committed database is copied through a read connection of its own in a worker
-  thread (one SQLite read transaction: one point in the history) while apply goes on.
+  thread (one SQLite read transaction, begun under the lock: one point in the history,
+  unaffected by a snapshot install that swaps the file later) while apply goes on.
   The copy lives in ``member/snapshot-rpc/`` only while it streams (removed on the way
   out, whether the client read it all or went away; leftovers of a crash are removed at
   start by ``clean``). At most ``MAX_STREAMS`` run at once per member (each holds a
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
+from raftkv.storage.backend import Backend
 from raftkv.storage.errors import CompactedError
 
 if TYPE_CHECKING:
@@ -80,10 +82,11 @@ async def _copy(s: RaftServer) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{time.time_ns()}.db"
     try:
-        async with s.backend_lock:
+        async with s.backend_lock:  # an install swaps the database only under the lock
             await asyncio.to_thread(s.backend.commit_for_snapshot)
-            backend = s.backend  # an install replaces it only under the lock
-        await asyncio.to_thread(backend.copy_committed_to, path)
+            backend = s.backend
+            reader = backend.open_reader()  # the copy's point in the history, fixed now
+        await asyncio.to_thread(backend.copy_committed_to, path, reader)
     except BaseException:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".tmp").unlink(missing_ok=True)
@@ -137,9 +140,9 @@ async def hash_kv(s: RaftServer, revision: int) -> rpc_pb2.HashKVResponse:
     rev = revision or current
     async with s.backend_lock:
         await asyncio.to_thread(s.backend.force_commit)
-        backend = s.backend
+        reader = s.backend.open_reader()
     try:
-        h, compacted = await asyncio.to_thread(backend.hash_kv_committed, rev)
+        h, compacted = await asyncio.to_thread(Backend.hash_kv_of, reader, rev)
     except CompactedError:
         raise errors.Compacted() from None
     resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compacted)

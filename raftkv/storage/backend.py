@@ -321,22 +321,40 @@ class Backend:
         """etcd's Hash: every stored row (testing only, as etcd says of its own)."""
         return hashkv.hash_all(self._conn)
 
-    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
-        """(HashKV at ``rev``, compacted revision) read through a read connection of its
-        own from the committed database, so it may run in a worker thread while the
-        writer goes on; the caller commits first (rows at or below ``rev`` then are
-        committed). One read transaction: hash and compacted revision agree."""
-        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+    def open_reader(self) -> sqlite3.Connection:
+        """A read connection of its own, inside a read transaction on the committed
+        database: one fixed point of the history that stays valid even if the database
+        is replaced afterwards (a snapshot install: the open files stay the old ones).
+        Open it where nothing swaps the database meanwhile (under the backend lock);
+        then use and close it in any one thread, while the writer goes on."""
+        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                              check_same_thread=False)
         try:
             src.execute("BEGIN")
-            row = src.execute("SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
+            src.execute("SELECT COUNT(*) FROM state").fetchone()  # the read starts here
+        except BaseException:
+            src.close()
+            raise
+        return src
+
+    @staticmethod
+    def hash_kv_of(reader: sqlite3.Connection, rev: int) -> tuple[int, int]:
+        """(HashKV at ``rev``, compacted revision) from an ``open_reader`` connection
+        (closed here); the caller committed first, so rows at or below ``rev`` are in it."""
+        try:
+            row = reader.execute(
+                "SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
             compacted = int(row[0]) if row else 0
             if 0 < rev < compacted:
                 raise CompactedError(f"revision {rev} has been compacted (compacted "
                                      f"revision {compacted})")
-            return hashkv.hash_kv(src, rev, compacted), compacted
+            return hashkv.hash_kv(reader, rev, compacted), compacted
         finally:
-            src.close()
+            reader.close()
+
+    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
+        """``hash_kv_of`` a reader opened now (callers that cannot hold the lock: tests)."""
+        return self.hash_kv_of(self.open_reader(), rev)
 
     def load_history(self, rows: Iterable[tuple[bytes, int, int, bytes, int, int, int, int]],
                      current_rev: int, compacted_rev: int, compact_pending: int) -> None:
@@ -485,20 +503,23 @@ class Backend:
     def commit_for_snapshot(self) -> None:
         self.force_commit()
 
-    def copy_committed_to(self, path: Path) -> str:
-        """Copy the committed database to ``path`` through a read connection of its own,
-        so it may run in a worker thread while the writer goes on (SQLite WAL mode: the
-        copy is one read transaction, a consistent point). Synced, atomically renamed;
-        returns the SHA-256 hex digest."""
+    def copy_committed_to(self, path: Path, reader: sqlite3.Connection | None = None) -> str:
+        """Copy the committed database to ``path`` through a read connection of its own
+        (``reader`` from ``open_reader``, closed here; by default one opened now), so it
+        may run in a worker thread while the writer goes on (SQLite WAL mode: the copy is
+        one read transaction, a consistent point). Synced, atomically renamed; returns
+        the SHA-256 hex digest."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        dest = sqlite3.connect(tmp)
+        src = reader if reader is not None else self.open_reader()
         try:
-            src.backup(dest)
+            dest = sqlite3.connect(tmp)
+            try:
+                src.backup(dest)
+            finally:
+                dest.close()
         finally:
-            dest.close()
             src.close()
         digest = _fsync_file(tmp)
         os.replace(tmp, path)
