@@ -62,9 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     # maintenance (branch maint): etcd 3.6's name and its deprecated experimental alias
     a("--corrupt-check-time", "--experimental-corrupt-check-time", dest="corrupt_check_time",
       default="0s", help="duration between cluster corruption check passes (0s: off)")
+    a("--experimental-initial-corrupt-check", type=_bool, default=False, nargs="?", const=True,
+      help="compare the data with the peers' before serving; refuse to start on a mismatch")
+    a("--feature-gates", default="", help="etcd 3.6's gates; InitialCorruptCheck=true is read")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
+
+
+def _bool(value: str) -> bool:
+    """Go's flag booleans: true/false, 1/0, t/f (any case)."""
+    v = value.strip().lower()
+    if v in ("true", "1", "t"):
+        return True
+    if v in ("false", "0", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
+
+
+def _gate(gates: str, name: str) -> bool:
+    """Whether ``--feature-gates=A=true,B=false`` turns ``name`` on."""
+    for part in gates.split(","):
+        key, sep, value = part.partition("=")
+        if key.strip() == name and sep:
+            try:
+                return _bool(value)
+            except argparse.ArgumentTypeError:
+                raise ConfigError(f"--feature-gates: {part.strip()!r} is not "
+                                  f"{name}=true|false") from None
+    return False
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -94,6 +120,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         log_level=ns.log_level,
         logger=ns.logger,
         corrupt_check_time=parse_duration("corrupt-check-time", ns.corrupt_check_time),
+        initial_corrupt_check=(ns.experimental_initial_corrupt_check
+                               or _gate(ns.feature_gates, "InitialCorruptCheck")),
     )
     cfg.validate()
     return cfg

@@ -107,6 +107,7 @@ class ServerConfig:
     logger: str = "text"
     # --- maintenance (branch maint): etcd's --corrupt-check-time, seconds (0: off) ---
     corrupt_check_time: float = 0.0
+    initial_corrupt_check: bool = False  # etcd's --experimental-initial-corrupt-check
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):

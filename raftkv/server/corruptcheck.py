@@ -9,7 +9,14 @@ CORRUPT)`` through the log, so every member records the alarm and refuses writes
 up to the revision yet (FutureRev), is unreachable or has compacted differently is
 skipped for this round, as etcd skips it.
 
-Invariants: only the leader checks; a failing round (an error of any kind, a timeout)
+``initial_check`` is etcd's ``--experimental-initial-corrupt-check`` (3.6: the
+``InitialCorruptCheck`` feature gate): before a member serves clients it compares its own
+HashKV with every reachable peer's at its current revision and refuses to start
+(``DataInconsistency``, a storage error: exit code 3) on a mismatch at an equal compacted
+revision; peers that are unreachable, behind or compacted differently are skipped, as
+etcd skips them.
+
+Invariants: only the leader checks periodically; a failing round (an error of any kind, a timeout)
 is logged and never stops the member; an alarm already active is not proposed again.
 """
 
@@ -26,11 +33,43 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors
 from raftkv.server import maintenance
+from raftkv.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from raftkv.server.raftserver import RaftServer
 
 log = logging.getLogger("raftkv.server.corruptcheck")
+
+INITIAL_TIMEOUT = 2.0  # seconds a peer gets to answer the initial check (then skipped)
+
+
+class DataInconsistency(StorageError):
+    """This member's keyspace differs from a peer's at the same revision."""
+
+
+async def initial_check(s: RaftServer) -> int:
+    """Compare with the peers before serving; returns how many peers agreed."""
+    rev = s.backend.current_revision()
+    mine = await maintenance.hash_kv(s, rev)
+    checker = CorruptChecker(s, 0.0)
+    try:
+        agreed = 0
+        for m in s.membership.members.values():
+            if m.id == s.id or not m.client_urls:
+                continue
+            resp = await checker._peer_hash(m.client_urls[0], rev, INITIAL_TIMEOUT)
+            if resp is None or resp.compact_revision != mine.compact_revision:
+                continue
+            if resp.hash != mine.hash:
+                raise DataInconsistency(
+                    f"found data inconsistency with peer {m.id:x}: its hash at revision "
+                    f"{rev} is {resp.hash}, ours is {mine.hash}; this member's data is not "
+                    "the log's (restore it from a snapshot or remove and re-add it)")
+            agreed += 1
+        log.info("initial corruption check: %d peer(s) agree at revision %d", agreed, rev)
+        return agreed
+    finally:
+        await checker.close()
 
 
 class CorruptChecker:
@@ -51,9 +90,13 @@ class CorruptChecker:
                 except (errors.EtcdError, grpc.aio.AioRpcError, OSError, TimeoutError) as exc:
                     log.warning("corruption check round failed: %s", exc)
         finally:
-            for ch in self._channels.values():
-                with contextlib.suppress(Exception):
-                    await ch.close()
+            await self.close()
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            with contextlib.suppress(Exception):
+                await ch.close()
+        self._channels.clear()
 
     def _stub(self, url: str) -> rpc_pb2_grpc.MaintenanceStub:
         target = url.removeprefix("http://")
@@ -62,10 +105,11 @@ class CorruptChecker:
             ch = self._channels[target] = grpc.aio.insecure_channel(target)
         return rpc_pb2_grpc.MaintenanceStub(ch)
 
-    async def _peer_hash(self, url: str, rev: int) -> rpc_pb2.HashKVResponse | None:
+    async def _peer_hash(self, url: str, rev: int,
+                         timeout: float | None = None) -> rpc_pb2.HashKVResponse | None:
         try:
             resp: rpc_pb2.HashKVResponse = await self._stub(url).HashKV(
-                rpc_pb2.HashKVRequest(revision=rev), timeout=self.s.request_timeout)
+                rpc_pb2.HashKVRequest(revision=rev), timeout=timeout or self.s.request_timeout)
             return resp
         except grpc.aio.AioRpcError as exc:
             log.info("corruption check: no hash from %s at revision %d: %s", url, rev,

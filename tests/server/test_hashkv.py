@@ -143,3 +143,33 @@ def test_corrupt_follower_raises_corrupt_alarm(checked: Cluster) -> None:
     assert want in ctl(cl, "alarm", "disarm").stdout
     assert ctl(cl, "alarm", "list").stdout.strip() == ""
     ctl(cl, "put", "k0", "accepted")
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[Cluster]:
+    yield from _started(raftkv_cluster(tmp_path / "raftkv", 3))
+
+
+def test_initial_corrupt_check_refuses_to_start(plain: Cluster) -> None:
+    """etcd's --experimental-initial-corrupt-check: a member whose data was changed while
+    it was down exits (code 3) instead of serving; repaired, it starts."""
+    for i in range(10):
+        ctl(plain, "put", f"k{i}", f"v{i}")
+    m = plain.members[2]
+    wait_until(lambda: all(h["hash"] == _hashes(plain)[0]["hash"] for h in _hashes(plain)),
+               20, "members agree")
+    assert m.proc is not None and m.proc.stop() == 0
+    _set_value(m.data_dir, b"k4", b"rot")
+    m.extra_args = ["--experimental-initial-corrupt-check"]
+    plain.start_member(m, state="existing")
+    proc = m.proc
+    assert proc is not None
+    wait_until(lambda: not proc.alive(), 30, "the corrupt member exits")
+    assert proc.popen is not None and proc.popen.returncode == 3
+    assert "found data inconsistency with peer" in proc.log_tail()
+
+    _set_value(m.data_dir, b"k4", b"v4")
+    m.extra_args = ["--feature-gates=InitialCorruptCheck=true"]
+    plain.start_member(m, state="existing")
+    wait_until(m.serving, 30, "the repaired member serving")
+    assert "v4" in ctl(plain, "get", "k4", "--consistency=s", endpoints=[m.client_url]).stdout
