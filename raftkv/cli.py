@@ -17,13 +17,8 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from raftkv.server.config import (
-    ConfigError,
-    ServerConfig,
-    parse_duration,
-    parse_initial_cluster,
-    parse_urls,
-)
+from raftkv import cli_maintenance
+from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -55,42 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quota-backend-bytes", type=int, default=2 << 30)
     a("--max-request-bytes", type=int, default=1536 * 1024)
     a("--max-txn-ops", type=int, default=128)
+    cli_maintenance.add_flags(p)  # --corrupt-check-time, --experimental-initial-corrupt-check
     a("--experimental-snapshot-catchup-entries", type=int, default=5000,
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
-    # maintenance (branch maint): etcd 3.6's name and its deprecated experimental alias
-    a("--corrupt-check-time", "--experimental-corrupt-check-time", dest="corrupt_check_time",
-      default="0s", help="duration between cluster corruption check passes (0s: off)")
-    a("--experimental-initial-corrupt-check", type=_bool, default=False, nargs="?", const=True,
-      help="compare the data with the peers' before serving; refuse to start on a mismatch")
-    a("--feature-gates", default="", help="etcd 3.6's gates; InitialCorruptCheck=true is read")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
-
-
-def _bool(value: str) -> bool:
-    """Go's flag booleans: true/false, 1/0, t/f (any case)."""
-    v = value.strip().lower()
-    if v in ("true", "1", "t"):
-        return True
-    if v in ("false", "0", "f"):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
-
-
-def _gate(gates: str, name: str) -> bool:
-    """Whether ``--feature-gates=A=true,B=false`` turns ``name`` on."""
-    for part in gates.split(","):
-        key, sep, value = part.partition("=")
-        if key.strip() == name and sep:
-            try:
-                return _bool(value)
-            except argparse.ArgumentTypeError:
-                raise ConfigError(f"--feature-gates: {part.strip()!r} is not "
-                                  f"{name}=true|false") from None
-    return False
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -115,13 +82,11 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         quota_backend_bytes=ns.quota_backend_bytes,
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
+        **cli_maintenance.config_values(ns),
         snapshot_catchup_entries=ns.experimental_snapshot_catchup_entries,
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
         log_level=ns.log_level,
         logger=ns.logger,
-        corrupt_check_time=parse_duration("corrupt-check-time", ns.corrupt_check_time),
-        initial_corrupt_check=(ns.experimental_initial_corrupt_check
-                               or _gate(ns.feature_gates, "InitialCorruptCheck")),
     )
     cfg.validate()
     return cfg
@@ -166,12 +131,7 @@ async def serve(cfg: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["snapshot"]:
-        from raftkv.cli_snapshot import main as snapshot_main
-
-        return snapshot_main(args[1:])
-    ns = build_parser().parse_args(args)
+    ns = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(ns)
     except ConfigError as exc:

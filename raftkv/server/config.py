@@ -9,7 +9,6 @@ member IDs), so a cluster started with the same flags gets the same IDs every ti
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,27 +48,6 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return out
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                   "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-
-
-def parse_duration(flag: str, value: str) -> float:
-    """A Go duration (``0s``, ``500ms``, ``1m30s``; a bare ``0`` too) -> seconds."""
-    v = value.strip()
-    if v == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(v):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not v or pos != len(v):
-        raise ConfigError(f"--{flag}: {value!r} is not a duration like 5s or 1m30s")
-    return total
-
-
 def member_id(peer_urls: list[str], token: str) -> int:
     """etcd's computeMemberID without a time component."""
     b = "".join(sorted(peer_urls)).encode() + token.encode()
@@ -101,13 +79,14 @@ class ServerConfig:
     quota_backend_bytes: int = 2 << 30
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128
+    # maintenance (raftkv.cli_maintenance): etcd's --corrupt-check-time in seconds (0: off)
+    # and --experimental-initial-corrupt-check
+    corrupt_check_time: float = 0.0
+    initial_corrupt_check: bool = False
     snapshot_catchup_entries: int = 5000  # entries kept behind a snapshot (etcd's default)
     wal_segment_bytes: int = 64 << 20
     log_level: str = "info"
     logger: str = "text"
-    # --- maintenance (branch maint): etcd's --corrupt-check-time, seconds (0: off) ---
-    corrupt_check_time: float = 0.0
-    initial_corrupt_check: bool = False  # etcd's --experimental-initial-corrupt-check
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):
@@ -124,12 +103,12 @@ class ServerConfig:
             raise ConfigError("--election-timeout is too long (at most 50000 ms)")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be positive")
+        if self.corrupt_check_time < 0:
+            raise ConfigError("--corrupt-check-time cannot be negative")
         if self.snapshot_catchup_entries < 1:
             raise ConfigError("--experimental-snapshot-catchup-entries must be at least 1")
         if self.wal_segment_bytes < 4096:
             raise ConfigError("--experimental-wal-segment-bytes must be at least 4096")
-        if self.corrupt_check_time < 0:
-            raise ConfigError("--corrupt-check-time cannot be negative")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
         if self.name not in self.initial_cluster:

@@ -9,9 +9,10 @@ CORRUPT)`` through the log, so every member records the alarm and refuses writes
 up to the revision yet (FutureRev), is unreachable or has compacted differently is
 skipped for this round, as etcd skips it.
 
-``initial_check`` is etcd's ``--experimental-initial-corrupt-check`` (3.6: the
-``InitialCorruptCheck`` feature gate): before a member serves clients it compares its own
-HashKV with every reachable peer's at its current revision and refuses to start
+``initial_check`` is etcd's ``--experimental-initial-corrupt-check`` (3.6 also spells it
+``--feature-gates=InitialCorruptCheck=true``; raftkv reads the flag only so far): before
+a member serves clients it compares its own HashKV with every reachable peer's at its
+current revision and refuses to start
 (``DataInconsistency``, a storage error: exit code 3) on a mismatch at an equal compacted
 revision; peers that are unreachable, behind or compacted differently are skipped, as
 etcd skips them.

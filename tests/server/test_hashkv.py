@@ -169,7 +169,7 @@ def test_initial_corrupt_check_refuses_to_start(plain: Cluster) -> None:
     assert "found data inconsistency with peer" in proc.log_tail()
 
     _set_value(m.data_dir, b"k4", b"v4")
-    m.extra_args = ["--feature-gates=InitialCorruptCheck=true"]
+    m.extra_args = ["--experimental-initial-corrupt-check=true"]
     plain.start_member(m, state="existing")
     wait_until(m.serving, 30, "the repaired member serving")
     assert "v4" in ctl(plain, "get", "k4", "--consistency=s", endpoints=[m.client_url]).stdout
