@@ -28,6 +28,7 @@ _HDR = struct.Struct(">BBQQ")
 
 
 class Kind(IntEnum):
+    ALARM = 16  # a replicated alarm (CORRUPT), as etcd's AlarmRequest through the log
     PUT = 1
     DELETE_RANGE = 2
     TXN = 3
@@ -35,10 +36,10 @@ class Kind(IntEnum):
     LEASE_GRANT = 5
     LEASE_REVOKE = 6
     PUBLISH = 7  # a member's name and client URLs, as etcd's publish
-    ALARM = 16  # a replicated alarm (CORRUPT), as etcd's AlarmRequest through the log
 
 
 _TYPES: dict[Kind, Any] = {
+    Kind.ALARM: rpc_pb2.AlarmRequest,
     Kind.PUT: rpc_pb2.PutRequest,
     Kind.DELETE_RANGE: rpc_pb2.DeleteRangeRequest,
     Kind.TXN: rpc_pb2.TxnRequest,
@@ -46,7 +47,6 @@ _TYPES: dict[Kind, Any] = {
     Kind.LEASE_GRANT: rpc_pb2.LeaseGrantRequest,
     Kind.LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
     Kind.PUBLISH: rpc_pb2.Member,
-    Kind.ALARM: rpc_pb2.AlarmRequest,
 }
 
 

@@ -32,10 +32,10 @@ from aetcd.rpc import rpc_pb2
 from prometheus_client import CollectorRegistry, Counter
 
 from raftkv.mvcc import commands, errors, kv
+from raftkv.mvcc.alarms import Alarms
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
-from raftkv.server.alarms import Alarms
 from raftkv.server.membership import Member, Membership
 from raftkv.storage.backend import Backend
 from raftkv.storage.errors import StorageError

@@ -5,7 +5,7 @@ other member (over their client URLs, Maintenance.HashKV) for theirs at the same
 revision. A member whose compacted revision is the leader's but whose hash differs holds
 data the log did not write: the leader proposes ``AlarmRequest(ACTIVATE, member,
 CORRUPT)`` through the log, so every member records the alarm and refuses writes
-(``raftkv.server.alarms``), as etcd's PeriodicCheck does. A member that has not applied
+(``raftkv.mvcc.alarms``), as etcd's PeriodicCheck does. A member that has not applied
 up to the revision yet (FutureRev), is unreachable or has compacted differently is
 skipped for this round, as etcd skips it.
 

@@ -181,6 +181,11 @@ class RaftServer:
         self._update_size_metrics()
         maintenance.clean(self.member_dir)
         self._task = asyncio.create_task(self._main(), name="raft-member")
+        if self.corrupt_check is not None:  # never fatal: its rounds catch their errors
+            t = asyncio.create_task(self.corrupt_check.run(lambda: self._stopping),
+                                    name="raft-corrupt-check")
+            self._background.add(t)
+            t.add_done_callback(self._background.discard)
 
     def _members_json(self) -> bytes:
         return json.dumps({"cluster_id": self.cluster_id,
@@ -256,9 +261,6 @@ class RaftServer:
                  asyncio.create_task(self.apply_task.compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
                                      name="raft-loop-lag")]
-        if self.corrupt_check is not None:
-            tasks.append(asyncio.create_task(self.corrupt_check.run(lambda: self._stopping),
-                                             name="raft-corrupt-check"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:

@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from raftkv.server.alarms import ALARMS_META
+from raftkv.mvcc.alarms import ALARMS_META
 from raftkv.server.apply import MEMBERS_META
 from raftkv.server.config import ServerConfig
 from raftkv.server.recovery import recover

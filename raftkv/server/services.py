@@ -1,5 +1,5 @@
 """etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment,
-MoveLeader; Snapshot, HashKV and Hash in :mod:`raftkv.server.maintenance`) and
+MoveLeader) and
 Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive,
 time-to-live, leases).
 
@@ -115,6 +115,8 @@ def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> g
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+    """Also Snapshot, HashKV and Hash, whose work is :mod:`raftkv.server.maintenance`."""
+
     def __init__(self, server: RaftServer) -> None:
         self.s = server
 
