@@ -2,12 +2,14 @@
 
 Every interval the leader computes its HashKV at its current revision and asks every
 other member (over their client URLs, Maintenance.HashKV) for theirs at the same
-revision. A member whose compacted revision is the leader's but whose hash differs holds
-data the log did not write: the leader proposes ``AlarmRequest(ACTIVATE, member,
-CORRUPT)`` through the log, so every member records the alarm and refuses writes
-(``raftkv.mvcc.alarms``), as etcd's PeriodicCheck does. A member that has not applied
-up to the revision yet (FutureRev), is unreachable or has compacted differently is
-skipped for this round, as etcd skips it.
+revision. Among the members whose compacted revision is the leader's, a member whose
+hash differs from the one a majority of the cluster shares (or, without such a majority,
+from the leader's) holds data the log did not write: the leader proposes
+``AlarmRequest(ACTIVATE, member, CORRUPT)`` through the log, so every member records the
+alarm and refuses writes (``raftkv.mvcc.alarms``), as etcd's PeriodicCheck does (the
+majority rule, which lets the leader name itself, is etcd's CompactHashCheck's). A
+member that has not applied up to the revision yet (FutureRev), is unreachable or has
+compacted differently is skipped for this round, as etcd skips it.
 
 ``initial_check`` is etcd's ``--experimental-initial-corrupt-check`` (3.6 also spells it
 ``--feature-gates=InitialCorruptCheck=true``; raftkv reads the flag only so far): before
@@ -42,6 +44,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftkv.server.corruptcheck")
 
 INITIAL_TIMEOUT = 2.0  # seconds a peer gets to answer the initial check (then skipped)
+
+
+def odd_ones_out(votes: dict[int, list[int]], leaders: int, members: int) -> list[int]:
+    """The members to alarm, given who reported which hash: those outside a hash a
+    majority of the cluster shares (the leader too, if it is outside); with no majority,
+    those that disagree with the leader (whose hash is the log's best witness)."""
+    quorum = members // 2 + 1
+    agreed = next((h for h, ids in votes.items() if len(ids) >= quorum), leaders)
+    return sorted(i for h, ids in votes.items() if h != agreed for i in ids)
 
 
 class DataInconsistency(StorageError):
@@ -124,14 +135,14 @@ class CorruptChecker:
         mine = await maintenance.hash_kv(s, rev)
         peers = [m for m in s.membership.members.values() if m.id != s.id and m.client_urls]
         got = await asyncio.gather(*(self._peer_hash(m.client_urls[0], rev) for m in peers))
-        corrupt = []
+        votes: dict[int, list[int]] = {mine.hash: [s.id]}
         for m, resp in zip(peers, got, strict=True):
-            if resp is None or resp.compact_revision != mine.compact_revision:
-                continue
-            if resp.hash != mine.hash:
-                log.error("corruption check: member %x has hash %d at revision %d, the "
-                          "leader %x has %d", m.id, resp.hash, rev, s.id, mine.hash)
-                corrupt.append(m.id)
+            if resp is not None and resp.compact_revision == mine.compact_revision:
+                votes.setdefault(resp.hash, []).append(m.id)
+        corrupt = odd_ones_out(votes, mine.hash, len(s.membership.members))
+        for mid in corrupt:
+            log.error("corruption check: member %x disagrees at revision %d (hashes: %s)",
+                      mid, rev, {h: [f"{i:x}" for i in ids] for h, ids in votes.items()})
         active = set(s.alarms())
         for mid in corrupt:
             if (mid, rpc_pb2.CORRUPT) not in active:

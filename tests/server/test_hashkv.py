@@ -101,6 +101,16 @@ def _status(c: Cluster, url: str) -> dict[str, int]:
     return out[0]["Status"]  # type: ignore[no-any-return]
 
 
+def test_odd_ones_out() -> None:
+    from raftkv.server.corruptcheck import odd_ones_out
+
+    assert odd_ones_out({1: [10, 11, 12]}, 1, 3) == []
+    assert odd_ones_out({1: [10, 11], 2: [12]}, 1, 3) == [12]
+    assert odd_ones_out({1: [10], 2: [11, 12]}, 1, 3) == [10]  # the leader itself
+    assert odd_ones_out({1: [10], 2: [11]}, 1, 3) == [11]  # no majority: trust the leader
+    assert odd_ones_out({1: [10], 2: [11], 3: [12]}, 1, 3) == [11, 12]
+
+
 def _set_value(data_dir: Path, key: bytes, value: bytes) -> None:
     db = sqlite3.connect(data_dir / "member" / "snap" / "db", timeout=10)
     try:
@@ -118,13 +128,17 @@ def checked(tmp_path: Path) -> Iterator[Cluster]:
                                        extra_args=["--corrupt-check-time=300ms"]))
 
 
-def test_corrupt_follower_raises_corrupt_alarm(checked: Cluster) -> None:
+@pytest.mark.parametrize("victim", ["follower", "leader"])
+def test_corrupt_member_raises_corrupt_alarm(checked: Cluster, victim: str) -> None:
+    """The member whose row changed is named, also when it is the leader (the two
+    followers agree: a majority)."""
     cl = checked
     for i in range(10):
         ctl(cl, "put", f"k{i}", f"v{i}")
     leader = _status(cl, cl.endpoints[0])["leader"]
     follower = next(m for m in cl.members
-                    if _status(cl, m.client_url)["header"]["member_id"] != leader)
+                    if (_status(cl, m.client_url)["header"]["member_id"] == leader)
+                    == (victim == "leader"))
     fid = _status(cl, follower.client_url)["header"]["member_id"]
     assert ctl(cl, "alarm", "list").stdout.strip() == ""
 
