@@ -94,6 +94,9 @@ def test_hashkv_equal_across_members(cluster: Cluster) -> None:
     assert "required revision is a future revision" in (future.details() or "")
     at = _hashkv(cluster, rev - 5)
     assert isinstance(at, rpc_pb2.HashKVResponse) and at.compact_revision == rev - 10
+    with grpc.insecure_channel(cluster.endpoints[0].removeprefix("http://")) as ch:
+        whole = rpc_pb2_grpc.MaintenanceStub(ch).Hash(rpc_pb2.HashRequest(), timeout=10)
+    assert whole.hash != 0 and whole.header.revision == rev + 1  # Hash answers too
 
 
 def _status(c: Cluster, url: str) -> dict[str, int]:
