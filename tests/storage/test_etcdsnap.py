@@ -10,7 +10,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.storage import etcdsnap, snapfile
 from raftkv.storage.bbolt import BoltError
@@ -23,10 +25,12 @@ pytestmark = pytest.mark.slow  # one etcd process
 def etcd_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("etcd")
     c = Cluster(d / "c", 1, binary=etcd36_bin())
-    with c:
+    with c, grpc.insecure_channel(c.endpoints[0].removeprefix("http://")) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
         for i in range(300):
-            c.etcdctl("put", f"key/{i % 40:03d}", "v" * (i % 300), version="3.6")
-        c.etcdctl("del", "key/007", version="3.6")
+            kv.Put(rpc_pb2.PutRequest(key=b"key/%03d" % (i % 40), value=b"v" * (i % 300)),
+                   timeout=10)
+        kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"key/007"), timeout=10)
         c.etcdctl("snapshot", "save", str(d / "s.db"), version="3.6")
     return d / "s.db"
 
