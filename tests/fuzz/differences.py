@@ -47,9 +47,10 @@ ACCEPTED: list[Difference] = [
     Difference(
         "Alarm", "FAILED_PRECONDITION: etcdserver: alarms are raised by the server itself",
         "OK",
-        "etcd replicates client-activated alarms; raftkv's only alarm (NOSPACE) is "
-        "member-local and raised by its quota check, so a client cannot activate one. The "
-        "stream deactivates every alarm it activates in the next op."),
+        "etcd replicates client-activated alarms; raftkv's alarms are raised by the server "
+        "itself (NOSPACE, member-local, by its quota check; CORRUPT, replicated, by the "
+        "corruption check), so a client cannot activate one. The stream deactivates every "
+        "alarm it activates in the next op."),
     Difference(
         "Compact", "OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted",
         "OK",
