@@ -1,6 +1,7 @@
 """Event-loop lag of a 3-member raftkv cluster during the heavy operations of issue 11
 (defect 6): a Range over 100k keys, a defragmentation and a compaction of 100k revisions,
-while a client keeps writing.
+while a client keeps writing; and issue 12's whole-database reads: a Maintenance.Snapshot
+stream and a HashKV.
 
 The three members run embedded in one process and one event loop (tests/server/inproc.py),
 so any synchronous stretch on one member delays all three: stricter than separate
@@ -30,6 +31,7 @@ from aetcd.rpc import rpc_pb2
 
 import raftkv
 from raftkv.mvcc import kv
+from raftkv.server import maintenance
 from raftkv.storage.backend import Backend
 from tests.server.inproc import InProcCluster
 
@@ -124,8 +126,16 @@ async def run(workdir: Path, keys: int, mode: str) -> Outcome:
             async def defrag_sync() -> None:
                 follower.server.backend.defragment()
 
+            async def snapshot_sync() -> None:
+                follower.server.backend.snapshot_to(workdir / "snapshot-sync.db")
+
+            async def hashkv_sync() -> None:
+                follower.server.backend.hash_kv()
+
             await timed("range 100k keys", range_sync())
             await timed("defragment", defrag_sync())
+            await timed("snapshot (Maintenance)", snapshot_sync())
+            await timed("hashkv", hashkv_sync())
         else:
             got = await follower.get(b"heavy/", b"heavy0", serializable=True)
             assert got.count == keys, got.count
@@ -133,6 +143,15 @@ async def run(workdir: Path, keys: int, mode: str) -> Outcome:
             await timed("range 100k keys", follower.get(b"heavy/", b"heavy0",
                                                          serializable=True))
             await timed("defragment", follower.server.defragment())
+
+            async def snapshot() -> None:
+                sent = 0
+                async for resp in maintenance.snapshot_stream(follower.server):
+                    sent += len(resp.blob)
+                assert sent > keys, sent
+
+            await timed("snapshot (Maintenance)", snapshot())
+            await timed("hashkv", maintenance.hash_kv(follower.server, 0))
         rev = lead.server.backend.current_revision()
 
         async def compact() -> None:

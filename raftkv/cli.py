@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from raftkv.server.config import (
     ConfigError,
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quota-backend-bytes", type=int, default=2 << 30)
     a("--max-request-bytes", type=int, default=1536 * 1024)
     a("--max-txn-ops", type=int, default=128)
+    from raftkv import cli_maintenance  # (here: one block for the maintenance flags)
+
+    cli_maintenance.add_flags(p)  # --corrupt-check-time, --experimental-initial-corrupt-check
     a("--experimental-snapshot-catchup-entries", type=int, default=5000,
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
@@ -66,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
+
+
+def _maintenance_values(ns: argparse.Namespace) -> dict[str, Any]:
+    from raftkv import cli_maintenance
+
+    return cli_maintenance.config_values(ns)
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -90,6 +99,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         quota_backend_bytes=ns.quota_backend_bytes,
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
+        **_maintenance_values(ns),
         snapshot_catchup_entries=ns.experimental_snapshot_catchup_entries,
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
         watch_progress_notify_interval=parse_duration(

@@ -28,6 +28,7 @@ _HDR = struct.Struct(">BBQQ")
 
 
 class Kind(IntEnum):
+    ALARM = 16  # a replicated alarm (CORRUPT), as etcd's AlarmRequest through the log
     PUT = 1
     DELETE_RANGE = 2
     TXN = 3
@@ -38,6 +39,7 @@ class Kind(IntEnum):
 
 
 _TYPES: dict[Kind, Any] = {
+    Kind.ALARM: rpc_pb2.AlarmRequest,
     Kind.PUT: rpc_pb2.PutRequest,
     Kind.DELETE_RANGE: rpc_pb2.DeleteRangeRequest,
     Kind.TXN: rpc_pb2.TxnRequest,

@@ -72,3 +72,4 @@ TooManyLearners = _err("TooManyLearners", "FAILED_PRECONDITION",
                        "etcdserver: too many learner members in cluster")
 NotEnoughStarted = _err("NotEnoughStarted", "FAILED_PRECONDITION",
                         "etcdserver: re-configuration failed due to not enough started members")
+Corrupt = _err("Corrupt", "DATA_LOSS", "etcdserver: corrupt cluster")

@@ -32,6 +32,7 @@ from aetcd.rpc import rpc_pb2
 from prometheus_client import CollectorRegistry, Counter
 
 from raftkv.mvcc import commands, errors, kv
+from raftkv.mvcc.alarms import Alarms
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
@@ -45,6 +46,10 @@ MEMBERS_META = "members"
 # Not an entry's fault: the member must stop instead of skipping (and diverging).
 FATAL_ERRORS: tuple[type[BaseException], ...] = (
     sqlite3.Error, StorageError, OSError, MemoryError)
+
+
+_REFUSED_WHEN_CORRUPT = frozenset({Kind.PUT, Kind.DELETE_RANGE, Kind.TXN, Kind.COMPACT,
+                                   Kind.LEASE_GRANT, Kind.LEASE_REVOKE})
 
 
 class ApplyRejected(errors.EtcdError):
@@ -80,6 +85,7 @@ class Applier:
                  is_leader: Callable[[], bool], now: Callable[[], float],
                  metrics: ApplyMetrics | None = None) -> None:
         self.backend = backend
+        self.alarms = Alarms(backend)
         self.leases = leases
         self.membership = membership
         self.is_leader = is_leader
@@ -92,6 +98,7 @@ class Applier:
         self.backend = backend
         self.membership = membership
         self.leases.reload(backend)
+        self.alarms.reload(backend)
 
     # --- normal entries ------------------------------------------------------------------
 
@@ -135,6 +142,10 @@ class Applier:
 
     def _execute(self, cmd: Command, w: Any) -> Any:
         tx = kv.Tx(self.backend, w)
+        if cmd.kind in _REFUSED_WHEN_CORRUPT and self.alarms.corrupt():
+            raise errors.Corrupt()  # etcd's applierV3Corrupt, alike on every member
+        if cmd.kind is Kind.ALARM:
+            return self.alarms.apply(cmd.request)
         if cmd.kind is Kind.PUT:
             return kv.put(tx, cmd.request, self.leases)
         if cmd.kind is Kind.DELETE_RANGE:

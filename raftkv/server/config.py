@@ -98,6 +98,10 @@ class ServerConfig:
     quota_backend_bytes: int = 2 << 30
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128
+    # maintenance (raftkv.cli_maintenance): etcd's --corrupt-check-time in seconds (0: off)
+    # and --experimental-initial-corrupt-check
+    corrupt_check_time: float = 0.0
+    initial_corrupt_check: bool = False
     snapshot_catchup_entries: int = 5000  # entries kept behind a snapshot (etcd's default)
     wal_segment_bytes: int = 64 << 20
     watch_progress_notify_interval: float = 600.0  # seconds (etcd's default: 10m)
@@ -119,6 +123,8 @@ class ServerConfig:
             raise ConfigError("--election-timeout is too long (at most 50000 ms)")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be positive")
+        if self.corrupt_check_time < 0:
+            raise ConfigError("--corrupt-check-time cannot be negative")
         if self.snapshot_catchup_entries < 1:
             raise ConfigError("--experimental-snapshot-catchup-entries must be at least 1")
         if self.wal_segment_bytes < 4096:

@@ -18,6 +18,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 from raftkv.mvcc import errors, kv
 from raftkv.server import validate
 from raftkv.server.config import ServerConfig
+from raftkv.server.corruptcheck import initial_check
 from raftkv.server.http import MetricsServer
 from raftkv.server.raftserver import ETCD_VERSION, RaftServer
 from raftkv.server.services import (
@@ -58,6 +59,12 @@ class Node:
 
     async def start(self) -> Node:
         await self.server.start()
+        if self.config.initial_corrupt_check:
+            try:
+                await initial_check(self.server)
+            except BaseException:
+                await self.server.stop()
+                raise
         self.grpc = grpc.aio.server(options=grpc_options(self.config))
         rpc_pb2_grpc.add_KVServicer_to_server(KVService(self.server), self.grpc)
         rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(self.server), self.grpc)

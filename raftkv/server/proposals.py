@@ -231,8 +231,8 @@ class Proposals:
     def revoke_expired(self, now: float) -> None:
         """The leader revokes leases past their deadline, through the log."""
         s = self.s
-        if not s.is_leader():
-            return
+        if not s.is_leader() or s.applier.alarms.corrupt():
+            return  # under CORRUPT every revoke is refused: retrying would only grow the log
         for lid in s.leases.expired(now):
             if lid not in self._revoking:
                 self._revoking.add(lid)

@@ -50,9 +50,11 @@ from raftkv.raft import (
     RawNode,
     StateType,
 )
+from raftkv.server import maintenance
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.applytask import ApplyTask
 from raftkv.server.config import ConfigError, ServerConfig
+from raftkv.server.corruptcheck import CorruptChecker
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
@@ -124,6 +126,10 @@ class RaftServer:
                                 interval=min(0.01, cfg.heartbeat_interval_ms / 10000))
         self._db_size = 0
         self._db_size_in_use = 0
+        self.corrupt_check = (CorruptChecker(self, cfg.corrupt_check_time)
+                              if cfg.corrupt_check_time > 0 else None)
+        # Maintenance.Snapshot streams served at once (each holds a database copy on disk)
+        self.snapshot_streams = asyncio.Semaphore(maintenance.MAX_STREAMS)
 
     # --- startup -------------------------------------------------------------------------
 
@@ -177,7 +183,13 @@ class RaftServer:
         }
         self.transport.set_peers(peers)
         self._update_size_metrics()
+        maintenance.clean(self.member_dir)
         self._task = asyncio.create_task(self._main(), name="raft-member")
+        if self.corrupt_check is not None:  # never fatal: its rounds catch their errors
+            t = asyncio.create_task(self.corrupt_check.run(lambda: self._stopping),
+                                    name="raft-corrupt-check")
+            self._background.add(t)
+            t.add_done_callback(self._background.discard)
 
     def _members_json(self) -> bytes:
         return json.dumps({"cluster_id": self.cluster_id,
@@ -429,6 +441,10 @@ class RaftServer:
         rev = revision or self.backend.current_revision()
         return self.backend.hash_kv(rev), rev, self.backend.compacted_revision()
 
+    def alarms(self) -> list[tuple[int, int]]:
+        """The replicated alarms (member ID, AlarmType), as applied here."""
+        return self.applier.alarms.listed()
+
     # --- status ------------------------------------------------------------------------------
 
     def status(self) -> rpc_pb2.StatusResponse:
@@ -447,6 +463,8 @@ class RaftServer:
             resp.errors.append("etcdserver: no leader")
         if self.nospace:
             resp.errors.append(f"memberID:{self.id} alarm:NOSPACE ")
+        for mid, alarm in self.alarms():
+            resp.errors.append(f"memberID:{mid} alarm:{rpc_pb2.AlarmType.Name(alarm)} ")
         resp.header.CopyFrom(self.header(self.backend.current_revision()))
         return resp
 

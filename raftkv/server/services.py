@@ -21,7 +21,7 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
-from raftkv.server import validate
+from raftkv.server import maintenance, validate
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
 from raftkv.server.raftserver import RaftServer
@@ -115,6 +115,8 @@ def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> g
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+    """Also Snapshot, HashKV and Hash, whose work is :mod:`raftkv.server.maintenance`."""
+
     def __init__(self, server: RaftServer) -> None:
         self.s = server
 
@@ -124,21 +126,50 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.AlarmResponse:
+        """NOSPACE is this member's own; CORRUPT (raised by the corruption check) is
+        replicated: disarming it goes through the log."""
         resp = rpc_pb2.AlarmResponse()
         try:
             validate.check_alarm(request)
+            if request.action == rpc_pb2.AlarmRequest.ACTIVATE:
+                raise errors.NotCapable("etcdserver: alarms are raised by the server itself")
+            if request.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+                if request.alarm in (rpc_pb2.NOSPACE, rpc_pb2.NONE) and self.s.nospace and (
+                        request.memberID in (0, self.s.id)):
+                    self.s.nospace = False
+                    resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
+                if any(request.alarm in (rpc_pb2.NONE, a) and request.memberID in (0, m)
+                       for m, a in self.s.alarms()):
+                    done = await self.s.propose(request)
+                    resp.alarms.extend(done.alarms)
+            elif request.action == rpc_pb2.AlarmRequest.GET:
+                if self.s.nospace:
+                    resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
+                for m, a in self.s.alarms():
+                    if request.alarm in (rpc_pb2.NONE, a):
+                        resp.alarms.add(memberID=m, alarm=a)
         except errors.EtcdError as exc:
             await _fail(context, exc)
-        if request.action == rpc_pb2.AlarmRequest.DEACTIVATE and request.alarm in (
-                rpc_pb2.NOSPACE, rpc_pb2.NONE) and self.s.nospace:
-            self.s.nospace = False
-            resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
-        elif request.action == rpc_pb2.AlarmRequest.ACTIVATE:
-            await _fail(context, errors.NotCapable(
-                "etcdserver: alarms are raised by the server itself"))
-        elif request.action == rpc_pb2.AlarmRequest.GET and self.s.nospace:
-            resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
         return _fill(self.s, resp)
+
+    async def HashKV(self, request: rpc_pb2.HashKVRequest,
+                     context: grpc.aio.ServicerContext) -> rpc_pb2.HashKVResponse:
+        try:
+            return await maintenance.hash_kv(self.s, request.revision)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
+    async def Hash(self, request: rpc_pb2.HashRequest,
+                   context: grpc.aio.ServicerContext) -> rpc_pb2.HashResponse:
+        return await maintenance.hash_all(self.s)
+
+    async def Snapshot(self, request: rpc_pb2.SnapshotRequest,
+                       context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for resp in maintenance.snapshot_stream(self.s):
+                yield resp
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
 
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:

@@ -31,13 +31,13 @@ import hashlib
 import os
 import sqlite3
 import time
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from raftkv import failpoints
+from raftkv.storage import hashkv
 from raftkv.storage.errors import CompactedError, FutureRevError, StorageError
 from raftkv.storage.metrics import BACKEND_COMMIT_SECONDS
 
@@ -382,17 +382,71 @@ class Backend:
         return self._ci
 
     def hash_kv(self, rev: int = 0) -> int:
-        """A CRC32 over every stored row at or below ``rev`` (0: current) in key and
-        revision order, as etcd's HashKV: equal on members holding the same history."""
-        at = rev or self._current_rev
-        h = 0
-        cur = self._conn.execute(
-            "SELECT key, rev, sub, value, create_rev, version, lease, tombstone FROM kv "
-            "WHERE rev <= ? ORDER BY key, rev, sub", (at,))
-        while rows := cur.fetchmany(4096):
-            for r in rows:
-                h = zlib.crc32(repr(tuple(r)).encode(), h)
-        return h
+        """etcd's HashKV at ``rev`` (0: current) on this connection, as kept by the
+        compacted revision (``raftkv.storage.hashkv``): equal on members holding the same
+        history, whatever their compaction progress."""
+        return hashkv.hash_kv(self._conn, rev or self._current_rev, self._compacted_rev)
+
+    def hash_all(self) -> int:
+        """etcd's Hash: every stored row (testing only, as etcd says of its own)."""
+        return hashkv.hash_all(self._conn)
+
+    def open_reader(self) -> sqlite3.Connection:
+        """A read connection of its own, inside a read transaction on the committed
+        database: one fixed point of the history that stays valid even if the database
+        is replaced afterwards (a snapshot install: the open files stay the old ones).
+        Open it where nothing swaps the database meanwhile (under the backend lock);
+        then use and close it in any one thread, while the writer goes on."""
+        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            src.execute("BEGIN")
+            src.execute("SELECT COUNT(*) FROM state").fetchone()  # the read starts here
+        except BaseException:
+            src.close()
+            raise
+        return src
+
+    @staticmethod
+    def hash_kv_of(reader: sqlite3.Connection, rev: int) -> tuple[int, int]:
+        """(HashKV at ``rev``, compacted revision) from an ``open_reader`` connection
+        (closed here); the caller committed first, so rows at or below ``rev`` are in it."""
+        try:
+            row = reader.execute(
+                "SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
+            compacted = int(row[0]) if row else 0
+            if 0 < rev < compacted:
+                raise CompactedError(f"revision {rev} has been compacted (compacted "
+                                     f"revision {compacted})")
+            return hashkv.hash_kv(reader, rev, compacted), compacted
+        finally:
+            reader.close()
+
+    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
+        """``hash_kv_of`` a reader opened now (callers that cannot hold the lock: tests)."""
+        return self.hash_kv_of(self.open_reader(), rev)
+
+    def load_history(self, rows: Iterable[tuple[bytes, int, int, bytes, int, int, int, int]],
+                     current_rev: int, compacted_rev: int, compact_pending: int) -> None:
+        """Restore only, into an empty backend: insert history rows as they are ((key, rev,
+        sub, value, create_rev, version, lease, tombstone)) with the revisions they imply,
+        in one committed transaction."""
+        if self._current_rev > 1 or self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone():
+            raise StorageError(f"backend {self.path} is not empty; cannot load a history")
+        self._begin()
+        try:
+            self._conn.executemany(
+                "INSERT INTO kv (key, rev, sub, value, create_rev, version, lease, tombstone)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            self._in_tx = False
+            raise
+        self._set_state(current_rev=current_rev, compacted_rev=compacted_rev,
+                        compact_pending=compact_pending, consistent_index=0)
+        self._current_rev, self._compacted_rev = current_rev, compacted_rev
+        self._compact_pending, self._ci = compact_pending, 0
+        self.force_commit()
 
     # --- compaction, meta ------------------------------------------------------------
 
@@ -519,20 +573,23 @@ class Backend:
     def commit_for_snapshot(self) -> None:
         self.force_commit()
 
-    def copy_committed_to(self, path: Path) -> str:
-        """Copy the committed database to ``path`` through a read connection of its own,
-        so it may run in a worker thread while the writer goes on (SQLite WAL mode: the
-        copy is one read transaction, a consistent point). Synced, atomically renamed;
-        returns the SHA-256 hex digest."""
+    def copy_committed_to(self, path: Path, reader: sqlite3.Connection | None = None) -> str:
+        """Copy the committed database to ``path`` through a read connection of its own
+        (``reader`` from ``open_reader``, closed here; by default one opened now), so it
+        may run in a worker thread while the writer goes on (SQLite WAL mode: the copy is
+        one read transaction, a consistent point). Synced, atomically renamed; returns
+        the SHA-256 hex digest."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        dest = sqlite3.connect(tmp)
+        src = reader if reader is not None else self.open_reader()
         try:
-            src.backup(dest)
+            dest = sqlite3.connect(tmp)
+            try:
+                src.backup(dest)
+            finally:
+                dest.close()
         finally:
-            dest.close()
             src.close()
         digest = _fsync_file(tmp)
         os.replace(tmp, path)

@@ -47,9 +47,10 @@ ACCEPTED: list[Difference] = [
     Difference(
         "Alarm", "FAILED_PRECONDITION: etcdserver: alarms are raised by the server itself",
         "OK",
-        "etcd replicates client-activated alarms; raftkv's only alarm (NOSPACE) is "
-        "member-local and raised by its quota check, so a client cannot activate one. The "
-        "stream deactivates every alarm it activates in the next op."),
+        "etcd replicates client-activated alarms; raftkv's alarms are raised by the server "
+        "itself (NOSPACE, member-local, by its quota check; CORRUPT, replicated, by the "
+        "corruption check), so a client cannot activate one. The stream deactivates every "
+        "alarm it activates in the next op."),
     Difference(
         "Compact", "OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted",
         "OK",
@@ -57,11 +58,6 @@ ACCEPTED: list[Difference] = [
         "so it accepts a compaction to 0 once (a no-op); raftkv's compacted revision starts "
         "at 0 and answers 'compacted'. Revision 0 holds no data.",
         when=lambda r: r.revision == 0),
-    Difference(
-        "HashKV", "UNIMPLEMENTED", "*",
-        "raftkv does not serve Maintenance.HashKV yet (issue 11 asks for HashKV equality "
-        "after poison entries: the apply work of the harden-server helper); the fuzzer "
-        "compares whole keyspaces at one applied index instead."),
     Difference(
         "MemberUpdate", "UNIMPLEMENTED", "*",
         "raftkv does not serve Cluster.MemberUpdate yet (peer URL changes)."),
