@@ -35,7 +35,7 @@ from raftkv.mvcc import commands, errors, kv
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
-from raftkv.server.membership import Member, Membership
+from raftkv.server.membership import Member, Membership, MembershipError
 from raftkv.storage.backend import Backend
 from raftkv.storage.errors import StorageError
 
@@ -162,10 +162,19 @@ class Applier:
 
     # --- configuration changes -----------------------------------------------------------
 
-    def apply_membership(self, cc: ConfChange, index: int) -> None:
-        """The membership side of a committed conf change (Raft's side is the node's)."""
+    def apply_membership(self, cc: ConfChange, index: int) -> errors.EtcdError | None:
+        """The membership side of a committed conf change (Raft's side is the node's).
+
+        An update that the membership refuses (unknown member, a peer URL another member
+        has: etcd's ValidateConfigurationChange at apply) changes nothing on any member;
+        the refusal is returned for the proposer."""
         ms = self.membership
-        if cc.type is ConfChangeType.REMOVE_NODE:
+        if cc.type is ConfChangeType.UPDATE_NODE:
+            refusal = self._update_member(cc)
+            if refusal is not None:
+                self._end_only(index)
+                return refusal
+        elif cc.type is ConfChangeType.REMOVE_NODE:
             ms.members.pop(cc.node_id, None)
             ms.removed.add(cc.node_id)
         elif cc.type is ConfChangeType.ADD_NODE and cc.node_id in ms.members and not (
@@ -181,3 +190,23 @@ class Applier:
         with self.backend.write_txn() as w:
             self.backend.meta_put(MEMBERS_META, ms.encode())
             w.end(index)
+        return None
+
+    def _update_member(self, cc: ConfChange) -> errors.EtcdError | None:
+        """MemberUpdate: only the peer URLs change (name, client URLs, learner status stay)."""
+        ms = self.membership
+        old = ms.members.get(cc.node_id)
+        if old is None:
+            return errors.MemberNotFound()
+        try:
+            new = Member.from_json(cc.context)
+        except MembershipError as exc:
+            log.error("conf change updating %x carries a malformed member: %s", cc.node_id, exc)
+            return ApplyRejected()
+        if not new.peer_urls:
+            return errors.MemberBadURLs()
+        taken = {u for m in ms.members.values() if m.id != cc.node_id for u in m.peer_urls}
+        if taken & set(new.peer_urls):
+            return errors.PeerURLExist()
+        old.peer_urls = list(new.peer_urls)
+        return None

@@ -2,7 +2,7 @@
 
 Job: admit a write (alive, size, quota and NOSPACE alarm, a known leader, the apply
 backlog), propose it, and wait (bounded by the request timeout) for the apply task to
-resolve it; likewise for configuration changes (MemberAdd/Remove/Promote) and for
+resolve it; likewise for configuration changes (MemberAdd/Remove/Promote/Update) and for
 leadership transfers (MoveLeader, and the leader's hand-over before it stops). The
 member's own proposals live here too: the leader's revocation of expired leases and the
 publication of this member's name and client URLs (etcd's publish).
@@ -157,6 +157,20 @@ class Proposals:
         if not m.is_learner:
             raise errors.MemberNotLearner()
         return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
+
+    async def update_member(self, member_id: int, peer_urls: list[str]) -> ConfState:
+        """MemberUpdate as etcd: a conf change (UpdateNode) carrying the member with its new
+        peer URLs; checked here against this member's view and again at apply."""
+        ms = self.s.membership
+        m = ms.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if any(set(peer_urls) & set(o.peer_urls) for o in ms.members.values()
+               if o.id != member_id):
+            raise errors.PeerURLExist()
+        ctx = Member(member_id, m.name, list(peer_urls), list(m.client_urls), m.is_learner)
+        return await self.propose_conf_change(
+            ConfChange(ConfChangeType.UPDATE_NODE, member_id, ctx.to_json()))
 
     async def move_leader(self, target: int) -> None:
         s = self.s

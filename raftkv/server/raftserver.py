@@ -335,6 +335,10 @@ class RaftServer:
         """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
         return await self.proposals.promote_member(member_id)
 
+    async def update_member(self, member_id: int, peer_urls: list[str]) -> ConfState:
+        """MemberUpdate: new peer URLs for a member, replicated as etcd's UpdateNode."""
+        return await self.proposals.update_member(member_id, peer_urls)
+
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""
         await self.proposals.move_leader(target)
