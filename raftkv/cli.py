@@ -3,6 +3,8 @@
 A thin shell over :class:`raftkv.server.embed.Node`. A bad flag or value is one sentence
 on stderr and exit code 2; storage trouble (a corrupt WAL, a data dir locked by another
 process) is one sentence and exit code 3; SIGTERM and SIGINT shut down cleanly (exit 0).
+Every flag can also come from ``ETCD_<FLAG>`` or ``RAFTKV_<FLAG>`` (``envflags``); a flag
+on the command line wins, and a bad value in a variable is exit code 2 like the flag's.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
 from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
+from raftkv.server.envflags import EnvFlagError, from_env, name_source
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -127,14 +132,28 @@ async def serve(cfg: ServerConfig) -> None:
         logging.getLogger("raftkv").info("received a signal; shutting down")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        env = from_env(parser, args, os.environ if environ is None else environ)
+    except EnvFlagError as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_USAGE
+    ns = parser.parse_args([*env.args, *args])
     try:
         cfg = config_from_args(ns)
     except ConfigError as exc:
-        sys.stderr.write(f"raftkv: {exc}\n")
+        for w in env.warnings:
+            sys.stderr.write(f"raftkv: warning: {w}\n")
+        sys.stderr.write(f"raftkv: {name_source(str(exc), env.sources)}\n")
         return EXIT_USAGE
     setup_logging(cfg.log_level, cfg.logger)
+    log = logging.getLogger("raftkv")
+    for w in env.warnings:
+        log.warning("%s", w)
+    for used in env.used:
+        log.info("recognized and used environment variable %s", used)
     from raftkv.storage.errors import StorageError
 
     try:
