@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
 from raftkv.server.envflags import EnvFlagError, from_env, name_source
+from raftkv.server.flagtypes import argtype, feature_gates, go_bool, go_duration
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
+    a("--experimental-enable-lease-checkpoint", type=argtype(go_bool), nargs="?", const=True,
+      default=None, help="replicate leases' remaining TTLs (etcd 3.5's name; default on)")
+    a("--feature-gates", type=argtype(feature_gates), default={},
+      help="etcd 3.6's Gate=true,... (raftkv knows LeaseCheckpoint, LeaseCheckpointPersist)")
+    a("--lease-checkpoint-interval", type=argtype(go_duration), default=300.0,
+      help="how often the leader replicates remaining lease TTLs (a Go duration; raftkv "
+           "only: etcd has no flag for it, its default is 5m)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
@@ -89,9 +97,21 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
         log_level=ns.log_level,
         logger=ns.logger,
+        lease_checkpoint=_lease_checkpoint(ns),
+        lease_checkpoint_interval_s=ns.lease_checkpoint_interval,
     )
     cfg.validate()
     return cfg
+
+
+def _lease_checkpoint(ns: argparse.Namespace) -> bool:
+    """On unless turned off by either etcd spelling; the two must not disagree."""
+    old: bool | None = ns.experimental_enable_lease_checkpoint
+    gate: bool | None = ns.feature_gates.get("LeaseCheckpoint")
+    if old is not None and gate is not None and old != gate:
+        raise ConfigError("--experimental-enable-lease-checkpoint and "
+                          "--feature-gates=LeaseCheckpoint disagree")
+    return next((v for v in (gate, old) if v is not None), True)
 
 
 class _JsonFormatter(logging.Formatter):

@@ -141,6 +141,8 @@ class Applier:
             return self.leases.grant(cmd.request, self.now() if self.is_leader() else None)
         if cmd.kind is Kind.LEASE_REVOKE:
             return self.leases.revoke(tx, cmd.request.ID)
+        if cmd.kind is Kind.LEASE_CHECKPOINT:
+            return self.leases.checkpoint(cmd.request)
         if cmd.kind is Kind.PUBLISH:
             m = self.membership.members.get(cmd.request.ID)
             if m is not None:

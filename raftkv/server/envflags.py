@@ -82,7 +82,9 @@ def _as_args(flag: str, action: argparse.Action, var: str, value: str) -> list[s
     if action.type is not None and callable(action.type):
         try:
             action.type(value)
-        except (TypeError, ValueError, argparse.ArgumentTypeError):
+        except argparse.ArgumentTypeError as exc:
+            raise EnvFlagError(f'invalid value "{value}" for {var}: {exc}') from None
+        except (TypeError, ValueError):
             raise EnvFlagError(f'invalid value "{value}" for {var}: parse error') from None
     if action.choices is not None and value not in action.choices:
         choices = ", ".join(str(c) for c in action.choices)

@@ -311,6 +311,11 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         """The renewed TTL, or None if leadership moved meanwhile (then forward)."""
         if not await self._leader_barrier():
             return None
+        if not self.s.leases.exists(lease_id):
+            raise errors.LeaseNotFound()
+        await self.s.clear_lease_checkpoint(lease_id)
+        if not self._leader():
+            return None
         return self.s.leases.renew(lease_id, time.monotonic())
 
     async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest) -> Any:
