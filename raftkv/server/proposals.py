@@ -280,8 +280,9 @@ class Proposals:
 
     async def clear_checkpoint(self, lease_id: int) -> None:
         """Before a renewal: a recorded remaining TTL would outlive it on a new leader, so
-        replicate its clearing first (etcd's Renew does the same)."""
-        if self.s.cfg.lease_checkpoint and lease_id in self.s.leases.checkpointed:
+        replicate its clearing first (etcd's Renew does the same). Also with checkpoints
+        turned off: a record left from when they were on must not outlive a renewal."""
+        if lease_id in self.s.leases.checkpointed:
             await self.propose(rpc_pb2.LeaseCheckpointRequest(
                 checkpoints=[rpc_pb2.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)]))
 
