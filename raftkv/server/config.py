@@ -3,7 +3,9 @@
 Invariants: URLs are validated at construction (a bad value is a ConfigError with one
 sentence naming the flag); member and cluster IDs are derived exactly as etcd derives
 them (SHA-1 over sorted peer URLs and the cluster token; the cluster ID over the sorted
-member IDs), so a cluster started with the same flags gets the same IDs every time.
+member IDs), so a cluster started with the same flags gets the same IDs every time. A
+member that restarts on its data dir is not held to ``--initial-cluster`` (as etcd: its WAL
+knows).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from raftkv.storage.wal import WAL
 
 
 class ConfigError(ValueError):
@@ -111,6 +115,9 @@ class ServerConfig:
             raise ConfigError("--lease-checkpoint-interval must be a positive duration")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
+        if self.restarting():
+            return  # the member and its cluster come from the WAL (etcd ignores
+            # --initial-cluster on a restart too, e.g. after `member update` moved it)
         if self.name not in self.initial_cluster:
             raise ConfigError(
                 f"--initial-cluster has no entry for this member's --name {self.name!r}")
@@ -119,6 +126,10 @@ class ServerConfig:
                 f"--initial-cluster gives {self.name} the peer URLs "
                 f"{self.initial_cluster[self.name]}, but --initial-advertise-peer-urls says "
                 f"{self.initial_advertise_peer_urls}")
+
+    def restarting(self) -> bool:
+        """The data dir holds a WAL: --initial-cluster and its token no longer matter."""
+        return WAL.exists(self.data_dir / "member" / "wal")
 
     @property
     def member_id(self) -> int:

@@ -142,7 +142,9 @@ def test_member_update_moves_a_member_to_a_new_peer_port(cluster: Cluster) -> No
     _ctl(c, "put", "while-moving", "1", endpoint=m0.client_url)  # quorum kept
 
     c.kill(m2)
+    stale = c.initial_cluster()  # as etcd, a restart ignores --initial-cluster:
     m2.peer_port = new_port
+    m2.extra_args = [f"--initial-cluster={stale}"]  # one not updated does no harm
     c.restart(m2)
     c.wait_healthy(30, [m2])
     assert _members(c, m2.client_url)["m2"] == [new_url]
