@@ -213,12 +213,24 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberUpdate(self, request: rpc_pb2.MemberUpdateRequest,
                            context: grpc.aio.ServicerContext) -> rpc_pb2.MemberUpdateResponse:
         """etcd's MemberUpdate; unlike etcd 3.6.16, which accepts any string and leaves the
-        check to etcdctl, the peer URLs are validated here as MemberAdd's are."""
+        check to etcdctl, the peer URLs are validated here as MemberAdd's are.
+
+        A follower hands the request to the leader, which proposes it and answers once it
+        has applied it: the moved member, if it proposed, would never hear of the commit,
+        because the leader's transport dials the member's new URL as soon as it applies
+        the change (the member listens there only after its restart)."""
         try:
             try:
                 urls = parse_urls("peer-urls", ",".join(request.peerURLs))
             except (ConfigError, ValueError):
                 raise errors.MemberBadURLs() from None
+            if not self.s.is_leader():
+                try:
+                    return await rpc_pb2_grpc.ClusterStub(
+                        _leader_channel(self.s, self._channels)).MemberUpdate(
+                        request, timeout=self.s.request_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
             await self.s.update_member(request.ID, urls)
             return _fill(self.s, rpc_pb2.MemberUpdateResponse(members=self._members()))
         except errors.EtcdError as exc:

@@ -133,7 +133,10 @@ def test_member_update_moves_a_member_to_a_new_peer_port(cluster: Cluster) -> No
 
     new_port = free_port()
     new_url = f"http://127.0.0.1:{new_port}"
-    out = _ctl(c, "member", "update", f"{mid:x}", f"--peer-urls={new_url}")
+    # asked of the moved member itself, which cannot hear of the commit once the others
+    # dial its new URL: it must hand the request to the leader and relay the answer
+    out = _ctl(c, "member", "update", f"{mid:x}", f"--peer-urls={new_url}",
+               endpoint=m2.client_url)
     assert f"Member {mid:16x} updated" in out
     for m in (m0, m1):  # m2 is cut off until it listens on the new port
         def moved(ep: str = m.client_url) -> bool:
