@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
-from raftkv.server.envflags import EnvFlagError, from_env, name_source
-from raftkv.server.flagtypes import argtype, feature_gates, go_bool, go_duration
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -59,15 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
-    a("--experimental-enable-lease-checkpoint", type=argtype(go_bool), nargs="?", const=True,
-      default=None, help="replicate leases' remaining TTLs (etcd 3.5's name; default on)")
-    a("--feature-gates", type=argtype(feature_gates), default={},
-      help="etcd 3.6's Gate=true,... (raftkv knows LeaseCheckpoint, LeaseCheckpointPersist)")
-    a("--lease-checkpoint-interval", type=argtype(go_duration), default=300.0,
-      help="how often the leader replicates remaining lease TTLs (a Go duration; raftkv "
-           "only: etcd has no flag for it, its default is 5m)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
+    from raftkv.server import flagtypes as ft  # (here: one block for the lease flags)
+
+    a("--experimental-enable-lease-checkpoint", type=ft.argtype(ft.go_bool), nargs="?",
+      const=True, default=None,
+      help="replicate leases' remaining TTLs (etcd 3.5's name; default on)")
+    a("--feature-gates", type=ft.argtype(ft.feature_gates), default={},
+      help="etcd 3.6's Gate=true,... (raftkv knows LeaseCheckpoint, LeaseCheckpointPersist)")
+    a("--lease-checkpoint-interval", type=ft.argtype(ft.go_duration), default=300.0,
+      help="how often the leader replicates remaining lease TTLs (a Go duration; raftkv "
+           "only: etcd has no flag for it, its default is 5m)")
     return p
 
 
@@ -153,6 +154,8 @@ async def serve(cfg: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    from raftkv.server.envflags import EnvFlagError, from_env, name_source
+
     parser = build_parser()
     args = sys.argv[1:] if argv is None else argv
     try:

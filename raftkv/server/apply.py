@@ -35,7 +35,7 @@ from raftkv.mvcc import commands, errors, kv
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
-from raftkv.server.membership import Member, Membership, MembershipError
+from raftkv.server.membership import Member, Membership
 from raftkv.storage.backend import Backend
 from raftkv.storage.errors import StorageError
 
@@ -202,7 +202,7 @@ class Applier:
             return errors.MemberNotFound()
         try:
             new = Member.from_json(cc.context)
-        except MembershipError as exc:
+        except ValueError as exc:  # MembershipError
             log.error("conf change updating %x carries a malformed member: %s", cc.node_id, exc)
             return ApplyRejected()
         if not new.peer_urls:

@@ -105,14 +105,14 @@ class ServerConfig:
                 f"--heartbeat-interval ({self.heartbeat_interval_ms} ms)")
         if self.election_timeout_ms > 50_000:
             raise ConfigError("--election-timeout is too long (at most 50000 ms)")
+        if self.lease_checkpoint_interval_s <= 0:
+            raise ConfigError("--lease-checkpoint-interval must be a positive duration")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be positive")
         if self.snapshot_catchup_entries < 1:
             raise ConfigError("--experimental-snapshot-catchup-entries must be at least 1")
         if self.wal_segment_bytes < 4096:
             raise ConfigError("--experimental-wal-segment-bytes must be at least 4096")
-        if self.lease_checkpoint_interval_s <= 0:
-            raise ConfigError("--lease-checkpoint-interval must be a positive duration")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
         if self.restarting():
