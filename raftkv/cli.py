@@ -3,6 +3,8 @@
 A thin shell over :class:`raftkv.server.embed.Node`. A bad flag or value is one sentence
 on stderr and exit code 2; storage trouble (a corrupt WAL, a data dir locked by another
 process) is one sentence and exit code 3; SIGTERM and SIGINT shut down cleanly (exit 0).
+Every flag can also come from ``ETCD_<FLAG>`` or ``RAFTKV_<FLAG>`` (``envflags``); a flag
+on the command line wins, and a bad value in a variable is exit code 2 like the flag's.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
            "the experimental- name is etcd 3.5's)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
+    from raftkv.server import flagtypes as ft  # (here: one block for the lease flags)
+
+    a("--experimental-enable-lease-checkpoint", type=ft.argtype(ft.go_bool), nargs="?",
+      const=True, default=None,
+      help="replicate leases' remaining TTLs (etcd 3.5's name; default on)")
+    a("--feature-gates", type=ft.argtype(ft.feature_gates), default={},
+      help="etcd 3.6's Gate=true,... (raftkv knows LeaseCheckpoint, LeaseCheckpointPersist)")
+    a("--lease-checkpoint-interval", type=ft.argtype(ft.go_duration), default=300.0,
+      help="how often the leader replicates remaining lease TTLs (a Go duration; raftkv "
+           "only: etcd has no flag for it, its default is 5m)")
     return p
 
 
@@ -106,9 +120,21 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
             "watch-progress-notify-interval", ns.watch_progress_notify_interval),
         log_level=ns.log_level,
         logger=ns.logger,
+        lease_checkpoint=_lease_checkpoint(ns),
+        lease_checkpoint_interval_s=ns.lease_checkpoint_interval,
     )
     cfg.validate()
     return cfg
+
+
+def _lease_checkpoint(ns: argparse.Namespace) -> bool:
+    """On unless turned off by either etcd spelling; the two must not disagree."""
+    old: bool | None = ns.experimental_enable_lease_checkpoint
+    gate: bool | None = ns.feature_gates.get("LeaseCheckpoint")
+    if old is not None and gate is not None and old != gate:
+        raise ConfigError("--experimental-enable-lease-checkpoint and "
+                          "--feature-gates=LeaseCheckpoint disagree")
+    return next((v for v in (gate, old) if v is not None), True)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -149,14 +175,30 @@ async def serve(cfg: ServerConfig) -> None:
         logging.getLogger("raftkv").info("received a signal; shutting down")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    from raftkv.server.envflags import EnvFlagError, from_env, name_source
+
+    parser = build_parser()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        env = from_env(parser, args, os.environ if environ is None else environ)
+    except EnvFlagError as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_USAGE
+    ns = parser.parse_args([*env.args, *args])
     try:
         cfg = config_from_args(ns)
     except ConfigError as exc:
-        sys.stderr.write(f"raftkv: {exc}\n")
+        for w in env.warnings:
+            sys.stderr.write(f"raftkv: warning: {w}\n")
+        sys.stderr.write(f"raftkv: {name_source(str(exc), env.sources)}\n")
         return EXIT_USAGE
     setup_logging(cfg.log_level, cfg.logger)
+    log = logging.getLogger("raftkv")
+    for w in env.warnings:
+        log.warning("%s", w)
+    for used in env.used:
+        log.info("recognized and used environment variable %s", used)
     from raftkv.storage.errors import StorageError
 
     try:

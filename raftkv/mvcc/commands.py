@@ -36,6 +36,7 @@ class Kind(IntEnum):
     LEASE_GRANT = 5
     LEASE_REVOKE = 6
     PUBLISH = 7  # a member's name and client URLs, as etcd's publish
+    LEASE_CHECKPOINT = 8  # the leader's record of remaining TTLs, as etcd's
 
 
 _TYPES: dict[Kind, Any] = {
@@ -47,6 +48,7 @@ _TYPES: dict[Kind, Any] = {
     Kind.LEASE_GRANT: rpc_pb2.LeaseGrantRequest,
     Kind.LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
     Kind.PUBLISH: rpc_pb2.Member,
+    Kind.LEASE_CHECKPOINT: rpc_pb2.LeaseCheckpointRequest,
 }
 
 

@@ -3,12 +3,19 @@
 The table (lease ID -> granted TTL) changes only in the apply path (grant, revoke) and is
 stored in the backend meta inside the same write transaction as the keys a revoke
 deletes, so every member agrees. Expiry is the leader's business alone: on becoming
-leader it gives every lease a fresh deadline (TTL plus an election timeout, as etcd's
-promote does), keep-alives renew deadlines on the leader, and a lease past its deadline
-is revoked through the log. Followers track no deadlines.
+leader it gives every lease a fresh deadline (its remaining TTL plus an election timeout,
+as etcd's promote does), keep-alives renew deadlines on the leader, and a lease past its
+deadline is revoked through the log. Followers track no deadlines.
+
+Checkpoints (etcd's LeaseCheckpoint): the leader periodically replicates each lease's
+remaining TTL (``checkpoints``); every member records it (``checkpoint``, persisted with
+the TTL, as etcd 3.6 always persists), and a new leader starts the lease's clock from it
+instead of the full TTL, so a lease's life survives leader changes. A renewal clears the
+recorded value (the leader replicates a checkpoint of 0 before renewing).
 
 Invariants:
 
+- a bucket maps lease ID -> TTL, or -> [TTL, remaining TTL] for a checkpointed lease;
 - persistence is incremental: the table is split into ``BUCKETS`` meta blobs by lease ID,
   and a grant or revoke rewrites only its lease's bucket (the whole-table blob of older
   versions, meta ``leases``, is read once and split up);
@@ -54,10 +61,15 @@ class Lessor:
         self.backend = backend
         self.min_ttl = min_ttl
         self.ttls: dict[int, int] = {}
+        self.checkpointed: dict[int, int] = {}  # lease -> remaining TTL recorded (> 0)
         for b in range(BUCKETS):
             raw = backend.meta_get(f"leases/{b:02x}")
             if raw:
-                self.ttls.update({int(k): int(v) for k, v in json.loads(raw).items()})
+                for k, v in json.loads(raw).items():
+                    if isinstance(v, list):
+                        self.ttls[int(k)], self.checkpointed[int(k)] = int(v[0]), int(v[1])
+                    else:
+                        self.ttls[int(k)] = int(v)
         legacy = backend.meta_get(LEGACY_META)
         if legacy and legacy != b"{}":
             old = {int(k): int(v) for k, v in json.loads(legacy).items()}
@@ -76,7 +88,8 @@ class Lessor:
         return lease_id in self.ttls
 
     def _store_bucket(self, name: str) -> None:
-        members = {str(k): v for k, v in self.ttls.items() if bucket_name(k) == name}
+        members = {str(k): [v, self.checkpointed[k]] if k in self.checkpointed else v
+                   for k, v in self.ttls.items() if bucket_name(k) == name}
         self.backend.meta_put(name, json.dumps(members, sort_keys=True).encode())
 
     def _store(self, lease_id: int) -> None:
@@ -118,6 +131,7 @@ class Lessor:
             raise errors.LeaseExist()
         ttl = max(req.TTL, self.min_ttl)
         self.ttls[req.ID] = ttl
+        self.checkpointed.pop(req.ID, None)
         self._store(req.ID)
         if now is not None:
             self.deadlines[req.ID] = now + ttl
@@ -129,6 +143,7 @@ class Lessor:
         for key in self.keys(tx, lease_id):
             tx.delete_range(key, None)
         del self.ttls[lease_id]
+        self.checkpointed.pop(lease_id, None)
         self.deadlines.pop(lease_id, None)
         if self._keys is not None:
             self._keys.pop(lease_id, None)
@@ -137,10 +152,37 @@ class Lessor:
         resp.header.revision = tx.rev
         return resp
 
+    def checkpoint(self, req: rpc_pb2.LeaseCheckpointRequest) -> rpc_pb2.LeaseCheckpointResponse:
+        """Record remaining TTLs (0 clears); unknown leases are skipped, as etcd's. The
+        leader's own deadlines do not change: promotion is what reads the record."""
+        for cp in req.checkpoints:
+            if cp.ID not in self.ttls:
+                continue
+            if cp.remaining_TTL > 0:
+                self.checkpointed[cp.ID] = min(int(cp.remaining_TTL), self.ttls[cp.ID])
+            elif self.checkpointed.pop(cp.ID, None) is None:
+                continue
+            self._store(cp.ID)
+        return rpc_pb2.LeaseCheckpointResponse()
+
     # --- the leader's clock --------------------------------------------------------------
 
     def promote(self, now: float, extend: float) -> None:
-        self.deadlines = {lid: now + ttl + extend for lid, ttl in self.ttls.items()}
+        self.deadlines = {lid: now + self.checkpointed.get(lid, ttl) + extend
+                          for lid, ttl in self.ttls.items()}
+
+    def checkpoints(self, now: float) -> list[tuple[int, int]]:
+        """(lease, remaining TTL) worth recording: those the leader's clock has moved
+        below their TTL (etcd skips the others too), in lease order."""
+        out = []
+        for lid in sorted(self.deadlines):
+            ttl = self.ttls.get(lid)
+            if ttl is None:
+                continue
+            left = max(1, math.ceil(self.deadlines[lid] - now))
+            if left < ttl and self.checkpointed.get(lid) != left:
+                out.append((lid, left))
+        return out
 
     def demote(self) -> None:
         self.deadlines = {}

@@ -1,9 +1,11 @@
 """Single-member configuration changes as pure functions over (voters, learners).
 
 Invariants: voters and learners are disjoint; a change never leaves zero voters; at most
-one member changes per entry. ``apply`` is total and deterministic: an invalid change
-committed to the log (which the leader's ``validate`` should have refused) is a no-op on
-every node, so all replicas compute the same configuration from the same log.
+one member changes per entry; an update (``UPDATE_NODE``, etcd's ConfChangeUpdateNode)
+leaves the configuration as it is (its peer URLs are the server's business). ``apply``
+is total and deterministic: an invalid change committed to the log (which the leader's
+``validate`` should have refused) is a no-op on every node, so all replicas compute the
+same configuration from the same log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def problem(cs: ConfState, cc: ConfChange) -> str | None:
         if node in learners:
             return f"{node:x} is already a learner"
         return None
+    if cc.type is ConfChangeType.UPDATE_NODE:
+        if node not in voters and node not in learners:
+            return f"{node:x} is not a member"
+        return None
     if cc.type is ConfChangeType.REMOVE_NODE:
         if node not in voters and node not in learners:
             return f"{node:x} is not a member"
@@ -38,7 +44,7 @@ def problem(cs: ConfState, cc: ConfChange) -> str | None:
 
 def apply(cs: ConfState, cc: ConfChange) -> ConfState:
     """The configuration after ``cc``; unchanged if ``cc`` is invalid for ``cs``."""
-    if problem(cs, cc) is not None:
+    if problem(cs, cc) is not None or cc.type is ConfChangeType.UPDATE_NODE:
         return cs
     voters, learners = set(cs.voters), set(cs.learners)
     node = cc.node_id

@@ -149,6 +149,7 @@ class ConfChangeType(IntEnum):
     ADD_NODE = 0  # add a voter, or promote a learner
     REMOVE_NODE = 1
     ADD_LEARNER_NODE = 2
+    UPDATE_NODE = 3  # a member's attributes (peer URLs) change; the configuration does not
 
 
 @dataclass(frozen=True, slots=True)

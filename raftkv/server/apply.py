@@ -156,6 +156,8 @@ class Applier:
             return self.leases.grant(cmd.request, self.now() if self.is_leader() else None)
         if cmd.kind is Kind.LEASE_REVOKE:
             return self.leases.revoke(tx, cmd.request.ID)
+        if cmd.kind is Kind.LEASE_CHECKPOINT:
+            return self.leases.checkpoint(cmd.request)
         if cmd.kind is Kind.PUBLISH:
             m = self.membership.members.get(cmd.request.ID)
             if m is not None:
@@ -177,10 +179,19 @@ class Applier:
 
     # --- configuration changes -----------------------------------------------------------
 
-    def apply_membership(self, cc: ConfChange, index: int) -> None:
-        """The membership side of a committed conf change (Raft's side is the node's)."""
+    def apply_membership(self, cc: ConfChange, index: int) -> errors.EtcdError | None:
+        """The membership side of a committed conf change (Raft's side is the node's).
+
+        An update that the membership refuses (unknown member, a peer URL another member
+        has: etcd's ValidateConfigurationChange at apply) changes nothing on any member;
+        the refusal is returned for the proposer."""
         ms = self.membership
-        if cc.type is ConfChangeType.REMOVE_NODE:
+        if cc.type is ConfChangeType.UPDATE_NODE:
+            refusal = self._update_member(cc)
+            if refusal is not None:
+                self._end_only(index)
+                return refusal
+        elif cc.type is ConfChangeType.REMOVE_NODE:
             ms.members.pop(cc.node_id, None)
             ms.removed.add(cc.node_id)
         elif cc.type is ConfChangeType.ADD_NODE and cc.node_id in ms.members and not (
@@ -196,3 +207,23 @@ class Applier:
         with self.backend.write_txn() as w:
             self.backend.meta_put(MEMBERS_META, ms.encode())
             w.end(index)
+        return None
+
+    def _update_member(self, cc: ConfChange) -> errors.EtcdError | None:
+        """MemberUpdate: only the peer URLs change (name, client URLs, learner status stay)."""
+        ms = self.membership
+        old = ms.members.get(cc.node_id)
+        if old is None:
+            return errors.MemberNotFound()
+        try:
+            new = Member.from_json(cc.context)
+        except ValueError as exc:  # MembershipError
+            log.error("conf change updating %x carries a malformed member: %s", cc.node_id, exc)
+            return ApplyRejected()
+        if not new.peer_urls:
+            return errors.MemberBadURLs()
+        taken = {u for m in ms.members.values() if m.id != cc.node_id for u in m.peer_urls}
+        if taken & set(new.peer_urls):
+            return errors.PeerURLExist()
+        old.peer_urls = list(new.peer_urls)
+        return None

@@ -120,8 +120,7 @@ class ApplyTask:
         s = self.s
         cc = decode_conf_change(e.data)
         cs = s.node.apply_conf_change(cc)
-        if not replay:
-            s.applier.apply_membership(cc, e.index)
+        refusal = s.applier.apply_membership(cc, e.index) if not replay else None
         s.transport.set_peers(s.membership.peer_urls())
         if s.id not in cs.voters and s.id not in cs.learners and (
                 cc.type is ConfChangeType.REMOVE_NODE and cc.node_id == s.id):
@@ -131,7 +130,11 @@ class ApplyTask:
         for want, after, fut in list(s._conf_waiters):
             if e.index > after and (want.type, want.node_id) == (cc.type, cc.node_id):
                 s._conf_waiters.remove((want, after, fut))
-                if not fut.done():
+                if fut.done():
+                    continue
+                if refusal is not None:
+                    fut.set_exception(refusal)
+                else:
                     fut.set_result(cs)
 
     async def install_snapshot(self, snap: Snapshot) -> None:

@@ -3,7 +3,9 @@
 Invariants: URLs are validated at construction (a bad value is a ConfigError with one
 sentence naming the flag); member and cluster IDs are derived exactly as etcd derives
 them (SHA-1 over sorted peer URLs and the cluster token; the cluster ID over the sorted
-member IDs), so a cluster started with the same flags gets the same IDs every time.
+member IDs), so a cluster started with the same flags gets the same IDs every time. A
+member that restarts on its data dir is not held to ``--initial-cluster`` (as etcd: its WAL
+knows).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from raftkv.storage.wal import WAL
 
 
 class ConfigError(ValueError):
@@ -107,6 +111,10 @@ class ServerConfig:
     watch_progress_notify_interval: float = 600.0  # seconds (etcd's default: 10m)
     log_level: str = "info"
     logger: str = "text"
+    # etcd's LeaseCheckpoint (off by default in etcd; on in raftkv: one small entry per
+    # interval per 1000 leases buys a lease that outlives leader changes at its true age)
+    lease_checkpoint: bool = True
+    lease_checkpoint_interval_s: float = 300.0  # etcd's default (5 min; not a flag in etcd)
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):
@@ -121,6 +129,8 @@ class ServerConfig:
                 f"--heartbeat-interval ({self.heartbeat_interval_ms} ms)")
         if self.election_timeout_ms > 50_000:
             raise ConfigError("--election-timeout is too long (at most 50000 ms)")
+        if self.lease_checkpoint_interval_s <= 0:
+            raise ConfigError("--lease-checkpoint-interval must be a positive duration")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be positive")
         if self.corrupt_check_time < 0:
@@ -133,6 +143,9 @@ class ServerConfig:
             raise ConfigError("--watch-progress-notify-interval must be a positive duration")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
+        if self.restarting():
+            return  # the member and its cluster come from the WAL (etcd ignores
+            # --initial-cluster on a restart too, e.g. after `member update` moved it)
         if self.name not in self.initial_cluster:
             raise ConfigError(
                 f"--initial-cluster has no entry for this member's --name {self.name!r}")
@@ -141,6 +154,10 @@ class ServerConfig:
                 f"--initial-cluster gives {self.name} the peer URLs "
                 f"{self.initial_cluster[self.name]}, but --initial-advertise-peer-urls says "
                 f"{self.initial_advertise_peer_urls}")
+
+    def restarting(self) -> bool:
+        """The data dir holds a WAL: --initial-cluster and its token no longer matter."""
+        return WAL.exists(self.data_dir / "member" / "wal")
 
     @property
     def member_id(self) -> int:

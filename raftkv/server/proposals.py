@@ -2,16 +2,18 @@
 
 Job: admit a write (alive, size, quota and NOSPACE alarm, a known leader, the apply
 backlog), propose it, and wait (bounded by the request timeout) for the apply task to
-resolve it; likewise for configuration changes (MemberAdd/Remove/Promote) and for
+resolve it; likewise for configuration changes (MemberAdd/Remove/Promote/Update) and for
 leadership transfers (MoveLeader, and the leader's hand-over before it stops). The
 member's own proposals live here too: the leader's revocation of expired leases and the
-publication of this member's name and client URLs (etcd's publish).
+publication of this member's name and client URLs (etcd's publish), and the
+leader's lease checkpoints (etcd's LeaseCheckpoint: remaining TTLs, every
+``--lease-checkpoint-interval``, at most ``CHECKPOINT_BATCH`` leases per entry).
 
 Invariants: nothing here applies an entry or writes the backend; a proposal's waiter is
 registered before the entry can commit and removed on every exit (answered, refused,
 timed out, cancelled); leadership is read from the server's Ready soft state
 (``is_leader()``/``lead``), never from the Raft core; at most one publish and one
-revocation per lease are in flight.
+revocation per lease and one round of checkpoints are in flight.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftkv.server")
 
 DEFAULT_QUOTA_BYTES = 2 << 30  # etcd's default, also used for --quota-backend-bytes=0
+CHECKPOINT_BATCH = 1000  # etcd's maxLeaseCheckpointBatchSize
 
 
 class Proposals:
@@ -54,6 +57,8 @@ class Proposals:
         self._ids = commands.RequestIDs()
         self._revoking: set[int] = set()
         self._publishing: asyncio.Future[None] | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._next_checkpoint = 0.0
 
     def check_alive(self) -> None:
         s = self.s
@@ -158,6 +163,20 @@ class Proposals:
             raise errors.MemberNotLearner()
         return await self.propose_conf_change(ConfChange(ConfChangeType.ADD_NODE, member_id))
 
+    async def update_member(self, member_id: int, peer_urls: list[str]) -> ConfState:
+        """MemberUpdate as etcd: a conf change (UpdateNode) carrying the member with its new
+        peer URLs; checked here against this member's view and again at apply."""
+        ms = self.s.membership
+        m = ms.members.get(member_id)
+        if m is None:
+            raise errors.MemberNotFound()
+        if any(set(peer_urls) & set(o.peer_urls) for o in ms.members.values()
+               if o.id != member_id):
+            raise errors.PeerURLExist()
+        ctx = Member(member_id, m.name, list(peer_urls), list(m.client_urls), m.is_learner)
+        return await self.propose_conf_change(
+            ConfChange(ConfChangeType.UPDATE_NODE, member_id, ctx.to_json()))
+
     async def move_leader(self, target: int) -> None:
         s = self.s
         self.check_alive()
@@ -227,6 +246,45 @@ class Proposals:
         self._publishing = asyncio.ensure_future(publish())
         s._background.add(self._publishing)
         self._publishing.add_done_callback(s._background.discard)
+
+    def checkpoint_leases(self, now: float) -> None:
+        """The leader replicates remaining TTLs once per checkpoint interval."""
+        s = self.s
+        if not s.cfg.lease_checkpoint or not s.is_leader() or self._checkpointing is not None:
+            return
+        if now < self._next_checkpoint:
+            return
+        self._next_checkpoint = now + s.cfg.lease_checkpoint_interval_s
+        todo = s.leases.checkpoints(now)
+        if not todo:
+            return
+
+        async def run() -> None:
+            try:
+                for i in range(0, len(todo), CHECKPOINT_BATCH):
+                    req = rpc_pb2.LeaseCheckpointRequest(checkpoints=[
+                        rpc_pb2.LeaseCheckpoint(ID=lid, remaining_TTL=left)
+                        for lid, left in todo[i:i + CHECKPOINT_BATCH]])
+                    with contextlib.suppress(errors.EtcdError):
+                        await self.propose(req)
+            finally:
+                self._checkpointing = None
+
+        self._checkpointing = asyncio.ensure_future(run())
+        s._background.add(self._checkpointing)
+        self._checkpointing.add_done_callback(s._background.discard)
+
+    def on_promote(self, now: float) -> None:
+        """A new leader's first checkpoints come one interval after its promotion."""
+        self._next_checkpoint = now + self.s.cfg.lease_checkpoint_interval_s
+
+    async def clear_checkpoint(self, lease_id: int) -> None:
+        """Before a renewal: a recorded remaining TTL would outlive it on a new leader, so
+        replicate its clearing first (etcd's Renew does the same). Also with checkpoints
+        turned off: a record left from when they were on must not outlive a renewal."""
+        if lease_id in self.s.leases.checkpointed:
+            await self.propose(rpc_pb2.LeaseCheckpointRequest(
+                checkpoints=[rpc_pb2.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)]))
 
     def revoke_expired(self, now: float) -> None:
         """The leader revokes leases past their deadline, through the log."""

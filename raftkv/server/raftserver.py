@@ -290,6 +290,7 @@ class RaftServer:
         """Work the Ready loop does once per tick, after ticking Raft."""
         self._retry_reads(now)
         self.proposals.revoke_expired(now)
+        self.proposals.checkpoint_leases(now)
         self.proposals.maybe_publish()
         self._update_size_metrics()
 
@@ -353,6 +354,14 @@ class RaftServer:
     async def promote_member(self, member_id: int) -> ConfState:
         """MemberPromote: a learner becomes a voter once caught up (LearnerNotReady)."""
         return await self.proposals.promote_member(member_id)
+
+    async def update_member(self, member_id: int, peer_urls: list[str]) -> ConfState:
+        """MemberUpdate: new peer URLs for a member, replicated as etcd's UpdateNode."""
+        return await self.proposals.update_member(member_id, peer_urls)
+
+    async def clear_lease_checkpoint(self, lease_id: int) -> None:
+        """Leader, before renewing a lease: drop its replicated remaining TTL."""
+        await self.proposals.clear_checkpoint(lease_id)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (a voter), as etcd's MoveLeader: leader only."""

@@ -131,5 +131,6 @@ class ReadyLoop:
         s.metrics.is_leader.set(1 if state is StateType.LEADER else 0)
         if state is StateType.LEADER:
             s.leases.promote(time.monotonic(), s.cfg.election_timeout_ms / 1000)
+            s.proposals.on_promote(time.monotonic())
         else:
             s.leases.demote()

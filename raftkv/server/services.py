@@ -1,6 +1,6 @@
 """etcd v3 gRPC services over a RaftServer: KV, Maintenance (Status, Alarm, Defragment,
 MoveLeader) and
-Cluster (member list, add, remove, promote) and Lease (grant, revoke, keep-alive,
+Cluster (member list, add, remove, promote, update) and Lease (grant, revoke, keep-alive,
 time-to-live, leases).
 
 Every error a client sees is an :class:`raftkv.mvcc.errors.EtcdError` mapped to etcd's
@@ -241,6 +241,32 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
+    async def MemberUpdate(self, request: rpc_pb2.MemberUpdateRequest,
+                           context: grpc.aio.ServicerContext) -> rpc_pb2.MemberUpdateResponse:
+        """etcd's MemberUpdate; unlike etcd 3.6.16, which accepts any string and leaves the
+        check to etcdctl, the peer URLs are validated here as MemberAdd's are.
+
+        A follower hands the request to the leader, which proposes it and answers once it
+        has applied it: the moved member, if it proposed, would never hear of the commit,
+        because the leader's transport dials the member's new URL as soon as it applies
+        the change (the member listens there only after its restart)."""
+        try:
+            try:
+                urls = parse_urls("peer-urls", ",".join(request.peerURLs))
+            except (ConfigError, ValueError):
+                raise errors.MemberBadURLs() from None
+            if not self.s.is_leader():
+                try:
+                    return await rpc_pb2_grpc.ClusterStub(
+                        _leader_channel(self.s, self._channels)).MemberUpdate(
+                        request, timeout=self.s.request_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
+            await self.s.update_member(request.ID, urls)
+            return _fill(self.s, rpc_pb2.MemberUpdateResponse(members=self._members()))
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
+
     async def MemberPromote(self, request: rpc_pb2.MemberPromoteRequest,
                             context: grpc.aio.ServicerContext) -> rpc_pb2.MemberPromoteResponse:
         try:
@@ -327,6 +353,11 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def _renew_as_leader(self, lease_id: int) -> int | None:
         """The renewed TTL, or None if leadership moved meanwhile (then forward)."""
         if not await self._leader_barrier():
+            return None
+        if not self.s.leases.exists(lease_id):
+            raise errors.LeaseNotFound()
+        await self.s.clear_lease_checkpoint(lease_id)
+        if not self._leader():
             return None
         return self.s.leases.renew(lease_id, time.monotonic())
 

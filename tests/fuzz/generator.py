@@ -372,6 +372,15 @@ class Generator:
         if r < 0.9:
             return [self._op("member.remove", "Cluster", "MemberRemove",
                              self._member_ref(pb.MemberRemoveRequest, voters=False))]
+        if not self.etcd_safe and rng.random() < 0.5:
+            # etcd 3.6.16 stores any string as a member's peer URL (etcdctl checks, the
+            # server does not) and then cannot dial it: raftkv-only stream
+            i = rng.randrange(self.members)
+            bad = rng.choice([[], ["not a url"], ["http://127.0.0.1"], ["http://:80"],
+                              ["http://127.0.0.1:99999"], ["ftp://127.0.0.1:1"]])
+            return [self._op("member.update-bad-url", "Cluster", "MemberUpdate",
+                             lambda ctx, i=i, bad=bad: pb.MemberUpdateRequest(
+                                 ID=ctx.member_ids[i], peerURLs=bad))]
         return [self._op("member.update", "Cluster", "MemberUpdate",
                          _const(pb.MemberUpdateRequest(ID=rng.choice([0, 1, I64_MAX]),
                                                        peerURLs=["http://127.0.0.1:1"])))]

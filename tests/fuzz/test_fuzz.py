@@ -35,7 +35,7 @@ def test_the_stream_is_a_function_of_the_seed() -> None:
 
 
 _NEEDS_CTX = {"alarm", "alarm.undo", "member.add-existing-url", "member.promote",
-              "member.remove", "move-leader"}
+              "member.remove", "move-leader", "member.update-bad-url"}
 
 
 def test_the_stream_covers_every_service_and_the_poison() -> None:

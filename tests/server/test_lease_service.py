@@ -58,6 +58,7 @@ class Server:
         self.barrier = asyncio.Event()
         self.barriers = 0
         self.proposed: list[Any] = []
+        self.cleared: list[int] = []  # leases whose checkpoint a renewal cleared first
 
     def is_leader(self) -> bool:
         return self.role is StateType.LEADER
@@ -72,6 +73,9 @@ class Server:
     async def propose(self, request: Any) -> Any:
         self.proposed.append(request)
         return pb.LeaseRevokeResponse()
+
+    async def clear_lease_checkpoint(self, lid: int) -> None:
+        self.cleared.append(lid)
 
 
 async def _one(*reqs: Any) -> AsyncIterator[Any]:
@@ -93,7 +97,7 @@ async def test_keepalive_renews_only_after_the_barrier() -> None:
     assert s.barriers == 1 and s.leases.renewed == [] and not nxt.done()
     s.barrier.set()
     resp = await asyncio.wait_for(nxt, 5)
-    assert (resp.ID, resp.TTL) == (7, 60) and s.leases.renewed == [7]
+    assert (resp.ID, resp.TTL) == (7, 60) and s.leases.renewed == [7] and s.cleared == [7]
 
 
 async def test_keepalive_is_forwarded_if_leadership_moved_during_the_barrier() -> None:
