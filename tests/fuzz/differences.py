@@ -58,9 +58,6 @@ ACCEPTED: list[Difference] = [
         "so it accepts a compaction to 0 once (a no-op); raftkv's compacted revision starts "
         "at 0 and answers 'compacted'. Revision 0 holds no data.",
         when=lambda r: r.revision == 0),
-    Difference(
-        "MemberUpdate", "UNIMPLEMENTED", "*",
-        "raftkv does not serve Cluster.MemberUpdate yet (peer URL changes)."),
 ]
 
 
