@@ -9,10 +9,8 @@ exactly as etcdctl's ``%x``; byte sizes as etcdctl's table does (go-humanize, SI
 from __future__ import annotations
 
 import math
-import re
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+from raftkv.server.flagtypes import go_duration
 
 
 def parse_duration(text: str) -> float:
@@ -20,14 +18,9 @@ def parse_duration(text: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        pos = 0
-        value = 0.0
-        for m in _PART.finditer(raw):
-            if m.start() != pos:
-                break
-            value += float(m.group(1)) * _UNITS[m.group(2)]
-            pos = m.end()
-        if pos != len(raw) or not raw:
+        try:
+            value = go_duration(raw)
+        except ValueError:
             raise ValueError(
                 f"bad duration {text!r}: use a number with a unit, like 10ms, 1s, 2m"
             ) from None

@@ -11,12 +11,12 @@ knows).
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from raftkv.server.flagtypes import go_duration
 from raftkv.storage.wal import WAL
 
 
@@ -53,22 +53,13 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return out
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-
-
 def parse_duration(flag: str, value: str) -> float:
     """A Go duration (``10m``, ``1s``, ``1m30s``, ``500ms``) in seconds, as etcd's flags."""
-    v = value.strip()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(v):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not v or pos != len(v):
-        raise ConfigError(f"--{flag}: {value!r} is not a duration like 10m, 1s or 500ms")
-    return total
+    try:
+        return go_duration(value)
+    except ValueError:
+        raise ConfigError(
+            f"--{flag}: {value!r} is not a duration like 10m, 1s or 500ms") from None
 
 
 def member_id(peer_urls: list[str], token: str) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from raftkv.cli import build_parser, config_from_args
-from raftkv.cli_maintenance import go_duration
 from raftkv.server.config import ConfigError
+from raftkv.server.config import parse_duration as go_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
