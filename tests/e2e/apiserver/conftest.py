@@ -58,8 +58,12 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planes]:
     result = Planes()
     lock = threading.Lock()
 
+    # Work directories made here, not in the threads: the first mktemp creates pytest's
+    # base directory, and two threads racing on it would make two.
+    workdirs = {s: tmp_path_factory.mktemp(f"k8s-{s}") for s in selected_stores()}
+
     def start(store: Store) -> None:
-        cp = ControlPlane(tmp_path_factory.mktemp(f"k8s-{store}"), store=store)
+        cp = ControlPlane(workdirs[store], store=store)
         try:
             cp.start(timeout=120)
         except Exception as exc:  # start() stopped what it started
