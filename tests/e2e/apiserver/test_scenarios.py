@@ -220,6 +220,8 @@ def test_finalizer_holds_deleted_object_until_removed(control_plane: ControlPlan
     apply_json(cp, configmap("held", space, {"k": "v"}, finalizers=["raftkv.dev/hold"]),
                verb="create")
     with KubectlWatch(cp, "configmaps", "-n", space, log=tmp_path / "watch.log") as watch:
+        # The delete must come after the watch's initial list, or it shows up there.
+        watch.wait_for(lambda w: "held" in w.seen("ADDED"), 60, "the initial list")
         out = cp.kubectl("delete", "configmap", "held", "-n", space, "--wait=false")
         assert out.returncode == 0, out.stderr
         watch.wait_for(lambda w: "held" in w.seen("MODIFIED"), 30,
