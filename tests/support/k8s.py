@@ -286,11 +286,13 @@ current-context: raftkv-test
         """Every sample of metric ``name``: (labels, value)."""
         return parse_samples(self.metrics(), name)
 
-    def consistency_checks(self) -> dict[str, float]:
-        """Watch-cache consistency checks so far, summed over resources: status -> count
-        (status is ``success``, ``failure`` or ``error``)."""
+    def consistency_checks(self, resource: str | None = None) -> dict[str, float]:
+        """Watch-cache consistency checks so far, of one resource or summed over all:
+        status -> count (status is ``success``, ``failure`` or ``error``)."""
         totals: dict[str, float] = {}
         for labels, value in self.metric_samples(CONSISTENCY_METRIC):
+            if resource is not None and labels.get("resource") != resource:
+                continue
             status = labels.get("status", "")
             totals[status] = totals.get(status, 0.0) + value
         return totals

@@ -36,6 +36,8 @@ class Planes:
     ready: dict[Store, ControlPlane] = field(default_factory=dict)
     started_at: dict[Store, float] = field(default_factory=dict)
     failed: dict[Store, str] = field(default_factory=dict)
+    # successful consistency checks of configmaps when the fault scenario ended, per store
+    checks_at_fault: dict[Store, float] = field(default_factory=dict)
 
     def get(self, store: Store) -> ControlPlane:
         if store not in selected_stores():

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.apiserver.conftest import Planes
 from tests.e2e.apiserver.kube import KubectlWatch, apply_json, kget, names, store_leader
 from tests.support.k8s import ControlPlane
 from tests.support.proc import wait_until
@@ -44,7 +45,7 @@ def configmap(name: str, namespace: str, data: dict[str, str] | None = None,
 # --- faults first: the later consistency checks must cover the state after them --------
 
 
-def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane,
+def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane, planes: Planes,
                                                tmp_path: Path) -> None:
     """SIGKILL the store's leader while kubectl writes and watches: the apiserver serves
     again on its own, and every ConfigMap whose create returned OK is there afterwards."""
@@ -87,6 +88,7 @@ def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane,
         watch.wait_for(lambda w: set(acked) <= w.seen("ADDED"), 60,
                        "an ADDED event for every acknowledged create")
     assert cp.apiserver is not None and cp.apiserver.alive(), "the apiserver exited"
+    planes.checks_at_fault[cp.store] = cp.consistency_checks("configmaps").get("success", 0)
     print(f"[{cp.store}] killed leader {leader.name}; {len(acked)} creates acknowledged, "
           f"{len(failed)} failed; 10 more acknowledged {recovered_s:.1f} s after the kill")
 
