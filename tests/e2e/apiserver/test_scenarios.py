@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.apiserver.conftest import Planes
-from tests.e2e.apiserver.kube import KubectlWatch, apply_json, kget, names, store_leader
+from tests.e2e.apiserver.kube import (
+    KubectlWatch,
+    apply_json,
+    kget,
+    member_status,
+    names,
+    store_leader,
+)
 from tests.support.k8s import ControlPlane
 from tests.support.proc import wait_until
 
@@ -286,3 +293,48 @@ def test_apiserver_compactor_compacts_the_store(control_plane: ControlPlane) -> 
     out = cp.etcd.etcdctl("get", "/registry/namespaces/default", "--rev=2", version="3.6",
                           check=False)
     assert out.returncode != 0 and "compacted" in out.stderr, (out.stdout, out.stderr)
+
+
+# --- consistent reads from the watch cache ----------------------------------------------
+
+NOT_SUPPORTED = "RequestWatchProgress feature is not supported"
+
+
+def supports_progress_requests(version: str) -> bool:
+    """k8s.io/apiserver 1.36's rule (storage/feature/feature_support_checker.go): versions
+    below 3.4.31, 3.5.0-3.5.12, and unparseable ones lack a correct RequestProgress."""
+    try:
+        v = tuple(int(p) for p in version.split(".")[:3])
+    except ValueError:
+        return False
+    return not (v < (3, 4, 31) or (3, 5, 0) <= v < (3, 5, 13))
+
+
+def test_consistent_reads_from_cache_exactly_when_the_store_version_allows(
+        control_plane: ControlPlane) -> None:
+    """The apiserver turns on consistent reads from its watch cache (progress requests on
+    the watch stream) by the store's Status version; when on, they must be served."""
+    cp = control_plane
+    st = store_status_of_any(cp)
+    expected = supports_progress_requests(st["version"])
+    log = cp.workdir.joinpath("kube-apiserver.log").read_text(errors="replace")
+    assert (NOT_SUPPORTED not in log) == expected, (st["version"], expected)
+    for _ in range(3):
+        cp.kubectl("get", "configmaps", "-A", check=True)  # a consistent list (no RV)
+    served = sum(v for labels, v in cp.metric_samples(
+        "apiserver_watch_cache_consistent_read_total")
+        if labels.get("success") == "true" and labels.get("fallback") == "false")
+    if expected:
+        assert served > 0, "no consistent read was served from the watch cache"
+    else:
+        assert served == 0, "consistent reads from a cache the apiserver said it would not use"
+    print(f"[{cp.store}] Status version {st['version']}: consistent reads from cache "
+          f"{'on' if expected else 'off (delegated to the store)'}, {served:.0f} served")
+
+
+def store_status_of_any(cp: ControlPlane) -> dict[str, Any]:
+    for m in cp.etcd.members:
+        st = member_status(cp, m)
+        if st is not None:
+            return st
+    raise AssertionError("no store member answered Status")
