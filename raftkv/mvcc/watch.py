@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from raftkv.storage.backend import Backend, Change
 
-BATCH_ROWS = 1000  # history rows read per catch-up step (a few ms of SQLite work)
+BATCH_ROWS = 500  # history rows read per catch-up step (a few ms of SQLite work)
 
 
 class State(Enum):
@@ -115,6 +115,9 @@ class WatchMetrics:
         self.pending = Gauge("etcd_debugging_mvcc_pending_events_total",
                              "Events held by victims until their sinks free room.",
                              registry=registry)
+        self.queued = Gauge("raftkv_watch_queued_responses",
+                            "Watch responses queued in streams, not yet sent.",
+                            registry=registry)
 
 
 class WatchHub:
@@ -234,6 +237,10 @@ class WatchHub:
 
     # --- catch-up ----------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Wake the catch-up task (to see that the member stops)."""
+        self._wake.set()
+
     def kick(self) -> None:
         """A sink freed room: victims may be retried."""
         if self._victims:
@@ -299,12 +306,8 @@ class WatchHub:
         if compacted and w.next_rev < compacted:
             return Batch(w.id, [], hi, compact_revision=compacted)
         lo = max(w.next_rev, 1)
-        changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows)
-        changes = w.keep(changes)
-        if w.prev_kv:
-            changes = [Change(c.kv, c.deleted, be.prev_at(c.kv.key, c.kv.mod_revision - 1))
-                       for c in changes]
-        return Batch(w.id, changes, hi, next_rev=nxt)
+        changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows, w.prev_kv)
+        return Batch(w.id, w.keep(changes), hi, next_rev=nxt)
 
     def _deliver(self, w: Watcher, b: Batch) -> None:
         self._unsynced.pop(w, None)

@@ -71,6 +71,7 @@ class WatchStream:
             return False
         self._q.append((w, b))
         self._batches += 1
+        self.hub.metrics.queued.inc()
         self.ready.set()
         return True
 
@@ -166,6 +167,7 @@ class WatchStream:
     def ctrl(self, resp: rpc_pb2.WatchResponse) -> None:
         self._q.append(resp)
         self._ctrl += 1
+        self.hub.metrics.queued.inc()
         if self._ctrl >= QUEUE:
             self.ctrl_room.clear()
         self.ready.set()
@@ -174,6 +176,11 @@ class WatchStream:
         for w in list(self.watchers.values()):
             self.hub.cancel(w)
         self.watchers.clear()
+        self.hub.metrics.queued.dec(len(self._q))
+        self._q.clear()
+
+    def queued(self) -> int:
+        return len(self._q)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -183,6 +190,7 @@ class WatchStream:
             self.ready.clear()
             return []
         item = self._q.popleft()
+        self.hub.metrics.queued.dec()
         if isinstance(item, rpc_pb2.WatchResponse):
             self._ctrl -= 1
             if self._ctrl < QUEUE:
@@ -195,7 +203,8 @@ class WatchStream:
         w, b = item
         if self.watchers.get(w.id) is not w and not b.compact_revision:
             return []  # cancelled after it was queued
-        self.sent_since_tick.add(w.id)
+        if b.changes:  # as etcd: only events elide the next progress notification
+            self.sent_since_tick.add(w.id)
         return list(self._responses(w, b))
 
     def _responses(self, w: Watcher, b: Batch) -> Iterator[rpc_pb2.WatchResponse]:
