@@ -62,6 +62,18 @@ def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane, plan
     failed: list[str] = []
     stop = threading.Event()
 
+    not_ready: list[float] = []  # times /readyz answered other than 200 (or not at all)
+
+    def readyz_poller() -> None:
+        while not stop.is_set():
+            try:
+                ok = cp.get("/readyz", timeout=1.0)[0] == 200
+            except OSError:
+                ok = False
+            if not ok:
+                not_ready.append(time.monotonic())
+            stop.wait(0.2)
+
     def writer() -> None:
         i = 0
         while not stop.is_set():
@@ -72,8 +84,9 @@ def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane, plan
             i += 1
 
     with KubectlWatch(cp, "configmaps", "-n", space, log=tmp_path / "watch.log") as watch:
-        thread = threading.Thread(target=writer, daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=f, daemon=True) for f in (writer, readyz_poller)]
+        for t in threads:
+            t.start()
         try:
             wait_until(lambda: len(acked) >= 5, 60, "5 acknowledged creates before the kill")
             leader = store_leader(cp)
@@ -85,7 +98,8 @@ def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane, plan
             recovered_s = time.monotonic() - killed_at
         finally:
             stop.set()
-            thread.join(timeout=60)
+            for t in threads:
+                t.join(timeout=60)
         wait_until(lambda: cp.get("/readyz")[0] == 200, 60, "apiserver /readyz after the kill")
         cp.etcd.restart(leader)
         cp.etcd.wait_healthy(60)
@@ -94,10 +108,13 @@ def test_leader_sigkill_under_writes_and_watch(control_plane: ControlPlane, plan
         assert not lost, f"acknowledged creates lost after the leader's SIGKILL: {lost}"
         watch.wait_for(lambda w: set(acked) <= w.seen("ADDED"), 60,
                        "an ADDED event for every acknowledged create")
+        assert watch.alive(), "kubectl get -w ended"
     assert cp.apiserver is not None and cp.apiserver.alive(), "the apiserver exited"
     planes.checks_at_fault[cp.store] = cp.consistency_checks("configmaps").get("success", 0)
     print(f"[{cp.store}] killed leader {leader.name}; {len(acked)} creates acknowledged, "
-          f"{len(failed)} failed; 10 more acknowledged {recovered_s:.1f} s after the kill")
+          f"{len(failed)} failed; 10 more acknowledged {recovered_s:.1f} s after the kill; "
+          f"/readyz not 200 in {len(not_ready)} polls (every 0.2 s), "
+          f"{(not_ready[-1] - not_ready[0]) if not_ready else 0:.1f} s first to last")
 
 
 # --- objects and their controllers ------------------------------------------------------
