@@ -97,3 +97,23 @@ def test_build_script_returns_at_once_on_a_warm_cache() -> None:
     assert out.returncode == 0, out.stderr
     assert f"build-k8s: cached: {k8s_bin_dir()}" in out.stderr
     assert "building" not in out.stderr
+
+
+METRICS_TEXT = """\
+# HELP apiserver_storage_consistency_checks_total [ALPHA] Counter for status of checks
+# TYPE apiserver_storage_consistency_checks_total counter
+apiserver_storage_consistency_checks_total{group="",resource="pods",status="success"} 2
+apiserver_storage_consistency_checks_total{group="apps",resource="deployments",status="error"} 1
+apiserver_storage_consistency_checks_total_other{status="failure"} 9
+apiserver_storage_consistency_checks_totalx 4
+"""
+
+
+def test_metric_samples_parsed_by_exact_name() -> None:
+    from tests.support.k8s import CONSISTENCY_METRIC, parse_samples
+
+    samples = parse_samples(METRICS_TEXT, CONSISTENCY_METRIC)
+    assert samples == [
+        ({"group": "", "resource": "pods", "status": "success"}, 2.0),
+        ({"group": "apps", "resource": "deployments", "status": "error"}, 1.0),
+    ]

