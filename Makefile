@@ -52,7 +52,7 @@ test:
 	$(STAGE) helm $(MAKE) --no-print-directory helm
 	$(STAGE) kind $(MAKE) --no-print-directory kind
 	$(STAGE) lint $(MAKE) --no-print-directory lint
-	$(STAGE) pytest $(BIN)/pytest -m "not isolated" --durations=30 $(PYTEST_ARGS)
+	$(STAGE) pytest bash scripts/pytest-lanes.sh $(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 	$(STAGE) looplag $(BIN)/pytest -m isolated $(PYTEST_ARGS)
 
 unit: venv
