@@ -1,0 +1,124 @@
+"""Watchers that record every response while the workload and the nemesis run.
+
+Each :class:`Watcher` holds one :class:`WatchLog` over the workload's prefix. It opens a
+Watch stream on its endpoint, records every response as it arrives, and when the stream
+breaks (member killed, paused, cut off) moves to the next endpoint and resumes at the
+last observed revision + 1, as etcd's clients do. Nothing is filtered or reordered here:
+the checker (``watch_check``) judges exactly what arrived.
+
+Invariants: one stream per watcher at a time; ``resume`` is ``last event revision + 1``
+(or the original start before any event); a compacted cancel resumes at the compaction
+revision, recorded so the checker excuses only that range; ``stop`` ends every stream
+(``await Watcher.run`` returns only after its channel is closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+from aetcd import rpc
+
+from tests.e2e.history import etcdapi
+from tests.e2e.history.watchlog import Event, Segment, WatchLog, WatchResp
+
+
+def _event(ev: rpc.Event, with_prev: bool) -> Event:
+    kind = "put" if ev.type == rpc.Event.EventType.PUT else "del"
+    prev = etcdapi.to_kv(ev.prev_kv) if with_prev and ev.HasField("prev_kv") else None
+    return Event(kind, etcdapi.to_kv(ev.kv), prev)
+
+
+class Watcher:
+    def __init__(self, wid: int, endpoints: list[str], first: int, prefix: str,
+                 start_revision: int, prev_kv: bool) -> None:
+        end = etcdapi.prefix_end(prefix.encode()).decode()
+        self.log = WatchLog(wid, prefix, end, prev_kv)
+        self.endpoints = endpoints
+        self._ep = first % len(endpoints)
+        self.resume = start_revision
+        self.last_event = 0
+        self.created = asyncio.Event()  # the first stream is in place
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            endpoint = self.endpoints[self._ep]
+            seg = Segment(endpoint, self.resume)
+            self.log.segments.append(seg)
+            ch = etcdapi.channel(endpoint)
+            try:
+                await self._stream(ch, seg, stop)
+            except (grpc.aio.AioRpcError, OSError, EOFError) as exc:
+                seg.error = etcdapi.classify(exc)[1]
+            finally:
+                await ch.close()
+            if not stop.is_set():
+                self._ep = (self._ep + 1) % len(self.endpoints)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.1)  # back off before reconnecting
+
+    async def _stream(self, ch: grpc.aio.Channel, seg: Segment, stop: asyncio.Event) -> None:
+        create = rpc.WatchCreateRequest(key=self.log.key.encode(),
+                                        range_end=self.log.range_end.encode(),
+                                        start_revision=seg.start_revision,
+                                        prev_kv=self.log.prev_kv)
+        done = asyncio.Event()
+
+        async def requests() -> AsyncIterator[rpc.WatchRequest]:
+            yield rpc.WatchRequest(create_request=create)
+            await done.wait()
+
+        call = rpc.WatchStub(ch).Watch(requests())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                reader = asyncio.ensure_future(call.read())
+                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not reader.done():
+                    reader.cancel()
+                    return
+                resp = reader.result()
+                if resp is grpc.aio.EOF:
+                    seg.error = "stream ended"
+                    return
+                if self._record(seg, resp):
+                    return
+        finally:
+            done.set()
+            stopper.cancel()
+            call.cancel()
+
+    def _record(self, seg: Segment, resp: rpc.WatchResponse) -> bool:
+        """Keep one response; True when the server cancelled the watch."""
+        r = WatchResp(resp.header.revision, [_event(e, self.log.prev_kv) for e in resp.events],
+                      resp.created, resp.canceled, resp.compact_revision, resp.cancel_reason)
+        seg.responses.append(r)
+        if resp.created:
+            seg.created_revision = resp.header.revision
+            if not self.resume:  # "now": later streams continue after the created revision
+                self.resume = resp.header.revision + 1
+            self.created.set()
+        for ev in r.events:
+            self.last_event = max(self.last_event, ev.revision)
+            self.resume = self.last_event + 1
+        if resp.canceled:
+            if resp.compact_revision:
+                self.resume = resp.compact_revision
+            seg.error = f"cancelled: {resp.cancel_reason or 'compacted'}"
+            return True
+        return False
+
+
+async def watch_all(watchers: list[Watcher], stop: asyncio.Event) -> None:
+    await asyncio.gather(*(w.run(stop) for w in watchers))
+
+
+async def caught_up(watchers: list[Watcher], revision: int, timeout: float) -> None:
+    """Wait (bounded) until every watcher delivered ``revision``; stragglers are judged
+    by the checker (``stalled``), so a timeout here is not an error."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(w.last_event < revision for w in watchers) and loop.time() < deadline:
+        await asyncio.sleep(0.05)  # polling the recorded streams, nothing to wait on
