@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from raftkv.server.config import ConfigError, ServerConfig, parse_initial_cluster, parse_urls
+from raftkv.server.config import (
+    ConfigError,
+    ServerConfig,
+    parse_duration,
+    parse_initial_cluster,
+    parse_urls,
+)
 
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
@@ -53,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
+    a("--watch-progress-notify-interval", default="10m",
+      help="period of progress notifications to watches that ask for them (a duration)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p
@@ -82,6 +90,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         max_txn_ops=ns.max_txn_ops,
         snapshot_catchup_entries=ns.experimental_snapshot_catchup_entries,
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
+        watch_progress_notify_interval=parse_duration(
+            "watch-progress-notify-interval", ns.watch_progress_notify_interval),
         log_level=ns.log_level,
         logger=ns.logger,
     )

@@ -36,7 +36,7 @@ from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
 from raftkv.server.membership import Member, Membership
-from raftkv.storage.backend import Backend
+from raftkv.storage.backend import Backend, Change
 from raftkv.storage.errors import StorageError
 
 log = logging.getLogger("raftkv.server.apply")
@@ -85,6 +85,8 @@ class Applier:
         self.is_leader = is_leader
         self.now = now
         self.metrics = metrics or ApplyMetrics(None)
+        # the watch hub's notify: each revision's changes, once its transaction succeeded
+        self.on_changes: Callable[[int, list[Change]], None] | None = None
 
     def reset(self, backend: Backend, membership: Membership) -> None:
         self.backend = backend
@@ -111,7 +113,6 @@ class Applier:
             with self.backend.write_txn() as w:
                 result = self._execute(cmd, w)
                 w.end(e.index)
-            return Applied(key, result)
         except errors.EtcdError as exc:
             self._end_only(e.index)
             return Applied(key, exc)
@@ -124,6 +125,9 @@ class Applier:
             self._end_only(e.index)
             return Applied(key, ApplyRejected(
                 f"etcdserver: the request could not be applied: {type(exc).__name__}"))
+        if w.changes_made and self.on_changes is not None:
+            self.on_changes(w.rev, w.changes_made)
+        return Applied(key, result)
 
     def _end_only(self, index: int) -> None:
         with self.backend.write_txn() as w:

@@ -143,6 +143,7 @@ class ApplyTask:
         s.backend = await s.snapshots.install(snap, s.backend)
         s.membership = Membership.decode(s.backend.meta_get(MEMBERS_META))
         s.applier.reset(s.backend, s.membership)
+        s.watch_hub.restore()  # watchers catch up from the new backend
         s.transport.set_peers(s.membership.peer_urls())
         # Raft re-delivers the entries after the snapshot; those the new database already
         # holds (up to its consistent index) are skipped when applied. Our applied index

@@ -9,6 +9,7 @@ member IDs), so a cluster started with the same flags gets the same IDs every ti
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,24 @@ def parse_initial_cluster(value: str) -> dict[str, list[str]]:
     return out
 
 
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(flag: str, value: str) -> float:
+    """A Go duration (``10m``, ``1s``, ``1m30s``, ``500ms``) in seconds, as etcd's flags."""
+    v = value.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(v):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not v or pos != len(v):
+        raise ConfigError(f"--{flag}: {value!r} is not a duration like 10m, 1s or 500ms")
+    return total
+
+
 def member_id(peer_urls: list[str], token: str) -> int:
     """etcd's computeMemberID without a time component."""
     b = "".join(sorted(peer_urls)).encode() + token.encode()
@@ -81,6 +100,7 @@ class ServerConfig:
     max_txn_ops: int = 128
     snapshot_catchup_entries: int = 5000  # entries kept behind a snapshot (etcd's default)
     wal_segment_bytes: int = 64 << 20
+    watch_progress_notify_interval: float = 600.0  # seconds (etcd's default: 10m)
     log_level: str = "info"
     logger: str = "text"
 
@@ -103,6 +123,8 @@ class ServerConfig:
             raise ConfigError("--experimental-snapshot-catchup-entries must be at least 1")
         if self.wal_segment_bytes < 4096:
             raise ConfigError("--experimental-wal-segment-bytes must be at least 4096")
+        if not 0 < self.watch_progress_notify_interval < 1e9:
+            raise ConfigError("--watch-progress-notify-interval must be a positive duration")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
         if self.name not in self.initial_cluster:

@@ -27,6 +27,7 @@ from raftkv.server.services import (
     MaintenanceService,
 )
 from raftkv.server.transport import host_port
+from raftkv.server.watchservice import WatchService
 from raftkv.storage.metrics import REGISTRY as STORAGE_REGISTRY
 
 log = logging.getLogger("raftkv")
@@ -62,6 +63,7 @@ class Node:
         rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(self.server), self.grpc)
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self.server), self.grpc)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(self.server), self.grpc)
+        rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(self.server), self.grpc)
         for url in self.config.listen_client_urls:
             host, port = host_port(url)
             self.grpc.add_insecure_port(f"{host}:{port}")

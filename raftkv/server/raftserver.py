@@ -39,6 +39,7 @@ from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
 from raftkv.mvcc.lease import Lessor
+from raftkv.mvcc.watch import WatchHub
 from raftkv.raft import (
     NONE,
     ConfChange,
@@ -145,6 +146,9 @@ class RaftServer:
         self.leases = Lessor(self.backend, math.ceil(1.5 * cfg.election_timeout_ms / 1000))
         self.applier = Applier(self.backend, self.leases, self.membership, self.is_leader,
                                time.monotonic, ApplyMetrics(self.metrics.registry))
+        self.watch_hub = WatchHub(lambda: self.backend, self.backend_lock,
+                                  self.metrics.registry)
+        self.applier.on_changes = self.watch_hub.notify
         self._background: set[asyncio.Future[None]] = set()
         self.applied_index = self.snapshot_index
         self.node = RawNode(
@@ -248,7 +252,9 @@ class RaftServer:
                  asyncio.create_task(self.apply_task.run(), name="raft-apply"),
                  asyncio.create_task(self.apply_task.compact_loop(), name="raft-compact"),
                  asyncio.create_task(self.loop_lag.run(lambda: self._stopping),
-                                     name="raft-loop-lag")]
+                                     name="raft-loop-lag"),
+                 asyncio.create_task(self.watch_hub.run(lambda: self._stopping),
+                                     name="raft-watch-sync")]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:

@@ -16,6 +16,9 @@ Invariants:
   timed into ``etcd_disk_backend_commit_duration_seconds``. Reads use the same
   connection, so they see every applied write before it is committed. A crash loses
   the uncommitted batch as a whole; the WAL replays it (entries above the index).
+- Every WriteTxn that wrote leaves its changes (``Change``: the row written and the key's
+  state at the revision before, ``prev``) in ``changes_made`` in write order, for the watch
+  hub; ``history`` reads the same changes back for a revision interval (index ``kv_rev``).
 - ``journal_mode=WAL`` with ``synchronous=FULL``: a returned commit is durable.
 - Compaction at rev keeps, per key, the newest row at or below rev unless it is a
   tombstone; reads below the compacted revision raise ``CompactedError`` (as etcd,
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS kv (
     lease INTEGER NOT NULL, tombstone INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev, sub);
+CREATE INDEX IF NOT EXISTS kv_rev ON kv (rev, sub);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
@@ -61,6 +65,17 @@ class KeyValue:
     mod_revision: int
     version: int
     lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row a write added: a put's new KeyValue or a delete's tombstone (``deleted``:
+    then ``kv`` holds only key and mod revision, as etcd's delete event), and the key's
+    live KeyValue at the revision before (None: absent, or unknown after a compaction)."""
+
+    kv: KeyValue
+    deleted: bool
+    prev: KeyValue | None
 
 
 def _kv(row: tuple[bytes, bytes, int, int, int, int]) -> KeyValue:
@@ -84,6 +99,7 @@ class WriteTxn:
         self._sub = 0
         self._ended = False
         self.rev = backend.current_revision() + 1
+        self.changes_made: list[Change] = []
 
     @property
     def changes(self) -> int:
@@ -123,15 +139,24 @@ class WriteTxn:
             (key, self.rev, self._sub, value, create, version, lease, tomb))
         self._sub += 1
 
+    def _prev(self, kv: KeyValue | None, key: bytes) -> KeyValue | None:
+        """The key's live state at rev - 1 (``kv``: the latest, maybe written by us)."""
+        if kv is None or kv.mod_revision < self.rev:
+            return kv
+        got, _ = self._b._range_at(key, None, self.rev - 1)
+        return got[0] if got else None
+
     def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue | None:
         """Write key at this revision; returns the previous live KeyValue, if any."""
         if self._ended:
             raise StorageError("WriteTxn already ended")
         prev = self._b._latest(key)
         if prev is None:
-            self._insert(key, value, self.rev, 1, lease, 0)
+            new = KeyValue(key, value, self.rev, self.rev, 1, lease)
         else:
-            self._insert(key, value, prev.create_revision, prev.version + 1, lease, 0)
+            new = KeyValue(key, value, prev.create_revision, self.rev, prev.version + 1, lease)
+        self._insert(key, value, new.create_revision, new.version, lease, 0)
+        self.changes_made.append(Change(new, False, self._prev(prev, key)))
         return prev
 
     def delete_range(self, key: bytes, range_end: bytes | None = None) -> list[KeyValue]:
@@ -141,6 +166,8 @@ class WriteTxn:
         deleted, _ = self._b._range_at(key, range_end, self.rev)  # sees this txn's puts
         for kv in deleted:
             self._insert(kv.key, b"", 0, 0, 0, 1)
+            self.changes_made.append(
+                Change(KeyValue(kv.key, b"", 0, self.rev, 0, 0), True, self._prev(kv, kv.key)))
         return deleted
 
     def range(self, key: bytes, range_end: bytes | None = None,
@@ -301,6 +328,38 @@ class Backend:
         kvs = [_kv(r[:6]) for r in rows if not r[6]]
         last = bytes(rows[-1][0]) if len(rows) == page else None
         return kvs, last
+
+    def history(self, key: bytes, range_end: bytes | None, lo: int, hi: int,
+                limit: int) -> tuple[list[Change], int]:
+        """The changes to keys in the range with revision in [lo, hi], in (rev, sub)
+        order, tombstones included, ``prev`` left None (see ``prev_at``), and the revision
+        to continue from (hi + 1: all read). At most ``limit`` rows, but never part of a
+        revision: the revision the limit cuts is left for the next call, unless it is the
+        first, which is then read whole."""
+        where, args = _where(key, range_end)
+        sql = (f"SELECT {_COLS}, tombstone FROM kv WHERE rev >= ? AND rev <= ? AND {where} "
+               "ORDER BY rev, sub")
+        rows = self._conn.execute(sql + " LIMIT ?", [lo, hi, *args, limit + 1]).fetchall()
+        nxt = hi + 1
+        if len(rows) > limit:
+            last = rows[-1][3]
+            if rows[0][3] == last:
+                rows = self._conn.execute(sql, [last, last, *args]).fetchall()
+                nxt = last + 1
+            else:
+                rows = [r for r in rows if r[3] != last]
+                nxt = last
+        return [Change(_kv(r[:6]) if not r[6] else KeyValue(bytes(r[0]), b"", 0, r[3], 0, 0),
+                       bool(r[6]), None) for r in rows], nxt
+
+    def prev_at(self, key: bytes, rev: int) -> KeyValue | None:
+        """The key's live state at ``rev`` (None: absent, or compacted away)."""
+        row = self._conn.execute(
+            f"SELECT {_COLS}, tombstone FROM kv WHERE key = ? AND rev <= ? "
+            "ORDER BY rev DESC, sub DESC LIMIT 1", (key, rev)).fetchone()
+        if row is None or row[6]:
+            return None
+        return _kv(row[:6])
 
     def current_revision(self) -> int:
         return self._current_rev
