@@ -161,6 +161,16 @@ def test_a_stalled_watcher() -> None:
     assert kinds(h) == {"stalled"}
 
 
+def test_a_watch_from_now_created_at_the_final_revision_is_not_stalled() -> None:
+    h = history()
+    refused = Segment("ep0", 0, 0, [], error="UNAVAILABLE")  # never in place
+    h.watches = [WatchLog(0, "hk/", "hk0", True, [refused, Segment("ep1", 0, 5, [
+        WatchResp(5, created=True)])])]
+    assert check(h).ok, check(h).summary()
+    h.watches[0].segments[1].created_revision = 4  # it should then have seen revision 5
+    assert check(h).kinds() == {"stalled"}
+
+
 def test_a_compaction_excuses_only_its_range() -> None:
     h = history()
     r = responses()

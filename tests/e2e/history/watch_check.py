@@ -178,11 +178,12 @@ def _check_revision(name: str, r: int, evs: list[Event], idx: _Index, v: Verdict
 
 def _span(log: WatchLog) -> tuple[int, int, list[tuple[int, int]]]:
     """(first revision it must show, last revision it observed, compacted ranges)."""
-    first_seg = log.segments[0] if log.segments else None
-    start = 0
-    if first_seg is not None:
-        start = first_seg.start_revision or (first_seg.created_revision + 1
-                                             if first_seg.created_revision else 0)
+    start = log.segments[0].start_revision if log.segments else 0
+    if not start:  # "now": from the first created response on (streams that never got
+        # one were never in place, and the recorder kept asking for "now")
+        created = [seg.created_revision for seg in log.segments
+                   if not seg.start_revision and seg.created_revision]
+        start = created[0] + 1 if created else 0
     evs = log.events()
     last = max((ev.revision for _, _, ev in evs), default=0)
     if not start:
@@ -206,7 +207,7 @@ def _check_coverage(log: WatchLog, idx: _Index, final: int, v: Verdict) -> None:
                                       f"never delivered ({op.describe()})", "", r, [op.id]))
         elif dense:
             v.findings.append(Finding("gap", f"{name}: revision {r} never delivered", "", r))
-    if final and dense and last < final:
+    if final and dense and last < final and start <= final:
         v.findings.append(Finding("stalled", f"{name}: last event at revision {last}, the "
                                   f"healed cluster is at {final}", "", final))
 

@@ -116,9 +116,10 @@ async def watch_all(watchers: list[Watcher], stop: asyncio.Event) -> None:
 
 
 async def caught_up(watchers: list[Watcher], revision: int, timeout: float) -> None:
-    """Wait (bounded) until every watcher delivered ``revision``; stragglers are judged
-    by the checker (``stalled``), so a timeout here is not an error."""
+    """Wait (bounded) until every watcher is past ``revision`` (delivered it, or was created
+    at or after it); stragglers are judged by the checker (``stalled``), so a timeout here
+    is not an error."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while any(w.last_event < revision for w in watchers) and loop.time() < deadline:
+    while any(w.resume <= revision for w in watchers) and loop.time() < deadline:
         await asyncio.sleep(0.05)  # polling the recorded streams, nothing to wait on
