@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="entries kept in the log after a snapshot for slow followers")
     a("--experimental-wal-segment-bytes", type=int, default=64 << 20,
       help="size of preallocated WAL segment files (small values are for tests)")
-    a("--watch-progress-notify-interval", default="10m",
-      help="period of progress notifications to watches that ask for them (a duration)")
+    a("--watch-progress-notify-interval", "--experimental-watch-progress-notify-interval",
+      dest="watch_progress_notify_interval", default="10m",
+      help="period of progress notifications to watches that ask for them (a duration; "
+           "the experimental- name is etcd 3.5's)")
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     return p

@@ -21,14 +21,16 @@ Invariants: a watcher receives each revision of its range at most once and in or
 with no gap: ``next_rev`` only grows and is moved past a revision only once that
 revision's batch was accepted by its sink or is the pending batch of a victim. A batch
 holds whole revisions. Memory per watcher: at most one pending batch (``batch_rows``
-rows, or one revision's rows if that is larger), plus what its sink holds (bounded by
-the sink). After a snapshot install (``restore``) every synced watcher becomes unsynced
-and catches up from the new backend (etcd's Restore).
+rows, and ``batch_bytes`` of keys and values plus the revision that crosses it),
+plus what its sink holds (bounded by the sink). After a snapshot install (``restore``)
+every synced watcher becomes unsynced and catches up from the new backend (etcd's
+Restore).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,7 +40,9 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from raftkv.storage.backend import Backend, Change
 
-BATCH_ROWS = 1000  # history rows read per catch-up step (a few ms of SQLite work)
+BATCH_ROWS = 500  # history rows read per catch-up step (a few ms of SQLite work)
+BISECT_FROM = 32  # changes in one revision from which range watchers bisect instead of scan
+BATCH_BYTES = 1 << 20  # keys and values per catch-up batch (+ the revision crossing it)
 
 
 class State(Enum):
@@ -87,6 +91,7 @@ class Watcher:
     no_put: bool = False
     no_delete: bool = False
     prev_kv: bool = False
+    start_rev: int = 0  # as asked (0: from now); progress waits until the hub reaches it
     state: State = State.UNSYNCED
     pending: Batch | None = None
     user: dict[str, object] = field(default_factory=dict)  # the sink's own per-watch data
@@ -115,15 +120,19 @@ class WatchMetrics:
         self.pending = Gauge("etcd_debugging_mvcc_pending_events_total",
                              "Events held by victims until their sinks free room.",
                              registry=registry)
+        self.queued = Gauge("raftkv_watch_queued_responses",
+                            "Watch responses queued in streams, not yet sent.",
+                            registry=registry)
 
 
 class WatchHub:
     def __init__(self, backend: Callable[[], Backend], lock: asyncio.Lock,
                  registry: CollectorRegistry | None = None,
-                 batch_rows: int = BATCH_ROWS) -> None:
+                 batch_rows: int = BATCH_ROWS, batch_bytes: int = BATCH_BYTES) -> None:
         self._backend = backend
         self._lock = lock
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
         self.rev = backend().current_revision()
         self._keys: dict[bytes, set[Watcher]] = {}  # synced single-key watchers
         self._ranges: set[Watcher] = set()  # synced range watchers
@@ -131,7 +140,9 @@ class WatchHub:
         self._victims: dict[Watcher, None] = {}
         self._count = 0
         self._wake = asyncio.Event()
+        self.queued = 0  # responses queued in the sinks (kept by them; a gauge reads it)
         self.metrics = WatchMetrics(registry)
+        self.metrics.queued.set_function(lambda: self.queued)
 
     # --- membership of the groups --------------------------------------------------------
 
@@ -209,9 +220,21 @@ class WatchHub:
         for c in changes:
             for w in self._keys.get(c.kv.key, ()):
                 matched.setdefault(w, []).append(c)
+        if len(changes) <= BISECT_FROM:
+            for c in changes:
+                for w in self._ranges:
+                    if w.covers(c.kv.key):
+                        matched.setdefault(w, []).append(c)
+        elif self._ranges:
+            # a large revision: each range watcher finds its changes by bisection in the
+            # changes sorted by key, then takes them back in write order
+            order = sorted(range(len(changes)), key=lambda i: changes[i].kv.key)
+            keys = [changes[i].kv.key for i in order]
             for w in self._ranges:
-                if w.covers(c.kv.key):
-                    matched.setdefault(w, []).append(c)
+                lo = bisect.bisect_left(keys, w.key)
+                hi = len(keys) if w.end == b"\0" else bisect.bisect_left(keys, w.end or b"")
+                if lo < hi:
+                    matched[w] = [changes[i] for i in sorted(order[lo:hi])]
         for w, got in matched.items():
             if w.next_rev > rev:
                 continue  # a watch that starts at a future revision
@@ -233,6 +256,10 @@ class WatchHub:
         self._gauges()
 
     # --- catch-up ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Wake the catch-up task (to see that the member stops)."""
+        self._wake.set()
 
     def kick(self) -> None:
         """A sink freed room: victims may be retried."""
@@ -299,17 +326,16 @@ class WatchHub:
         if compacted and w.next_rev < compacted:
             return Batch(w.id, [], hi, compact_revision=compacted)
         lo = max(w.next_rev, 1)
-        changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows)
-        changes = w.keep(changes)
-        if w.prev_kv:
-            changes = [Change(c.kv, c.deleted, be.prev_at(c.kv.key, c.kv.mod_revision - 1))
-                       for c in changes]
-        return Batch(w.id, changes, hi, next_rev=nxt)
+        if lo > hi:  # a future start revision (unsynced by a restore): nothing to read yet
+            return Batch(w.id, [], hi, next_rev=w.next_rev)
+        changes, nxt = be.history(w.key, w.end, lo, hi, self.batch_rows, w.prev_kv)
+        changes, nxt = _cut(changes, nxt, self.batch_bytes)
+        return Batch(w.id, w.keep(changes), hi, next_rev=nxt)
 
     def _deliver(self, w: Watcher, b: Batch) -> None:
         self._unsynced.pop(w, None)
         if not b.changes and not b.compact_revision:
-            w.next_rev = b.next_rev  # nothing in the range there: no response
+            w.next_rev = max(w.next_rev, b.next_rev)  # nothing in the range: no response
         elif not w.sink.offer(w, b):
             w.state = State.VICTIM
             w.pending = b
@@ -325,3 +351,14 @@ class WatchHub:
             w.sink.changed(w)
         else:
             self._add_unsynced(w)
+
+
+def _cut(changes: list[Change], nxt: int, limit: int) -> tuple[list[Change], int]:
+    """Keep whole revisions up to about ``limit`` bytes (at least the first revision);
+    returns the changes kept and the revision to continue from."""
+    size = 0
+    for i, c in enumerate(changes):
+        if size > limit and c.kv.mod_revision != changes[i - 1].kv.mod_revision:
+            return changes[:i], c.kv.mod_revision
+        size += len(c.kv.key) + len(c.kv.value) + (len(c.prev.value) if c.prev else 0)
+    return changes, nxt

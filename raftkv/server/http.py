@@ -29,7 +29,7 @@ from raftkv.server.transport import host_port
 
 Health = Callable[[], Awaitable[tuple[bool, str]]]
 
-ETCD_CLUSTER_VERSION = "3.5.0"
+ETCD_CLUSTER_VERSION = "3.6.0"
 
 
 def raftkv_version() -> str:
@@ -52,7 +52,7 @@ async def _alive() -> tuple[bool, str]:
 class MetricsServer:
     def __init__(self, registries: list[CollectorRegistry], health: Health,
                  ready: Health | None = None, live: Health | None = None,
-                 etcd_version: str = "3.5.12") -> None:
+                 etcd_version: str = "3.6.16") -> None:
         self.registries = registries
         self.health = health
         self.ready = ready or health

@@ -226,6 +226,7 @@ class RaftServer:
         self._wake.set()
         self._apply_wake.set()
         self._compact_wake.set()
+        self.watch_hub.wake()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -454,4 +455,6 @@ MAX_APPLY_BACKLOG = 5000  # etcd's maxGapBetweenApplyAndCommitIndex
 MAX_PENDING_READS = 10_000
 MAX_COMMITTED_SIZE_PER_READY = 1 << 20  # etcd: MaxCommittedSizePerReady = MaxSizePerMsg
 MAX_UNCOMMITTED_ENTRIES_SIZE = 64 << 20
-ETCD_VERSION = "3.5.12"  # what Status reports: kube-apiserver changes behaviour above it
+# what Status reports: kube-apiserver enables RequestWatchProgress (and its consistent reads
+# from the watch cache) above 3.5.12; progress requests are proven in tests/server/test_watch_*
+ETCD_VERSION = "3.6.16"

@@ -26,16 +26,24 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors
 from raftkv.server.raftserver import RaftServer
-from raftkv.server.watchstream import WatchStream
+from raftkv.server.watchstream import EventCache, WatchStream
 
 log = logging.getLogger("raftkv.server.watch")
 
 NO_LEADER_CHECKS = 3  # etcd's maxNoLeaderCnt
 
 
+class MalformedRequest(errors.EtcdError):
+    """Not etcd's text: etcd's gRPC layer answers a message it cannot decode itself."""
+
+    code = "INVALID_ARGUMENT"
+    message = "etcdserver: the watch request could not be decoded"
+
+
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.events = EventCache()  # one encoding of a change for every stream
 
     async def Watch(self, request_iterator: Any,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[rpc_pb2.WatchResponse]:
@@ -44,9 +52,9 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         require_leader = md.get("hasleader") == "true"
         if require_leader and s.leader_id() == 0:
             await context.abort(grpc.StatusCode.UNAVAILABLE, errors.NoLeader.message)
-        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes)
+        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes, self.events)
         failed: list[errors.EtcdError] = []
-        tasks = [asyncio.create_task(self._read(request_iterator, stream)),
+        tasks = [asyncio.create_task(self._read(request_iterator, stream, failed)),
                  asyncio.create_task(self._progress(stream))]
         if require_leader:
             tasks.append(asyncio.create_task(self._monitor_leader(stream, failed)))
@@ -66,15 +74,21 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
                 t.cancel()
             stream.close()
 
-    async def _read(self, request_iterator: Any, stream: WatchStream) -> None:
+    async def _read(self, request_iterator: Any, stream: WatchStream,
+                    failed: list[errors.EtcdError]) -> None:
+        """Requests into the stream until the client half-closes (then the stream goes
+        on, as etcd's); a request that cannot be read ends the call with an error."""
         try:
             async for req in request_iterator:
                 await stream.ctrl_room.wait()
                 stream.handle(req)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a broken call: the sender ends with the call
-            log.debug("watch stream reader ended: %s", exc)
+        except Exception as exc:
+            log.info("watch stream: unreadable request, ending the call: %s: %s",
+                     type(exc).__name__, exc)
+            failed.append(MalformedRequest())
+            stream.ready.set()
 
     async def _progress(self, stream: WatchStream) -> None:
         interval = self.s.cfg.watch_progress_notify_interval

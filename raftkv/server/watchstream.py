@@ -35,7 +35,7 @@ GRPC_OVERHEAD = 512 * 1024  # etcd's grpcOverheadBytes, added to the fragment li
 
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
-ERR_BAD_ID = "mvcc: watch ID must not be negative"  # raftkv's: -1 means "progress"
+ERR_NEGATIVE_REV = "etcdserver: mvcc: required revision has been compacted"  # etcd 3.6's
 
 Header = Callable[[int], rpc_pb2.ResponseHeader]
 
@@ -43,8 +43,10 @@ Header = Callable[[int], rpc_pb2.ResponseHeader]
 class WatchStream:
     """The hub's sink for the watchers of one stream."""
 
-    def __init__(self, hub: WatchHub, header: Header, max_request_bytes: int) -> None:
+    def __init__(self, hub: WatchHub, header: Header, max_request_bytes: int,
+                 events: EventCache | None = None) -> None:
         self.hub = hub
+        self.events = events or EventCache()
         self.header = header
         self.frag_limit = max_request_bytes + GRPC_OVERHEAD
         self.watchers: dict[int, Watcher] = {}
@@ -71,12 +73,13 @@ class WatchStream:
             return False
         self._q.append((w, b))
         self._batches += 1
+        self.hub.queued += 1
         self.ready.set()
         return True
 
     def changed(self, w: Watcher) -> None:
-        if w.state is State.GONE and self.watchers.get(w.id) is w:
-            self._forget(w.id)
+        # a compacted watcher (GONE) stays registered until the client cancels it, as
+        # etcd's: clientv3 then sends a cancel, answered like any other
         if self._deferred_progress:
             self._maybe_progress()
 
@@ -100,8 +103,8 @@ class WatchStream:
         err = None
         if end is not None and end != b"\0" and key >= end:
             err = ERR_EMPTY_RANGE
-        elif c.watch_id < 0:
-            err = ERR_BAD_ID
+        elif c.start_revision < 0:
+            err = ERR_NEGATIVE_REV
         elif c.watch_id != 0 and c.watch_id in self.watchers:
             err = ERR_DUPLICATE_ID
         if err is not None:
@@ -113,7 +116,7 @@ class WatchStream:
         w = Watcher(wid, key, end, c.start_revision if c.start_revision else wsrev + 1, self,
                     no_put=rpc_pb2.WatchCreateRequest.NOPUT in filters,
                     no_delete=rpc_pb2.WatchCreateRequest.NODELETE in filters,
-                    prev_kv=c.prev_kv)
+                    prev_kv=c.prev_kv, start_rev=c.start_revision)
         self.watchers[wid] = w
         if c.progress_notify:
             self.progress_notify.add(wid)
@@ -147,8 +150,13 @@ class WatchStream:
         self.progress_notify.discard(wid)
         self.fragment.discard(wid)
 
+    def _progress_ok(self, w: Watcher) -> bool:
+        """etcd 3.6's progressIfSync: synced, and not waiting for a future start revision
+        (a progress revision below it would tell the client too little)."""
+        return w.state is State.SYNCED and self.hub.rev >= w.start_rev
+
     def _maybe_progress(self) -> None:
-        if all(w.state is State.SYNCED for w in self.watchers.values()):
+        if all(self._progress_ok(w) for w in self.watchers.values()):
             self._deferred_progress = False
             if self.watchers:  # as etcd: no watcher, no reply
                 self.ctrl(rpc_pb2.WatchResponse(header=self.header(self.hub.rev),
@@ -159,13 +167,14 @@ class WatchStream:
         sent nothing since the last tick gets an empty response at the hub's revision."""
         for wid in list(self.progress_notify):
             w = self.watchers.get(wid)
-            if w is not None and w.state is State.SYNCED and wid not in self.sent_since_tick:
+            if w is not None and self._progress_ok(w) and wid not in self.sent_since_tick:
                 self.offer(w, Batch(wid, [], self.hub.rev, next_rev=w.next_rev))
         self.sent_since_tick.clear()
 
     def ctrl(self, resp: rpc_pb2.WatchResponse) -> None:
         self._q.append(resp)
         self._ctrl += 1
+        self.hub.queued += 1
         if self._ctrl >= QUEUE:
             self.ctrl_room.clear()
         self.ready.set()
@@ -174,6 +183,11 @@ class WatchStream:
         for w in list(self.watchers.values()):
             self.hub.cancel(w)
         self.watchers.clear()
+        self.hub.queued -= len(self._q)
+        self._q.clear()
+
+    def queued(self) -> int:
+        return len(self._q)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -183,6 +197,7 @@ class WatchStream:
             self.ready.clear()
             return []
         item = self._q.popleft()
+        self.hub.queued -= 1
         if isinstance(item, rpc_pb2.WatchResponse):
             self._ctrl -= 1
             if self._ctrl < QUEUE:
@@ -195,15 +210,18 @@ class WatchStream:
         w, b = item
         if self.watchers.get(w.id) is not w and not b.compact_revision:
             return []  # cancelled after it was queued
-        self.sent_since_tick.add(w.id)
+        if b.changes:  # as etcd: only events elide the next progress notification
+            self.sent_since_tick.add(w.id)
+            if self._deferred_progress:
+                self._maybe_progress()  # a future start revision may have been reached
         return list(self._responses(w, b))
 
     def _responses(self, w: Watcher, b: Batch) -> Iterator[rpc_pb2.WatchResponse]:
-        if b.compact_revision:
-            yield rpc_pb2.WatchResponse(header=self.header(b.revision), watch_id=w.id,
+        if b.compact_revision:  # header revision 0, as etcd's
+            yield rpc_pb2.WatchResponse(header=self.header(0), watch_id=w.id,
                                         canceled=True, compact_revision=b.compact_revision)
             return
-        events = [event_pb(c, w.prev_kv) for c in b.changes]
+        events = [self.events.get(c, w.prev_kv) for c in b.changes]
         resp = rpc_pb2.WatchResponse(header=self.header(b.revision), watch_id=w.id,
                                      events=events)
         if w.id not in self.fragment or len(events) < 2 or resp.ByteSize() < self.frag_limit:
@@ -224,6 +242,28 @@ class WatchStream:
             part.append(ev)
             size += n
         yield rpc_pb2.WatchResponse(header=self.header(rev), watch_id=wid, events=part)
+
+
+class EventCache:
+    """Encoded events shared by every watcher that gets the same change (one encoding
+    per change, not per watcher); bounded, cleared when full. Keyed by identity, with
+    the change itself kept so a reused id() never matches."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._d: dict[tuple[int, bool], tuple[Change, kv_pb2.Event]] = {}
+
+    def get(self, c: Change, prev_kv: bool) -> kv_pb2.Event:
+        k = (id(c), prev_kv and c.prev is not None)
+        hit = self._d.get(k)
+        if hit is not None and hit[0] is c:
+            return hit[1]
+        if len(self._d) >= self.LIMIT:
+            self._d.clear()
+        ev = event_pb(c, prev_kv)
+        self._d[k] = (c, ev)
+        return ev
 
 
 def event_pb(c: Change, prev_kv: bool) -> kv_pb2.Event:

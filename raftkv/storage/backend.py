@@ -330,15 +330,31 @@ class Backend:
         return kvs, last
 
     def history(self, key: bytes, range_end: bytes | None, lo: int, hi: int,
-                limit: int) -> tuple[list[Change], int]:
+                limit: int, with_prev: bool = False) -> tuple[list[Change], int]:
         """The changes to keys in the range with revision in [lo, hi], in (rev, sub)
-        order, tombstones included, ``prev`` left None (see ``prev_at``), and the revision
-        to continue from (hi + 1: all read). At most ``limit`` rows, but never part of a
-        revision: the revision the limit cuts is left for the next call, unless it is the
-        first, which is then read whole."""
+        order, tombstones included, each with the key's state at the revision before if
+        ``with_prev`` (else None), and the revision to continue from (hi + 1: all read).
+        At most ``limit`` rows, but never part of a revision: the revision the limit cuts
+        is left for the next call, unless it is the first, which is then read whole.
+
+        The work is bounded too: a single key is read through its own index rows; a range
+        through the revision index, at most ``limit`` revisions per call (so a range no
+        recent write touched costs a bounded scan per call, not one of all history)."""
+        if range_end:
+            hi = min(hi, lo + limit - 1)
+            index = "kv_rev"
+        else:
+            index = "kv_key_rev"
         where, args = _where(key, range_end)
-        sql = (f"SELECT {_COLS}, tombstone FROM kv WHERE rev >= ? AND rev <= ? AND {where} "
-               "ORDER BY rev, sub")
+        where = where.replace("key", "kv.key")
+        prev = (", p.key, p.value, p.create_rev, p.rev, p.version, p.lease, p.tombstone"
+                if with_prev else "")
+        join = ("LEFT JOIN kv AS p ON p.id = (SELECT q.id FROM kv AS q WHERE q.key = kv.key "
+                "AND q.rev < kv.rev ORDER BY q.rev DESC, q.sub DESC LIMIT 1) "
+                if with_prev else "")
+        cols = ", ".join(f"kv.{c.strip()}" for c in _COLS.split(","))
+        sql = (f"SELECT {cols}, kv.tombstone{prev} FROM kv INDEXED BY {index} {join}"
+               f"WHERE kv.rev >= ? AND kv.rev <= ? AND {where} ORDER BY kv.rev, kv.sub")
         rows = self._conn.execute(sql + " LIMIT ?", [lo, hi, *args, limit + 1]).fetchall()
         nxt = hi + 1
         if len(rows) > limit:
@@ -349,17 +365,12 @@ class Backend:
             else:
                 rows = [r for r in rows if r[3] != last]
                 nxt = last
-        return [Change(_kv(r[:6]) if not r[6] else KeyValue(bytes(r[0]), b"", 0, r[3], 0, 0),
-                       bool(r[6]), None) for r in rows], nxt
-
-    def prev_at(self, key: bytes, rev: int) -> KeyValue | None:
-        """The key's live state at ``rev`` (None: absent, or compacted away)."""
-        row = self._conn.execute(
-            f"SELECT {_COLS}, tombstone FROM kv WHERE key = ? AND rev <= ? "
-            "ORDER BY rev DESC, sub DESC LIMIT 1", (key, rev)).fetchone()
-        if row is None or row[6]:
-            return None
-        return _kv(row[:6])
+        out = []
+        for r in rows:
+            kv = _kv(r[:6]) if not r[6] else KeyValue(bytes(r[0]), b"", 0, r[3], 0, 0)
+            before = _kv(r[7:13]) if with_prev and r[7] is not None and not r[13] else None
+            out.append(Change(kv, bool(r[6]), before))
+        return out, nxt
 
     def current_revision(self) -> int:
         return self._current_rev

@@ -76,7 +76,7 @@ async def test_probes_liveness_survives_quorum_loss_readiness_does_not(tmp_path:
             assert await http_get(f"{b}/livez") == (200, "ok\n")
             code, body = await http_get(f"{b}/version")
             assert code == 200
-            assert json.loads(body) == {"etcdserver": "3.5.12", "etcdcluster": "3.5.0",
+            assert json.loads(body) == {"etcdserver": "3.6.16", "etcdcluster": "3.6.0",
                                         "raftkv": raftkv_version()}
         for n in nodes[1:]:
             await n.stop()
