@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,21 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+WATCH_GAUGES = ("etcd_debugging_mvcc_slow_watcher_total",
+                "etcd_debugging_mvcc_pending_events_total")
+
+
+def gauges(metrics_url: str) -> str:
+    """The slow-watcher and pending-event gauges (both servers export etcd's names)."""
+    text = urllib.request.urlopen(metrics_url + "/metrics", timeout=5).read().decode()
+    got = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in WATCH_GAUGES:
+            got[name.removeprefix("etcd_debugging_mvcc_")] = float(value)
+    return " ".join(f"{k}={v:.0f}" for k, v in sorted(got.items()))
 
 
 def channel(url: str) -> grpc.aio.Channel:
@@ -122,9 +138,10 @@ async def fanout(url: str, watchers: int, writers: int, writes: int) -> Fanout:
             await ch.close()
 
 
-async def slow(url: str, pid: int, megabytes: int, with_watcher: bool,
+async def slow(url: str, metrics_url: str, pid: int, megabytes: int, with_watcher: bool,
                every: float) -> tuple[list[tuple[float, float]], str]:
-    """RSS samples (seconds, MB) while writing; and how the watch stream ended."""
+    """RSS samples (seconds, MB) while writing; how the watch stream ended and the
+    member's watch gauges then."""
     ch, wch = channel(url), channel(url)
     stop = asyncio.Event()
     call = None
@@ -152,7 +169,7 @@ async def slow(url: str, pid: int, megabytes: int, with_watcher: bool,
         state = "n/a"
         if call is not None:
             state = "open" if not call.done() else f"ended: {await call.code()}"
-        return samples, state
+        return samples, f"{state}; {await asyncio.to_thread(gauges, metrics_url)}"
     finally:
         stop.set()
         if call is not None:
@@ -176,7 +193,8 @@ async def run(a: argparse.Namespace, workdir: Path) -> list[str]:
                     print(server, fan[server], flush=True)
                 else:
                     mem.setdefault(server, {})[with_watcher] = await slow(
-                        m.client_url, m.proc.pid, a.slow_mb, with_watcher, a.every)
+                        m.client_url, m.metrics_url, m.proc.pid, a.slow_mb, with_watcher,
+                        a.every)
                     print(server, "slow" if with_watcher else "control",
                           mem[server][with_watcher], flush=True)
             finally:
@@ -198,7 +216,8 @@ def report(a: argparse.Namespace, fan: dict[str, Fanout],
             f"writes/s: {r.writes_per_s / e.writes_per_s:.2f}", "",
             f"## Slow watcher: one never-read Watch stream, {a.slow_mb} MB of 16 KiB Puts "
             f"(1000 keys)", "",
-            "| server | run | RSS start MB | RSS peak MB | RSS end MB | growth MB | stream |",
+            "| server | run | RSS start MB | RSS peak MB | RSS end MB | growth MB | stream; "
+            "gauges at the end |",
             "|---|---|---:|---:|---:|---:|---|"]
     for name, runs in mem.items():
         for w in (True, False):
