@@ -148,9 +148,12 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
         stop = asyncio.Event()
         if watch:
             # from the first revision with prev_kv, and from "now" without; a third joins
-            # in the middle of the run (below). Each on another member.
-            watchers = [Watcher(0, cluster.endpoints, 0, PREFIX, 1, prev_kv=True),
-                        Watcher(1, cluster.endpoints, 1, PREFIX, 0, prev_kv=False)]
+            # in the middle of the run (below). Each on another member; the last two
+            # require a leader, so a partition moves them to a member ahead of them. The
+            # first also reconnects elsewhere every 0.7 s (resumption and catch-up).
+            watchers = [Watcher(0, cluster.endpoints, 0, PREFIX, 1, prev_kv=True, cycle=0.7),
+                        Watcher(1, cluster.endpoints, 1, PREFIX, 0, prev_kv=False,
+                                require_leader=True)]
             watching = asyncio.create_task(watch_all(watchers, watch_stop))
             await asyncio.wait_for(asyncio.gather(*(w.created.wait() for w in watchers)), 30)
         try:
@@ -158,7 +161,8 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
             faults = asyncio.create_task(nemesis.run(stop))
             if watch:
                 await asyncio.sleep(duration / 3)  # a third of the run before it joins
-                watchers.append(Watcher(2, cluster.endpoints, 2, PREFIX, 0, prev_kv=True))
+                watchers.append(Watcher(2, cluster.endpoints, 2, PREFIX, 0, prev_kv=True,
+                                        require_leader=True))
                 late = asyncio.create_task(watchers[-1].run(watch_stop))
                 await asyncio.sleep(duration - duration / 3)  # the rest of the run
             else:

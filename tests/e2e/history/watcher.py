@@ -6,6 +6,13 @@ breaks (member killed, paused, cut off) moves to the next endpoint and resumes a
 last observed revision + 1, as etcd's clients do. Nothing is filtered or reordered here:
 the checker (``watch_check``) judges exactly what arrived.
 
+A watcher made with ``cycle`` closes each stream after that many seconds and resumes on
+the next member after a short gap, so resumption and history catch-up are exercised in
+every run, whatever the fault. A watcher made with ``require_leader`` sends etcd's
+``hasleader`` metadata (clientv3's WithRequireLeader, as kube-apiserver does): a member
+cut off from its leader ends the stream, so the watcher resumes on a member that went
+ahead, through history catch-up.
+
 Invariants: one stream per watcher at a time; ``resume`` is ``last event revision + 1``
 (or the original start before any event); a compacted cancel resumes at the compaction
 revision, recorded so the checker excuses only that range; ``stop`` ends every stream
@@ -24,6 +31,9 @@ from aetcd import rpc
 from tests.e2e.history import etcdapi
 from tests.e2e.history.watchlog import Event, Segment, WatchLog, WatchResp
 
+CYCLED = "closed by the client (cycle)"
+CYCLE_GAP = 0.3  # seconds between a cycled stream and the next one
+
 
 def _event(ev: rpc.Event, with_prev: bool) -> Event:
     kind = "put" if ev.type == rpc.Event.EventType.PUT else "del"
@@ -33,10 +43,13 @@ def _event(ev: rpc.Event, with_prev: bool) -> Event:
 
 class Watcher:
     def __init__(self, wid: int, endpoints: list[str], first: int, prefix: str,
-                 start_revision: int, prev_kv: bool) -> None:
+                 start_revision: int, prev_kv: bool, require_leader: bool = False,
+                 cycle: float = 0.0) -> None:
         end = etcdapi.prefix_end(prefix.encode()).decode()
         self.log = WatchLog(wid, prefix, end, prev_kv)
         self.endpoints = endpoints
+        self.require_leader = require_leader  # etcd's WithRequireLeader ("hasleader")
+        self.cycle = cycle  # > 0: close each stream after this long, resume elsewhere
         self._ep = first % len(endpoints)
         self.resume = start_revision
         self.last_event = 0
@@ -56,8 +69,11 @@ class Watcher:
                 await ch.close()
             if not stop.is_set():
                 self._ep = (self._ep + 1) % len(self.endpoints)
+                # back off before reconnecting; after a cycle, long enough for writes to
+                # land meanwhile, so the next stream starts with a history catch-up
+                gap = CYCLE_GAP if seg.error == CYCLED else 0.1
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.1)  # back off before reconnecting
+                    await asyncio.wait_for(stop.wait(), gap)
 
     async def _stream(self, ch: grpc.aio.Channel, seg: Segment, stop: asyncio.Event) -> None:
         create = rpc.WatchCreateRequest(key=self.log.key.encode(),
@@ -70,14 +86,21 @@ class Watcher:
             yield rpc.WatchRequest(create_request=create)
             await done.wait()
 
-        call = rpc.WatchStub(ch).Watch(requests())
+        md = (("hasleader", "true"),) if self.require_leader else None
+        call = rpc.WatchStub(ch).Watch(requests(), metadata=md)
         stopper = asyncio.create_task(stop.wait())
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.cycle if self.cycle else None
         try:
             while True:
                 reader = asyncio.ensure_future(call.read())
-                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                left = None if until is None else max(0.0, until - loop.time())
+                await asyncio.wait({reader, stopper}, timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if not reader.done():
                     reader.cancel()
+                    if not stopper.done():
+                        seg.error = CYCLED
                     return
                 resp = reader.result()
                 if resp is grpc.aio.EOF:
