@@ -229,9 +229,10 @@ async def test_a_watcher_that_never_reads_stays_bounded(cluster: Cluster) -> Non
     after = scrape(m.metrics_url + "/metrics", 5.0).histogram(lag)
     p99 = window(before, after).histogram.quantile(0.99)
     print(f"loop lag p99 during the test: {p99:.3f}s")
-    # below two heartbeats (50 ms here) on a machine shared with other suites; the
-    # catch-up and the victims never hold the loop for a batch of more than BATCH_ROWS
-    assert p99 < 0.1
+    # measured 35-45 ms (heartbeat 50 ms); the bound leaves room for a machine shared
+    # with other suites, well below the 500 ms election timeout a stall would threaten;
+    # the catch-up and the victims never hold the loop for more than one batch
+    assert p99 < 0.2
     assert metric(m.metrics_url, "etcd_server_leader_changes_seen_total") == changes
 
 
