@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system k8s etcd helm kind lint unit mutants bench torture fuzz e2e clean
+.PHONY: demo test venv system k8s etcd etcd3 helm kind lint unit mutants bench torture fuzz e2e clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ etcd:
 
 helm:
 	bash scripts/build-helm.sh
+
+# python-etcd3's own venv (pure-Python protobuf); tests/client/test_python_etcd3.py also
+# builds it on first use
+etcd3:
+	bash scripts/etcd3-venv.sh
 
 # everything the kind e2e tests need (scripts/kind/setup.sh; cold ~30 min, warm seconds)
 kind: venv

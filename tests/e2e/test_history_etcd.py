@@ -9,8 +9,11 @@ names a future revision applies differently per member, 3.5.1 and 3.6.16) is not
 by this workload, whose txns read at the current revision.
 
 Each run: a fresh cluster behind per-link proxies, the recorded workload for a few
-seconds under one fault kind, heal, final reads, all checkers. A run must have injected
-its fault and completed enough operations, so it cannot pass by doing nothing.
+seconds under one fault kind, three recorded watchers (from revision 1 with prev_kv, from
+"now", and one joining mid-run; each resumes at its last revision + 1 on another member
+when its stream breaks), heal, final reads, all checkers (``watch_check`` among them).
+A run must have injected its fault and completed enough operations, and its watchers
+must have seen events (and, in kill-all, resumed), so it cannot pass by doing nothing.
 
 Seeds: fixed per scenario by default (reproducible); ``HISTORY_SEED=<n>`` overrides, and
 ``HISTORY_SEED=random`` draws a fresh one. A failing run prints its seed, the replay
@@ -75,3 +78,7 @@ async def test_passes(server: str, scenario: str, size: int, tmp_path: Path) -> 
     if not res.report.ok and (defect := known_defect(server, scenario)) is not None:
         pytest.xfail(f"{server} failed {scenario}, a known defect: {defect} ({where})")
     assert res.report.ok, f"{where}\n{res.report.summary()}\nfaults: {res.faults}"
+    watch = next(v for v in res.report.verdicts if v.checker == "watch")
+    assert watch.stats["events"] >= 50, f"watchers saw too little: {watch.stats} ({where})"
+    if scenario == "kill-all":  # every stream breaks: each watcher must resume
+        assert watch.stats["resumes"] >= 1, f"no watch resumed: {watch.stats} ({where})"

@@ -28,6 +28,7 @@ from tests.e2e.history.cluster import ProxiedCluster
 from tests.e2e.history.history import Act, History, Op, Status
 from tests.e2e.history.nemesis import Nemesis
 from tests.e2e.history.verdict import Outcome
+from tests.e2e.history.watcher import Watcher, caught_up, watch_all
 from tests.e2e.history.workload import PREFIX, Workload, WorkloadConfig
 from tests.support.etcd import etcd_bin, raftkv_bin
 
@@ -133,18 +134,39 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
                        artifacts: Path, config: WorkloadConfig | None = None,
                        max_unknowns: int = 40, hold: tuple[float, float] = (1.0, 2.5),
                        quiet: tuple[float, float] = (0.5, 1.5), min_ok: int = 150,
-                       server: str = "etcd") -> ScenarioResult:
+                       server: str = "etcd", watch: bool = True) -> ScenarioResult:
     t0 = time.monotonic()
     cluster = proxied_cluster(server, workdir, size)
+    watch_stop = asyncio.Event()
+    watching: asyncio.Task[None] | None = None
+    late: asyncio.Task[None] | None = None
+    watchers: list[Watcher] = []
     try:
         await asyncio.to_thread(cluster.start)
         workload = Workload(cluster.endpoints, seed, config)
         nemesis = Nemesis(cluster, seed, scenario, hold=hold, quiet=quiet)
         stop = asyncio.Event()
+        if watch:
+            # from the first revision with prev_kv, and from "now" without; a third joins
+            # in the middle of the run (below). Each on another member; the last two
+            # require a leader, so a partition moves them to a member ahead of them. The
+            # first also reconnects elsewhere every 0.7 s (resumption and catch-up).
+            watchers = [Watcher(0, cluster.endpoints, 0, PREFIX, 1, prev_kv=True, cycle=0.7),
+                        Watcher(1, cluster.endpoints, 1, PREFIX, 0, prev_kv=False,
+                                require_leader=True)]
+            watching = asyncio.create_task(watch_all(watchers, watch_stop))
+            await asyncio.wait_for(asyncio.gather(*(w.created.wait() for w in watchers)), 30)
         try:
             work = asyncio.create_task(workload.run(stop))
             faults = asyncio.create_task(nemesis.run(stop))
-            await asyncio.sleep(duration)  # the length of the run
+            if watch:
+                await asyncio.sleep(duration / 3)  # a third of the run before it joins
+                watchers.append(Watcher(2, cluster.endpoints, 2, PREFIX, 0, prev_kv=True,
+                                        require_leader=True))
+                late = asyncio.create_task(watchers[-1].run(watch_stop))
+                await asyncio.sleep(duration - duration / 3)  # the rest of the run
+            else:
+                await asyncio.sleep(duration)  # the length of the run
             # a loaded machine may have done little in that time: go on (bounded) until
             # the history has enough acknowledged operations to judge
             cap = time.monotonic() + 3 * duration
@@ -161,7 +183,20 @@ async def run_scenario(scenario: str, size: int, seed: int, duration: float, wor
         history.scenario = f"{scenario}-n{size}"
         history.faults = nemesis.log
         await final_reads(cluster, history)
+        if watchers:
+            final = max(o.revision for o in history.ops if o.name == "final")
+            await caught_up(watchers, final, timeout=20.0)
+        watch_stop.set()
+        for task in (watching, late):
+            if task is not None:
+                await task
+        history.watches = [w.log for w in watchers]
     except BaseException as exc:
+        watch_stop.set()
+        for task in (watching, late):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(cluster.stop)
         logs = keep_logs(cluster, artifacts / f"logs-{scenario}-n{size}-seed{seed}")
         raise RuntimeError(f"{scenario} on {size} members, seed {seed}: {exc!r}; "

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.e2e.history import linearizability, lost_writes, revisions
+from tests.e2e.history import linearizability, lost_writes, revisions, watch_check
 from tests.e2e.history.history import History
 from tests.e2e.history.verdict import Outcome, Verdict
 
@@ -48,6 +48,8 @@ def check_all(history: History, final: bool = True, max_unknowns: int = 40) -> R
     ]
     if final:
         verdicts.append(lost_writes.check(history))
+    if history.watches:
+        verdicts.append(watch_check.check(history))
     return Report(verdicts)
 
 

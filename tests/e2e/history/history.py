@@ -23,7 +23,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.e2e.history.watchlog import WatchLog
 
 
 class Status(StrEnum):
@@ -168,6 +171,7 @@ class History:
     seed: int = 0
     scenario: str = ""
     faults: list[str] = field(default_factory=list)
+    watches: list[WatchLog] = field(default_factory=list)  # recorded watch streams, if any
 
     def ok(self) -> list[Op]:
         return [o for o in self.ops if o.status is Status.OK]
@@ -184,6 +188,7 @@ class History:
             "scenario": self.scenario,
             "faults": self.faults,
             "ops": [asdict(o) for o in self.ops],
+            "watches": [w.to_json() for w in self.watches],
         }
 
     def save(self, path: Path) -> None:
@@ -210,8 +215,11 @@ class History:
                     results=[_result_from_json(r) for r in d["results"]], error=d["error"],
                 )
             )
+        from tests.e2e.history.watchlog import WatchLog  # watchlog imports this module
+
         return History(ops=ops, seed=data["seed"], scenario=data["scenario"],
-                       faults=list(data["faults"]))
+                       faults=list(data["faults"]),
+                       watches=[WatchLog.from_json(w) for w in data.get("watches", [])])
 
 
 def _result_from_json(r: Any) -> Result:
