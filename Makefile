@@ -55,6 +55,7 @@ test:
 	$(STAGE) k8s $(MAKE) --no-print-directory k8s
 	$(STAGE) etcd $(MAKE) --no-print-directory etcd
 	$(STAGE) helm $(MAKE) --no-print-directory helm
+	$(STAGE) etcd3 $(MAKE) --no-print-directory etcd3
 	$(STAGE) kind $(MAKE) --no-print-directory kind
 	$(STAGE) lint $(MAKE) --no-print-directory lint
 	$(STAGE) pytest bash scripts/pytest-lanes.sh $(BIN)/pytest --durations=30 $(PYTEST_ARGS)
