@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.etcd import Cluster, raftkv_cluster
+from tests.support.etcd import Cluster, raftkv_cluster, running
 
 
 @pytest.fixture
 def raftkv3(tmp_path: Path) -> Iterator[Cluster]:
     c = raftkv_cluster(tmp_path / "raftkv", 3)
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    yield from running(c)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from raftkv.cli import build_parser
 from raftkv.server.envflags import EnvFlagError, env_name, from_env
-from tests.support.etcd import Cluster, Member, etcd36_bin, raftkv_bin, raftkv_cluster
+from tests.support.etcd import Cluster, Member, etcd36_bin, raftkv_bin, raftkv_cluster, running
 from tests.support.proc import Proc, free_port, wait_until
 
 
@@ -75,14 +75,7 @@ def _member_add_env(out: str) -> dict[str, str]:
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     c = (raftkv_cluster(tmp_path / "c", 3) if request.param == "raftkv"
          else Cluster(tmp_path / "c", 3, binary=etcd36_bin()))
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    yield from running(c)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
-from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
+from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster, running
 from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real raftkv and etcd processes
@@ -31,23 +31,12 @@ def ctl(c: Cluster, *args: str, endpoints: list[str] | None = None,
     return c.etcdctl(*args, endpoints=endpoints, version="3.6", check=check)
 
 
-def _started(c: Cluster) -> Iterator[Cluster]:
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-
-
 @pytest.fixture(params=["raftkv", "etcd"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if request.param == "raftkv":
-        yield from _started(raftkv_cluster(tmp_path / "raftkv", 3))
+        yield from running(raftkv_cluster(tmp_path / "raftkv", 3))
     else:
-        yield from _started(Cluster(tmp_path / "etcd", 3, binary=etcd36_bin()))
+        yield from running(Cluster(tmp_path / "etcd", 3, binary=etcd36_bin()))
 
 
 def _hashes(c: Cluster) -> list[dict[str, int]]:
@@ -127,7 +116,7 @@ def _set_value(data_dir: Path, key: bytes, value: bytes) -> None:
 @pytest.fixture
 def checked(tmp_path: Path) -> Iterator[Cluster]:
     """raftkv with the corruption check every 300 ms."""
-    yield from _started(raftkv_cluster(tmp_path / "raftkv", 3,
+    yield from running(raftkv_cluster(tmp_path / "raftkv", 3,
                                        extra_args=["--corrupt-check-time=300ms"]))
 
 
@@ -164,7 +153,7 @@ def test_corrupt_member_raises_corrupt_alarm(checked: Cluster, victim: str) -> N
 
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[Cluster]:
-    yield from _started(raftkv_cluster(tmp_path / "raftkv", 3))
+    yield from running(raftkv_cluster(tmp_path / "raftkv", 3))
 
 
 def test_initial_corrupt_check_refuses_to_start(plain: Cluster) -> None:

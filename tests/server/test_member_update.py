@@ -22,7 +22,7 @@ from raftkv.raft import ConfChange, ConfChangeType, ConfState, confchange
 from raftkv.server.apply import Applier
 from raftkv.server.membership import Member, Membership
 from raftkv.storage.backend import Backend
-from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
+from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster, running
 from tests.support.proc import free_port, wait_until
 
 A, B = 0xA, 0xB
@@ -95,14 +95,7 @@ def _id(c: Cluster, name: str) -> int:
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     c = (raftkv_cluster(tmp_path, 3) if request.param == "raftkv"
          else Cluster(tmp_path, 3, binary=etcd36_bin()))
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    yield from running(c)
 
 
 @pytest.mark.slow

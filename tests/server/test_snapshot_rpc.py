@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.etcd import VENV_BIN, Cluster, etcd36_bin, raftkv_cluster
+from tests.support.etcd import VENV_BIN, Cluster, etcd36_bin, raftkv_cluster, running
 
 pytestmark = pytest.mark.slow  # real raftkv and etcd processes
 
@@ -34,25 +34,14 @@ def raftkv(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def _started(c: Cluster) -> Iterator[Cluster]:
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-
-
 @pytest.fixture
 def raftkv3(tmp_path: Path) -> Iterator[Cluster]:
-    yield from _started(raftkv_cluster(tmp_path / "raftkv", 3))
+    yield from running(raftkv_cluster(tmp_path / "raftkv", 3))
 
 
 @pytest.fixture
 def etcd1(tmp_path: Path) -> Iterator[Cluster]:
-    yield from _started(Cluster(tmp_path / "etcd", 1, binary=etcd36_bin()))
+    yield from running(Cluster(tmp_path / "etcd", 1, binary=etcd36_bin()))
 
 
 def _fill(c: Cluster) -> None:

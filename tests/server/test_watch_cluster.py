@@ -23,7 +23,7 @@ from raftkv.diag.histogram import window
 from raftkv.diag.scrape import scrape
 from raftkv.server import watchstream
 from tests.server.watchsupport import CtlWatch, create, metric, open_watch, read, target
-from tests.support.etcd import Cluster, Member, raftkv_cluster
+from tests.support.etcd import Cluster, Member, raftkv_cluster, running
 
 pytestmark = pytest.mark.slow  # real raftkv processes
 
@@ -32,14 +32,7 @@ pytestmark = pytest.mark.slow  # real raftkv processes
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = raftkv_cluster(tmp_path_factory.mktemp("watch") / "raftkv", 3,
                        extra_args=["--watch-progress-notify-interval=1s"])
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    yield from running(c)
 
 
 @pytest.fixture

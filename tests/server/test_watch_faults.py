@@ -18,7 +18,7 @@ import pytest
 
 from tests.server.test_durability import SMALL
 from tests.server.watchsupport import CtlWatch, create, metric, open_watch, read, target
-from tests.support.etcd import Cluster, Member, raftkv_cluster
+from tests.support.etcd import Cluster, Member, raftkv_cluster, running
 from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real raftkv processes
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.slow  # real raftkv processes
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = raftkv_cluster(tmp_path / "raftkv", 3)
-    try:
-        c.start()
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    yield from running(c)
 
 
 def roles(c: Cluster) -> tuple[Member, list[Member]]:

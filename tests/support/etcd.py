@@ -23,7 +23,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,3 +270,15 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def running(c: Cluster) -> Iterator[Cluster]:
+    """A fixture body: start ``c``, yield it, print its logs if the test failed, stop it."""
+    try:
+        c.start()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
