@@ -194,6 +194,14 @@ class WatchHub:
         self._unsynced[w] = None
         self._wake.set()
 
+    def _regroup(self, w: Watcher) -> None:
+        """After a delivered catch-up batch: synced once it reached the head, else unsynced."""
+        if w.next_rev > self.rev:
+            self._add_synced(w)
+            w.sink.changed(w)
+        else:
+            self._add_unsynced(w)
+
     def _victimize(self, w: Watcher, b: Batch) -> None:
         self._remove(w)
         w.state = State.VICTIM
@@ -291,11 +299,7 @@ class WatchHub:
                 self._gone(w)
                 continue
             w.next_rev = b.next_rev
-            if w.next_rev > self.rev:
-                self._add_synced(w)
-                w.sink.changed(w)
-            else:
-                self._add_unsynced(w)
+            self._regroup(w)
         self._gauges()
 
     def _gone(self, w: Watcher) -> None:
@@ -346,11 +350,7 @@ class WatchHub:
             return
         else:
             w.next_rev = b.next_rev
-        if w.next_rev > self.rev:
-            self._add_synced(w)
-            w.sink.changed(w)
-        else:
-            self._add_unsynced(w)
+        self._regroup(w)
 
 
 def _cut(changes: list[Change], nxt: int, limit: int) -> tuple[list[Change], int]:

@@ -7,23 +7,16 @@ A failing test that used the control plane gets the tails of its logs in its rep
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.k8s import ControlPlane, k8s_bin_dir, missing_binaries
+from tests.support.k8s import ControlPlane, require_binaries
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    missing = missing_binaries()
-    if missing:
-        msg = (f"kube binaries missing in {k8s_bin_dir()}: {', '.join(missing)}; "
-               "run `make k8s` (scripts/build-k8s.sh)")
-        if os.environ.get("RAFTKV_REQUIRE_K8S") == "1":
-            pytest.fail(f"RAFTKV_REQUIRE_K8S=1 and {msg}", pytrace=False)
-        pytest.skip(msg)
+    require_binaries("make k8s etcd")
     cp = ControlPlane(tmp_path_factory.mktemp("k8s")).start()
     try:
         yield cp

@@ -36,6 +36,8 @@ import urllib.request
 from pathlib import Path
 from typing import Literal
 
+import pytest
+
 from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
 from tests.support.proc import Proc, free_port, wait_until
 
@@ -70,6 +72,20 @@ def missing_binaries() -> list[str]:
     except FileNotFoundError:
         missing.append("etcd 3.6.16 (make etcd)")
     return missing
+
+
+def require_binaries(hint: str) -> None:
+    """Skip the calling fixture's tests when a binary is missing (fail with RAFTKV_REQUIRE_K8S=1).
+
+    ``hint`` is the command that builds what is missing.
+    """
+    missing = missing_binaries()
+    if not missing:
+        return
+    msg = f"kube binaries missing in {k8s_bin_dir()}: {', '.join(missing)}; run `{hint}`"
+    if os.environ.get("RAFTKV_REQUIRE_K8S") == "1":
+        pytest.fail(f"RAFTKV_REQUIRE_K8S=1 and {msg}", pytrace=False)
+    pytest.skip(msg)
 
 
 # --- PKI (the openssl CLI: the venv has no crypto library of its own) ----------------

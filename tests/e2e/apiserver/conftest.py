@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.k8s import STORES, ControlPlane, Store, k8s_bin_dir, missing_binaries
+from tests.support.k8s import STORES, ControlPlane, Store, require_binaries
 
 
 def selected_stores() -> list[Store]:
@@ -50,13 +50,7 @@ class Planes:
 
 @pytest.fixture(scope="package")
 def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planes]:
-    missing = missing_binaries()
-    if missing:
-        msg = (f"kube binaries missing in {k8s_bin_dir()}: {', '.join(missing)}; "
-               "run `make k8s etcd`")
-        if os.environ.get("RAFTKV_REQUIRE_K8S") == "1":
-            pytest.fail(f"RAFTKV_REQUIRE_K8S=1 and {msg}", pytrace=False)
-        pytest.skip(msg)
+    require_binaries("make k8s etcd")
     result = Planes()
     lock = threading.Lock()
 
