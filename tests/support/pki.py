@@ -13,7 +13,9 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+import ssl
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -102,3 +104,53 @@ def issue(
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
             "-set_serial", f"0x{secrets.token_hex(8)}", "-days", str(days),
             "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
+
+
+@dataclass(frozen=True)
+class ClusterPKI:
+    """A CA and the certificates a TLS cluster on loopback needs, as kubeadm lays them out
+    for etcd: a server (client port) pair, a peer pair, and a client pair for etcdctl.
+
+    ``member_args`` are the flags that turn on mutual TLS on both ports (the same for
+    etcd and raftkv); a test that needs a stranger issues more pairs with :func:`issue`.
+    """
+
+    dir: Path
+    ca: str = "ca"
+    server: str = "server"
+    peer: str = "peer"
+    client: str = "client"
+
+    def crt(self, name: str) -> Path:
+        return self.dir / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.dir / f"{name}.key"
+
+    def member_args(self, peer: str | None = None) -> list[str]:
+        p = peer or self.peer
+        ca = self.crt(self.ca)
+        return [f"--cert-file={self.crt(self.server)}", f"--key-file={self.key(self.server)}",
+                f"--trusted-ca-file={ca}", "--client-cert-auth",
+                f"--peer-cert-file={self.crt(p)}", f"--peer-key-file={self.key(p)}",
+                f"--peer-trusted-ca-file={ca}", "--peer-client-cert-auth"]
+
+    def etcdctl_args(self) -> list[str]:
+        return ["--cacert", str(self.crt(self.ca)), "--cert", str(self.crt(self.client)),
+                "--key", str(self.key(self.client))]
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.crt(self.ca)))
+        ctx.load_cert_chain(str(self.crt(self.client)), str(self.key(self.client)))
+        return ctx
+
+
+def cluster_pki(pki: Path, ca_cn: str = "raftkv-test-ca") -> ClusterPKI:
+    """Make a :class:`ClusterPKI` in ``pki`` (created if needed)."""
+    pki.mkdir(parents=True, exist_ok=True)
+    out = ClusterPKI(pki)
+    make_ca(pki, out.ca, ca_cn)
+    issue(pki, out.ca, out.server, "/CN=raftkv-server", usage="server")
+    issue(pki, out.ca, out.peer, "/CN=raftkv-peer", usage="peer")
+    issue(pki, out.ca, out.client, "/CN=root", usage="client")
+    return out
