@@ -142,7 +142,7 @@ async def test_peers_without_a_valid_certificate_are_refused(
            "plain-text": lambda: None}[dialer]()
     await _refused(me.url, ctx)
     # the same dial with the member's own certificate is delivered: the refusal was the cert
-    r, w = await asyncio.open_connection(*t.host_port(me.url), ssl=_client_ctx(pki, "peer"),
+    _, w = await asyncio.open_connection(*t.host_port(me.url), ssl=_client_ctx(pki, "peer"),
                                          server_hostname="127.0.0.1")
     w.write(_stream_bytes([_heartbeat(term=9)]))
     await w.drain()
@@ -172,7 +172,7 @@ async def test_allowed_cn(pki: ClusterPKI, start: Start) -> None:
     me = await start(ME, peer_info(pki, allowed_cn="raftkv-peer"))
     await _refused(me.url, _client_ctx(pki, "other-cn"))
     assert me.received == []
-    r, w = await asyncio.open_connection(*t.host_port(me.url), ssl=_client_ctx(pki, "peer"),
+    _, w = await asyncio.open_connection(*t.host_port(me.url), ssl=_client_ctx(pki, "peer"),
                                          server_hostname="127.0.0.1")
     w.write(_stream_bytes([_heartbeat()]))
     await w.drain()
@@ -181,7 +181,7 @@ async def test_allowed_cn(pki: ClusterPKI, start: Start) -> None:
 
 
 async def _served_serial(url: str, pki: ClusterPKI) -> str:
-    r, w = await asyncio.open_connection(*t.host_port(url), ssl=_client_ctx(pki, "peer"),
+    _, w = await asyncio.open_connection(*t.host_port(url), ssl=_client_ctx(pki, "peer"),
                                          server_hostname="127.0.0.1")
     cert = w.get_extra_info("peercert")
     w.close()
