@@ -21,7 +21,7 @@ class _Status(rpc_pb2_grpc.MaintenanceServicer):
     def __init__(self) -> None:
         self.users: list[bytes] = []
 
-    async def Status(self, request: rpc_pb2.StatusRequest,  # noqa: N802 (gRPC's name)
+    async def Status(self, request: rpc_pb2.StatusRequest,
                      context: grpc.aio.ServicerContext) -> rpc_pb2.StatusResponse:
         self.users += context.auth_context().get("x509_common_name", [])
         return rpc_pb2.StatusResponse(version="3.6.16")
