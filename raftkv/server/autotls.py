@@ -60,7 +60,9 @@ def _generate(directory: Path, urls: list[str]) -> None:
 
 def resolve(info: TLSInfo, data_dir: Path, urls: list[str]) -> TLSInfo:
     """``info`` with certificate files: its own, or auto TLS's (made if needed)."""
-    if info.cert_file or not info.auto_tls:
+    if info.cert_file:
+        return dataclasses.replace(info, auto_tls=False)  # own files win, as in etcd
+    if not info.auto_tls:
         return info
     directory = data_dir / "fixtures" / ("peer" if info.prefix else "client")
     auto = dataclasses.replace(info, cert_file=str(directory / "cert.pem"),

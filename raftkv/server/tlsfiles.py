@@ -88,12 +88,13 @@ class CertSource:
             client.load_verify_locations(info.trusted_ca_file)
             with open(info.trusted_ca_file, "rb") as f:
                 ca = f.read()
-        elif info.auto_tls:
-            # self-signed: encrypted, but nobody's certificate can be verified (as etcd)
-            client.check_hostname = False
-            client.verify_mode = ssl.CERT_NONE
         else:
             client.load_default_certs()
+        if info.auto_tls:
+            # the peers' certificates are self-signed too: encrypted, but not verifiable
+            # (etcd's --peer-auto-tls skips verification alike)
+            client.check_hostname = False
+            client.verify_mode = ssl.CERT_NONE
         if info.verify_clients:
             server.verify_mode = ssl.CERT_REQUIRED
         with open(info.key_file, "rb") as kf, open(info.cert_file, "rb") as cf:
