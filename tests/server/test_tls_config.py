@@ -104,3 +104,24 @@ def test_good_files_pass_the_config_stage(pki: ClusterPKI, tmp_path: Path) -> No
     cfg = config_from_args(build_parser().parse_args([*_base(tmp_path), *pki.member_args()]))
     assert cfg.client_tls.verify_clients and cfg.peer_tls.verify_clients
     assert cfg.peer_tls.cert_file == str(pki.crt("peer"))
+
+
+def test_auto_tls_makes_a_pair_once_and_reuses_it(tmp_path: Path) -> None:
+    import ssl
+
+    from raftkv.server import autotls
+    from raftkv.server.tlsconfig import TLSInfo
+
+    info = TLSInfo(prefix="peer-", auto_tls=True)
+    urls = ["https://127.0.0.1:2380", "https://m0.example:2380"]
+    first = autotls.resolve(info, tmp_path, urls)
+    cert = Path(first.cert_file)
+    assert cert == tmp_path / "fixtures" / "peer" / "cert.pem"
+    assert (Path(first.key_file).stat().st_mode & 0o777) == 0o600
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(first.cert_file, first.key_file)  # a matching pair
+    pem = cert.read_bytes()
+    again = autotls.resolve(info, tmp_path, urls)
+    assert again == first and cert.read_bytes() == pem  # a restart keeps its certificate
+    own = autotls.resolve(TLSInfo(cert_file="/c", key_file="/k", auto_tls=True), tmp_path, urls)
+    assert own.cert_file == "/c" and not own.auto_tls  # explicit files win
