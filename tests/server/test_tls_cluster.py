@@ -26,7 +26,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.etcd import Cluster, etcd36_bin, raftkv_bin, raftkv_cluster, running
+from tests.support.etcd import (
+    Cluster,
+    Member,
+    etcd36_bin,
+    raftkv_bin,
+    raftkv_cluster,
+    running,
+)
 from tests.support.pki import ClusterPKI, cluster_pki, issue, make_ca
 from tests.support.proc import Proc, free_port, wait_until
 
@@ -295,3 +302,25 @@ def _tls_server_cert_insecure(port: int) -> bytes:
         der = s.getpeercert(binary_form=True)
         assert der is not None
         return der
+
+
+def test_a_member_added_over_tls_joins(tmp_path: Path, pki: ClusterPKI) -> None:
+    """MemberAdd, then the new member discovers the cluster over the TLS peer port."""
+    c = raftkv_cluster(tmp_path / "c", 1, pki=pki)
+    try:
+        c.start()
+        new = Member("m1", tmp_path / "m1.data", free_port(), free_port(), free_port(),
+                     health_on_metrics=True, scheme="https", tls=pki.client_context())
+        add = etcdctl(c, *pki.etcdctl_args(), "member", "add", "m1",
+                      f"--peer-urls={new.peer_url}")
+        assert add.returncode == 0, add.stderr
+        c.members.append(new)  # stopped by pid with the other at teardown
+        c.start_member(new, state="existing")
+        c.wait_healthy(60, members=[new])
+        put = etcdctl(c, *pki.etcdctl_args(), "put", "k", "v", endpoints=[new.client_url])
+        assert put.returncode == 0, put.stderr  # a quorum of two: the new member is in it
+        got = etcdctl(c, *pki.etcdctl_args(), "get", "k", "--consistency=s",
+                      "--print-value-only", endpoints=[new.client_url])
+        assert got.stdout.strip() == "v"
+    finally:
+        c.stop()
