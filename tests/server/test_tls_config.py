@@ -6,6 +6,7 @@ stage, so no member starts."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -107,8 +108,6 @@ def test_good_files_pass_the_config_stage(pki: ClusterPKI, tmp_path: Path) -> No
 
 
 def test_auto_tls_makes_a_pair_once_and_reuses_it(tmp_path: Path) -> None:
-    import ssl
-
     from raftkv.server import autotls
     from raftkv.server.tlsconfig import TLSInfo
 
@@ -125,3 +124,17 @@ def test_auto_tls_makes_a_pair_once_and_reuses_it(tmp_path: Path) -> None:
     assert again == first and cert.read_bytes() == pem  # a restart keeps its certificate
     own = autotls.resolve(TLSInfo(cert_file="/c", key_file="/k", auto_tls=True), tmp_path, urls)
     assert own.cert_file == "/c" and not own.auto_tls  # explicit files win
+
+
+def test_a_trusted_ca_alone_requires_client_certificates(pki: ClusterPKI,
+                                                         tmp_path: Path) -> None:
+    """As etcd 3.6.16 (checked by hand: etcdctl without --cert gets no answer from an etcd
+    started with --trusted-ca-file and no --client-cert-auth)."""
+    from raftkv.cli import build_parser, config_from_args
+    from raftkv.server.tlsfiles import CertSource
+
+    cfg = config_from_args(build_parser().parse_args([
+        *_base(tmp_path), f"--cert-file={pki.crt('server')}", f"--key-file={pki.key('server')}",
+        f"--trusted-ca-file={pki.crt(pki.ca)}"]))
+    assert cfg.client_tls.verify_clients and not cfg.client_tls.client_cert_auth
+    assert CertSource(cfg.client_tls, cfg.tls).server_context().verify_mode is ssl.CERT_REQUIRED
