@@ -240,3 +240,39 @@ async def test_a_half_written_rotation_keeps_the_old_certificate(
     assert await _served_serial(me.url, pki) == before
     (own / "peer.key").write_bytes(pki.key("half").read_bytes())
     assert await _served_serial(me.url, pki) != before
+
+
+@pytest.mark.parametrize(("settings", "client_max", "client_ciphers"), [
+    (TLSSettings(min_version="TLS1.3"), ssl.TLSVersion.TLSv1_2, None),
+    (TLSSettings(ciphers=("ECDHE-ECDSA-AES256-GCM-SHA384",)), ssl.TLSVersion.TLSv1_2,
+     "ECDHE-ECDSA-AES128-GCM-SHA256"),
+], ids=["tls-min-version", "cipher-suites"])
+async def test_min_version_and_ciphers_on_the_peer_port(
+        pki: ClusterPKI, tmp_path: Path, settings: TLSSettings,
+        client_max: ssl.TLSVersion, client_ciphers: str | None) -> None:
+    src = CertSource(peer_info(pki), settings)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0,
+                                        ssl=src.listening_context())
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ctx = _client_ctx(pki, "peer")
+        ctx.maximum_version = client_max
+        if client_ciphers:
+            ctx.set_ciphers(client_ciphers)
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # an alert, or a reset
+            await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                          server_hostname="127.0.0.1")
+        ok = _client_ctx(pki, "peer")  # the defaults agree with the server
+        ok.maximum_version = ssl.TLSVersion.TLSv1_2 if settings.ciphers else \
+            ssl.TLSVersion.TLSv1_3
+        _, w = await asyncio.open_connection("127.0.0.1", port, ssl=ok,
+                                             server_hostname="127.0.0.1")
+        obj = w.get_extra_info("ssl_object")
+        if settings.ciphers:
+            assert obj.cipher()[0] == settings.ciphers[0]
+        else:
+            assert obj.version() == "TLSv1.3"
+        w.close()
+    finally:
+        server.close()
+        await server.wait_closed()
