@@ -324,3 +324,29 @@ def test_a_member_added_over_tls_joins(tmp_path: Path, pki: ClusterPKI) -> None:
         assert got.stdout.strip() == "v"
     finally:
         c.stop()
+
+
+def test_cipher_suites_reach_the_grpc_port(tmp_path: Path, pki: ClusterPKI) -> None:
+    """gRPC takes its cipher list from GRPC_SSL_CIPHER_SUITES only, before it loads: the
+    raftkv command sets it from --cipher-suites (Go's names) before importing grpc."""
+    c = raftkv_cluster(tmp_path / "c", 1, pki=pki, extra_args=[
+        "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"])
+    try:
+        c.start()
+        port = c.members[0].client_port
+
+        def cipher(name: str) -> str:
+            ctx = pki.client_context()
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(name)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                got = s.cipher()
+                assert got is not None
+                return got[0]
+
+        assert cipher("ECDHE-ECDSA-AES256-GCM-SHA384") == "ECDHE-ECDSA-AES256-GCM-SHA384"
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            cipher("ECDHE-ECDSA-AES128-GCM-SHA256")
+    finally:
+        c.stop()
