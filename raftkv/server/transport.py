@@ -157,6 +157,7 @@ class _Peer:
     task: asyncio.Task[None] | None = None
     connected: bool = False
     sending_snapshot: bool = False  # one transfer at a time per peer
+    tls_error: str = ""  # the last TLS failure dialing it (logged when it changes)
 
 
 class Transport:
@@ -299,6 +300,9 @@ class Transport:
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, ValueError) as exc:
+                if isinstance(exc, ssl.SSLError) and str(exc) != p.tls_error:
+                    p.tls_error = str(exc)  # once per distinct error, not every retry
+                    log.warning("TLS with peer %x at %s failed: %s", p.id, p.url, exc)
                 if p.connected:
                     log.info("lost stream to peer %x: %s", p.id, exc)
                 p.connected = False

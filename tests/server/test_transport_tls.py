@@ -151,7 +151,8 @@ async def test_peers_without_a_valid_certificate_are_refused(
     assert [m.term for m in me.received] == [9]
 
 
-async def test_a_stranger_transport_never_delivers(pki: ClusterPKI, start: Start) -> None:
+async def test_a_stranger_transport_never_delivers(pki: ClusterPKI, start: Start,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A whole transport with another CA's certificate: its stream never gets through
     (and it never trusts the member's certificate either)."""
     me = await start(ME, peer_info(pki))
@@ -166,6 +167,9 @@ async def test_a_stranger_transport_never_delivers(pki: ClusterPKI, start: Start
         await _wait_for(lambda: len(unreachable) >= 1, "the stream to fail")
         unreachable.clear()
     assert me.received == []
+    # the dialer says why, once (not on every retry)
+    said = [r.getMessage() for r in caplog.records if "TLS with peer" in r.getMessage()]
+    assert len(said) == 1 and "certificate verify failed" in said[0], said
 
 
 async def test_allowed_cn(pki: ClusterPKI, start: Start) -> None:
