@@ -65,8 +65,9 @@ def global_options(
     command_timeout: Annotated[str, typer.Option(help="per-call timeout, e.g. 5s")] = "5s",
     write_out: Annotated[str, typer.Option("--write-out", "-w", help="table or json")] = "table",
     metrics_urls: Annotated[str | None, typer.Option(
-        help="comma-separated /metrics URLs, one per endpoint in order "
-        "(default: each client URL + /metrics)")] = None,
+        help="comma-separated metrics URLs, one per endpoint in order, as etcd's "
+        "--listen-metrics-urls gives them (http://host:2381 reads /metrics there; https "
+        "uses --cacert/--cert/--key) (default: each client URL + /metrics)")] = None,
 ) -> None:
     try:
         ctx.obj = Options.build(
