@@ -25,6 +25,7 @@ from raftkv.client import (
     parse_endpoint,
 )
 from raftkv.client.tlsprobe import diagnose
+from raftkv.diag.app import run
 from raftkv.diag.exitcodes import FOR_KIND, ExitCode
 from raftkv.diag.options import metrics_url
 from tests.diag.certs import Certs, Pair, make_certs
@@ -137,3 +138,15 @@ def test_metrics_base_url_reads_metrics(given: str, want: str) -> None:
 def test_metrics_url_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         metrics_url(bad)
+
+
+def test_global_options_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The control-plane pod (manifests/diag) sets DIAG_*; a bad value is still usage."""
+    monkeypatch.setenv("DIAG_METRICS_URLS", "ftp://127.0.0.1:2381")
+    assert run(["status"]) == ExitCode.USAGE
+    assert "ftp://127.0.0.1:2381" in capsys.readouterr().err
+    monkeypatch.setenv("DIAG_METRICS_URLS", "http://127.0.0.1:2381")
+    monkeypatch.setenv("DIAG_CERT", "/etc/client.crt")  # without DIAG_KEY: refused up front
+    assert run(["status"]) == ExitCode.USAGE
+    assert "--cert and --key must be given together" in capsys.readouterr().err
