@@ -143,8 +143,8 @@ class EtcdClient:
         if self.use_tls:
             found = await asyncio.to_thread(diagnose, host, port, self.tls, self.dial_timeout)
             return err if found is None else EtcdError(found.kind, self.name, found.detail)
-        if (err.closed or err.kind.is_tls) and await asyncio.to_thread(
-                speaks_tls, host, port, self.dial_timeout):
+        plain_refused = err.closed or err.kind.is_tls or err.kind is ErrorKind.NOT_ETCD
+        if plain_refused and await asyncio.to_thread(speaks_tls, host, port, self.dial_timeout):
             return EtcdError(ErrorKind.TLS, self.name,
                              "the endpoint serves TLS; use an https:// endpoint with --cacert "
                              "(and --cert/--key if it asks for a client certificate)")
