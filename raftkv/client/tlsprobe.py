@@ -78,7 +78,8 @@ def _from_verify(exc: ssl.SSLCertVerificationError, host: str, tls: TLSConfig,
                           "renewed certificate")
     if code in _NAME_MISMATCH:
         return TLSFinding(ErrorKind.TLS_HOSTNAME_MISMATCH,
-                          f"the server's certificate does not name {host!r} ({why}; {names}); "
+                          f"the server's certificate does not name {host!r} ({why}"
+                          f"{'; ' + names if names else ''}); "
                           "connect with a name or address the certificate lists")
     return None
 
@@ -107,7 +108,7 @@ def _from_alert(reason: str, tls: TLSConfig) -> TLSFinding | None:
 
 
 def classify_ssl_error(exc: BaseException, host: str, tls: TLSConfig,
-                       names: str = "names unknown") -> TLSFinding | None:
+                       names: str = "") -> TLSFinding | None:
     """Name an ``ssl`` exception (from our probe, or from urllib scraping https /metrics)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _from_verify(exc, host, tls, names)
