@@ -95,8 +95,11 @@ def _metrics(c: Cluster) -> str:
 
 
 def diag(c: Cluster, certs: Certs, *args: str, tls: list[str] | None = None,
-         endpoints: str | None = None) -> DiagResult:
-    return run_diag("--endpoints", endpoints or _eps(c), "--metrics-urls", _metrics(c),
+         member: Member | None = None, host: str = "127.0.0.1") -> DiagResult:
+    """diag with the good certificates (unless ``tls``) on every member or on ``member``."""
+    eps = _https(member, host) if member else _eps(c)
+    metrics = _https(member, metrics=True) if member else _metrics(c)
+    return run_diag("--endpoints", eps, "--metrics-urls", metrics,
                     *(certs.client_args() if tls is None else tls), *args)
 
 
@@ -113,7 +116,7 @@ def _one_line(r: DiagResult, code: ExitCode, *words: str) -> str:
 def test_unknown_ca(mtls: Cluster, certs: Certs) -> None:
     m = mtls.members[0]
     tls = certs.client_args(ca=certs.other_ca)
-    r = diag(mtls, certs, "status", tls=tls, endpoints=_https(m))
+    r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_UNKNOWN_CA, "TLS failure (unknown CA)",
               f"--cacert {certs.other_ca}")
     assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
@@ -124,7 +127,7 @@ def test_client_certificate_required(mtls: Cluster, certs: Certs) -> None:
     m = mtls.members[0]
     tls = ["--cacert", str(certs.ca)]
     for cmd in ("status", "health", "members"):
-        r = diag(mtls, certs, cmd, tls=tls, endpoints=_https(m))
+        r = diag(mtls, certs, cmd, tls=tls, member=m)
         _one_line(r, ExitCode.TLS_CLIENT_CERT_REQUIRED, "client certificate required",
                   "--cert and --key")
     assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
@@ -134,7 +137,7 @@ def test_client_certificate_required(mtls: Cluster, certs: Certs) -> None:
 def test_client_certificate_from_another_ca(mtls: Cluster, certs: Certs) -> None:
     m = mtls.members[0]
     tls = certs.client_args(client=certs.other_client)
-    r = diag(mtls, certs, "status", tls=tls, endpoints=_https(m))
+    r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_CLIENT_CERT_REJECTED, "client certificate rejected",
               str(certs.other_client.cert))
     assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
@@ -143,7 +146,7 @@ def test_client_certificate_from_another_ca(mtls: Cluster, certs: Certs) -> None
 
 def test_hostname_mismatch(mtls: Cluster, certs: Certs) -> None:
     m = mtls.members[0]
-    r = diag(mtls, certs, "status", endpoints=_https(m, OTHER_HOST))
+    r = diag(mtls, certs, "status", member=m, host=OTHER_HOST)
     _one_line(r, ExitCode.TLS_HOSTNAME_MISMATCH, "hostname mismatch", OTHER_HOST,
               "IP Address:127.0.0.1")
     assert ctl(mtls, *certs.client_args(), "endpoint", "status",
@@ -153,7 +156,7 @@ def test_hostname_mismatch(mtls: Cluster, certs: Certs) -> None:
 def test_expired_client_certificate(mtls: Cluster, certs: Certs) -> None:
     m = mtls.members[0]
     tls = certs.client_args(client=certs.expired_client)
-    r = diag(mtls, certs, "status", tls=tls, endpoints=_https(m))
+    r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_CERT_EXPIRED, "certificate expired",
               str(certs.expired_client.cert))
     assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
