@@ -66,7 +66,7 @@ def _names_in_cert(host: str, port: int, tls: TLSConfig, timeout: float) -> str:
 
 def _from_verify(exc: ssl.SSLCertVerificationError, host: str, tls: TLSConfig,
                  names: str) -> TLSFinding | None:
-    code, why = exc.verify_code, exc.verify_message
+    code, why = exc.verify_code, exc.verify_message.rstrip(".")
     if code in _UNKNOWN_ISSUER:
         return TLSFinding(ErrorKind.TLS_UNKNOWN_CA,
                           f"the server's certificate is not signed by a CA in {_ca_name(tls)} "
