@@ -5,7 +5,8 @@ in use, learner), so this module drives the same stubs on its own grpc channel.
 
 Invariants:
 - dialing is bounded by ``dial_timeout``, every call by ``command_timeout``;
-- every failure leaves as a classified :class:`~raftkv.client.errors.EtcdError`;
+- every failure leaves as a classified :class:`~raftkv.client.errors.EtcdError`; a TLS
+  failure's cause is named by :mod:`raftkv.client.tlsprobe` (one more dial, on failure only);
 - ``close()`` is idempotent and the client is an async context manager.
 """
 
@@ -22,6 +23,7 @@ from aetcd import rpc
 from raftkv.client.endpoints import Endpoint
 from raftkv.client.errors import ErrorKind, EtcdError, classify
 from raftkv.client.tls import TLSConfig
+from raftkv.client.tlsprobe import diagnose, speaks_tls
 from raftkv.client.types import Alarm, EndpointStatus, Member, MemberList, ReadResult
 
 T = TypeVar("T")
@@ -117,7 +119,7 @@ class EtcdClient:
         listener does; only the dead one then refuses a new connection.
         """
         if not err.closed:
-            return err
+            return await self._explain_tls(err)
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.endpoint.host, self.endpoint.port),
@@ -130,6 +132,22 @@ class EtcdClient:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+        return await self._explain_tls(err)
+
+    async def _explain_tls(self, err: EtcdError) -> EtcdError:
+        """Name the TLS cause with a handshake of our own (grpc's text rarely says it)."""
+        if err.kind in (ErrorKind.TIMEOUT, ErrorKind.RPC, ErrorKind.USAGE) or (
+                "connection refused" in err.detail.lower()):
+            return err
+        host, port = self.endpoint.host, self.endpoint.port
+        if self.use_tls:
+            found = await asyncio.to_thread(diagnose, host, port, self.tls, self.dial_timeout)
+            return err if found is None else EtcdError(found.kind, self.name, found.detail)
+        plain_refused = err.closed or err.kind.is_tls or err.kind is ErrorKind.NOT_ETCD
+        if plain_refused and await asyncio.to_thread(speaks_tls, host, port, self.dial_timeout):
+            return EtcdError(ErrorKind.TLS, self.name,
+                             "the endpoint serves TLS; use an https:// endpoint with --cacert "
+                             "(and --cert/--key if it asks for a client certificate)")
         return err
 
     async def close(self) -> None:

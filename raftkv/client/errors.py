@@ -3,6 +3,9 @@
 Invariant: every failure that leaves :mod:`raftkv.client` is an :class:`EtcdError` whose
 ``kind`` says what went wrong in terms of the endpoint (unreachable, TLS failure, not an
 etcd client port, timeout, or an error etcd itself returned); ``str(error)`` is one line.
+TLS failures have one kind per cause a user fixes differently (unknown CA, client
+certificate required or rejected, hostname mismatch, expired; ``TLS`` for the rest); the
+cause is found by :mod:`raftkv.client.tlsprobe`, since grpc's text rarely names it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ class ErrorKind(enum.Enum):
 
     UNREACHABLE = "unreachable"
     TLS = "TLS failure"
+    TLS_UNKNOWN_CA = "TLS failure (unknown CA)"
+    TLS_CLIENT_CERT_REQUIRED = "TLS failure (client certificate required)"
+    TLS_CLIENT_CERT_REJECTED = "TLS failure (client certificate rejected)"
+    TLS_HOSTNAME_MISMATCH = "TLS failure (hostname mismatch)"
+    TLS_EXPIRED = "TLS failure (certificate expired)"
     NOT_ETCD = "not an etcd client port"
     TIMEOUT = "timeout"
     RPC = "etcd error"
     USAGE = "bad option"
+
+    @property
+    def is_tls(self) -> bool:
+        return self.name.startswith("TLS")
 
 
 class EtcdError(Exception):

@@ -38,8 +38,7 @@ async def _gather(
         endpoints = list(o.endpoints)
     o.check_metrics_alignment(endpoints)
     targets = [(ep.target, o.metrics_url_for(i, ep)) for i, ep in enumerate(endpoints)]
-    ctx_ssl = o.tls.ssl_context() if o.tls.enabled else None
-    lats = await from_metrics(targets, window, o.command_timeout, ctx_ssl)
+    lats = await from_metrics(targets, window, o.command_timeout, o.tls)
     reports = list(await asyncio.gather(
         *(status_of(o, i, ep, with_metrics=False) for i, ep in enumerate(endpoints))
     ))

@@ -27,7 +27,7 @@ from raftkv.diag.common import (
     first_code,
     opts,
 )
-from raftkv.diag.exitcodes import ExitCode
+from raftkv.diag.exitcodes import ExitCode, for_metrics
 from raftkv.diag.gather import resolve_endpoints
 from raftkv.diag.latency import (
     DEFAULT_SELECTOR,
@@ -137,17 +137,15 @@ def fsync(
             err(f"Prometheus at {prometheus} has no etcd series for selector {selector}")
             raise typer.Exit(ExitCode.PROMETHEUS_ERROR)
     else:
-        ctx_ssl = o.tls.ssl_context() if o.tls.enabled else None
         try:
             targets = metric_targets(o)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        lats = asyncio.run(from_metrics(targets, win, o.command_timeout, ctx_ssl))
+        lats = asyncio.run(from_metrics(targets, win, o.command_timeout, o.tls))
         for lat in lats:
             if lat.error is not None:
                 err(f"{lat.label}: metrics {lat.error}")
-                codes.append(ExitCode.UNREACHABLE if lat.error.unreachable
-                             else ExitCode.BAD_METRICS)
+                codes.append(for_metrics(lat.error))
     prom = prometheus is not None
     if any(lat.error is None for lat in lats):
         if o.write_out == "json":

@@ -25,7 +25,7 @@ from raftkv.diag.common import (
     opts,
     report_error,
 )
-from raftkv.diag.exitcodes import ExitCode
+from raftkv.diag.exitcodes import for_metrics
 from raftkv.diag.gather import ClusterView, EndpointReport, cluster_view, collect
 from raftkv.diag.latency import json_float
 from raftkv.diag.units import fmt_bytes, fmt_duration, hex_id
@@ -125,7 +125,7 @@ def status(ctx: typer.Context) -> None:
             codes.append(report_error(r.error))
         elif r.metrics_error is not None:
             err(f"{r.endpoint.target}: metrics {r.metrics_error}")
-            codes.append(ExitCode.BAD_METRICS)
+            codes.append(for_metrics(r.metrics_error))
     view = cluster_view(reports)
     if any(r.status is not None for r in reports):
         if o.write_out == "json":

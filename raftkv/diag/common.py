@@ -1,7 +1,9 @@
 """The Typer app object, its global options (etcdctl's), and output helpers.
 
 Invariants: data goes to stdout (a table for people, ``-w json`` for programs), messages
-to stderr, one line per bad endpoint, prefixed ``diag:``; commands return an
+to stderr, one line per bad endpoint, prefixed ``diag:``; the endpoint, TLS and metrics
+options may also come from ``DIAG_ENDPOINTS``, ``DIAG_CACERT``, ``DIAG_CERT``, ``DIAG_KEY``
+and ``DIAG_METRICS_URLS`` (a flag wins), as etcdctl reads ``ETCDCTL_*``; commands return an
 :class:`~raftkv.diag.exitcodes.ExitCode` through ``typer.Exit``.
 """
 
@@ -54,19 +56,24 @@ def duration_option(value: str) -> float:
 def global_options(
     ctx: typer.Context,
     endpoints: Annotated[str, typer.Option(
-        help="comma-separated client endpoints (host:port, http(s)://host:port)")
+        envvar="DIAG_ENDPOINTS", help="comma-separated client endpoints (host:port, http(s)://host:port)")
     ] = "127.0.0.1:2379",
     cluster: Annotated[bool, typer.Option(
         "--cluster", help="use every member's client URLs from the member list")] = False,
-    cacert: Annotated[Path | None, typer.Option(help="CA bundle to verify servers")] = None,
-    cert: Annotated[Path | None, typer.Option(help="client certificate (mutual TLS)")] = None,
-    key: Annotated[Path | None, typer.Option(help="client key (mutual TLS)")] = None,
+    cacert: Annotated[Path | None, typer.Option(
+        envvar="DIAG_CACERT", help="CA bundle to verify servers")] = None,
+    cert: Annotated[Path | None, typer.Option(
+        envvar="DIAG_CERT", help="client certificate (mutual TLS)")] = None,
+    key: Annotated[Path | None, typer.Option(
+        envvar="DIAG_KEY", help="client key (mutual TLS)")] = None,
     dial_timeout: Annotated[str, typer.Option(help="dial timeout, e.g. 2s")] = "2s",
     command_timeout: Annotated[str, typer.Option(help="per-call timeout, e.g. 5s")] = "5s",
     write_out: Annotated[str, typer.Option("--write-out", "-w", help="table or json")] = "table",
     metrics_urls: Annotated[str | None, typer.Option(
-        help="comma-separated /metrics URLs, one per endpoint in order "
-        "(default: each client URL + /metrics)")] = None,
+        envvar="DIAG_METRICS_URLS",
+        help="comma-separated metrics URLs, one per endpoint in order, as etcd's "
+        "--listen-metrics-urls gives them (http://host:2381 reads /metrics there; https "
+        "uses --cacert/--cert/--key) (default: each client URL + /metrics)")] = None,
 ) -> None:
     try:
         ctx.obj = Options.build(

@@ -120,8 +120,7 @@ async def status_of(opts: Options, index: int, ep: Endpoint, with_metrics: bool)
     if with_metrics:
         try:
             s = await asyncio.to_thread(
-                scrape, rep.metrics_url, opts.command_timeout,
-                opts.tls.ssl_context() if rep.metrics_url.startswith("https") else None,
+                scrape, rep.metrics_url, opts.command_timeout, opts.tls,
             )
             rep.wal_fsync_p99 = s.histogram(WAL_FSYNC).quantile(0.99)
             rep.backend_commit_p99 = s.histogram(BACKEND_COMMIT).quantile(0.99)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from raftkv.client import TLSConfig
 from raftkv.diag.histogram import Histogram, window
 from raftkv.diag.scrape import (
     BACKEND_COMMIT,
@@ -54,15 +54,15 @@ def _figures(h: Histogram, quantiles: Sequence[float]) -> dict[float, float]:
     return {q: h.quantile(q) for q in quantiles}
 
 
-async def _scrape(url: str, timeout: float, ctx: ssl.SSLContext | None) -> Scrape:
-    return await asyncio.to_thread(scrape, url, timeout, ctx)
+async def _scrape(url: str, timeout: float, tls: TLSConfig | None) -> Scrape:
+    return await asyncio.to_thread(scrape, url, timeout, tls)
 
 
 async def from_metrics(
     targets: Sequence[tuple[str, str]],
     window_seconds: float | None,
     timeout: float,
-    ctx: ssl.SSLContext | None = None,
+    tls: TLSConfig | None = None,
     quantiles: Sequence[float] = QUANTILES,
 ) -> list[Latency]:
     """``targets`` are (label, url). ``window_seconds`` None means lifetime figures."""
@@ -70,7 +70,7 @@ async def from_metrics(
 
     async def one(lat: Latency) -> Scrape | None:
         try:
-            return await _scrape(lat.url, timeout, ctx if lat.url.startswith("https") else None)
+            return await _scrape(lat.url, timeout, tls)
         except MetricsError as exc:
             lat.error = exc
             return None

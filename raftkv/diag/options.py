@@ -1,7 +1,8 @@
 """The global options every diag command shares, as etcdctl spells them.
 
 Invariant: an :class:`Options` is validated on construction (endpoints parsed, TLS files
-paired, timeouts positive, metrics URLs aligned with endpoints); any problem is a
+paired, timeouts positive, metrics URLs aligned with endpoints, a bare metrics base URL
+completed with ``/metrics``); any problem is a
 ``ValueError`` with one sentence, which the app turns into the usage exit code.
 """
 
@@ -9,8 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from raftkv.client import Endpoint, EtcdClient, TLSConfig, parse_endpoints
+
+
+def metrics_url(text: str) -> str:
+    """A /metrics URL; a bare base URL, as etcd's --listen-metrics-urls gives it
+    (``http://127.0.0.1:2381``), means its ``/metrics``."""
+    u = text.strip()
+    if not u.startswith(("http://", "https://")):
+        raise ValueError(f"metrics URL {u!r} must start with http:// or https://")
+    parts = urlsplit(u)
+    if not parts.hostname:
+        raise ValueError(f"metrics URL {u!r} has no host")
+    if parts.path in ("", "/") and not parts.query:
+        return urlunsplit(parts._replace(path="/metrics"))
+    return u
 
 
 @dataclass
@@ -40,10 +56,8 @@ class Options:
             raise ValueError(f"--write-out must be table or json, not {write_out!r}")
         tls = TLSConfig(cacert, cert, key)
         scheme = "https" if tls.enabled else "http"
-        urls = [u.strip() for u in metrics_urls.split(",") if u.strip()] if metrics_urls else None
-        for u in urls or []:
-            if not u.startswith(("http://", "https://")):
-                raise ValueError(f"metrics URL {u!r} must start with http:// or https://")
+        urls = ([metrics_url(u) for u in metrics_urls.split(",") if u.strip()]
+                if metrics_urls else None)
         return cls(
             endpoints=parse_endpoints(endpoints, scheme),
             cluster=cluster,

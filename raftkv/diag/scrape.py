@@ -1,7 +1,8 @@
 """Reading etcd's Prometheus text exposition from a /metrics URL.
 
 Invariant: :func:`scrape` returns a parsed :class:`Scrape` or raises :class:`MetricsError`
-with one sentence (unreachable, HTTP error, not HTTP at all, or not Prometheus text).
+with one sentence (unreachable, HTTP error, not HTTP at all, not Prometheus text, or a
+TLS failure, whose ``kind`` is then the same ``ErrorKind.TLS*`` the client port gives).
 Samples of a family with several label sets are summed, as ``sum by (le)`` would: one
 URL is one member.
 """
@@ -14,9 +15,12 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from raftkv.client import ErrorKind, TLSConfig
+from raftkv.client.tlsprobe import classify_ssl_error
 from raftkv.diag.histogram import Histogram
 
 WAL_FSYNC = "etcd_disk_wal_fsync_duration_seconds"
@@ -31,10 +35,12 @@ PROPOSALS_FAILED = "etcd_server_proposals_failed_total"
 class MetricsError(Exception):
     """A metrics URL that could not be read as Prometheus text."""
 
-    def __init__(self, url: str, detail: str, unreachable: bool = False) -> None:
+    def __init__(self, url: str, detail: str, unreachable: bool = False,
+                 kind: ErrorKind | None = None) -> None:
         self.url = url
         self.detail = detail
         self.unreachable = unreachable
+        self.kind = kind  # a TLS kind when the https handshake failed, else None
         super().__init__(f"{url}: {detail}")
 
 
@@ -84,20 +90,47 @@ def parse(url: str, text: str) -> Scrape:
     return out
 
 
-def scrape(url: str, timeout: float, ssl_context: ssl.SSLContext | None = None) -> Scrape:
-    req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
+def _context(url: str, tls: TLSConfig | None) -> ssl.SSLContext | None:
+    if not url.startswith("https"):
+        return None
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as resp:
+        return (tls or TLSConfig()).ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise MetricsError(url, f"cannot load the TLS files for https metrics ({exc})") from None
+
+
+def _tls_failure(url: str, exc: BaseException, tls: TLSConfig | None) -> MetricsError | None:
+    """A TLS failure named as for the client port (unknown CA, client cert, name, expiry)."""
+    if not isinstance(exc, ssl.SSLError):
+        return None
+    found = classify_ssl_error(exc, urlsplit(url).hostname or "", tls or TLSConfig())
+    detail = found.detail if found is not None else f"TLS failure ({exc})"
+    return MetricsError(url, detail, kind=found.kind if found is not None else ErrorKind.TLS)
+
+
+def scrape(url: str, timeout: float, tls: TLSConfig | None = None) -> Scrape:
+    """GET ``url`` (https: verified with ``tls``'s CA, client certificate if given)."""
+    req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
+    ctx = _context(url, tls)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             body = resp.read(64 * 1024 * 1024)
     except urllib.error.HTTPError as exc:
         raise MetricsError(url, f"answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
+        failure = _tls_failure(url, reason, tls) if isinstance(reason, BaseException) else None
+        if failure is not None:
+            raise failure from None
         detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise MetricsError(url, f"unreachable ({detail})", unreachable=True) from None
     except (OSError, ValueError) as exc:
         # first: a member killed mid-request raises RemoteDisconnected, which is both an
-        # OSError (ConnectionResetError) and an HTTPException (BadStatusLine)
+        # OSError (ConnectionResetError) and an HTTPException (BadStatusLine); a TLS 1.3
+        # server's alert about our client certificate arrives here, after the handshake
+        failure = _tls_failure(url, exc, tls)
+        if failure is not None:
+            raise failure from None
         raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None
     except http.client.HTTPException as exc:
         # e.g. BadStatusLine from a gRPC-only port (raftkv's client URL), which answers
