@@ -17,6 +17,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
 from raftkv.server import validate
+from raftkv.server.authservice import AuthService
 from raftkv.server.config import ServerConfig
 from raftkv.server.corruptcheck import initial_check
 from raftkv.server.http import MetricsServer
@@ -71,6 +72,7 @@ class Node:
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self.server), self.grpc)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(self.server), self.grpc)
         rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(self.server), self.grpc)
+        rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(self.server), self.grpc)
         for url in self.config.listen_client_urls:
             host, port = host_port(url)
             self.grpc.add_insecure_port(f"{host}:{port}")

@@ -38,6 +38,7 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
+from raftkv.mvcc.auth import AuthInfo
 from raftkv.mvcc.lease import Lessor
 from raftkv.mvcc.watch import WatchHub
 from raftkv.raft import (
@@ -53,6 +54,7 @@ from raftkv.raft import (
 from raftkv.server import maintenance
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.applytask import ApplyTask
+from raftkv.server.authgate import AuthGate
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.corruptcheck import CorruptChecker
 from raftkv.server.looplag import LoopLag
@@ -130,6 +132,8 @@ class RaftServer:
                               if cfg.corrupt_check_time > 0 else None)
         # Maintenance.Snapshot streams served at once (each holds a database copy on disk)
         self.snapshot_streams = asyncio.Semaphore(maintenance.MAX_STREAMS)
+        # who is asking (the services' side of auth), over the applier's store and tokens
+        self.auth_gate = AuthGate(lambda: self.applier.auth, lambda: self.applier.tokens)
 
     # --- startup -------------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class RaftServer:
         self.watch_hub = WatchHub(lambda: self.backend, self.backend_lock,
                                   self.metrics.registry)
         self.applier.on_changes = self.watch_hub.notify
+        self.applier.tokens.ttl = float(cfg.auth_token_ttl_s)
         self._background: set[asyncio.Future[None]] = set()
         self.applied_index = self.snapshot_index
         self.node = RawNode(
@@ -335,9 +340,11 @@ class RaftServer:
     def _check_alive(self) -> None:
         self.proposals.check_alive()
 
-    async def propose(self, request: Any) -> Any:
-        """Replicate a write; returns its response once applied here (or raises EtcdError)."""
-        return await self.proposals.propose(request)
+    async def propose(self, request: Any, auth: AuthInfo | None = None) -> Any:
+        """Replicate a write; returns its response once applied here (or raises EtcdError).
+        ``auth``: the user asking and the auth revision they were seen at (checked at
+        apply while auth is on)."""
+        return await self.proposals.propose(request, auth)
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:
         return await self.proposals.propose_conf_change(cc)
