@@ -99,8 +99,11 @@ class Applier:
         self.now = now
         self.metrics = metrics or ApplyMetrics(None)
         self.auth = AuthStore(backend)
-        # this member's simple tokens (memory only; the server sets the TTL)
+        # this member's simple tokens (memory only; the server sets the TTL) and the first
+        # log index that may give one: entries replayed from the WAL after a restart do
+        # not bring back the tokens the member had before (etcd's die with the process)
         self.tokens = SimpleTokens(0, now)
+        self.tokens_from = 0
         # the watch hub's notify: each revision's changes, once its transaction succeeded
         self.on_changes: Callable[[int, list[Change]], None] | None = None
 
@@ -163,6 +166,8 @@ class Applier:
             return self._auth_write(cmd.kind, cmd.request, ai)
         if cmd.kind is Kind.AUTHENTICATE:
             self.auth.authenticate(cmd.request.name)
+            if index < self.tokens_from:
+                return rpc_pb2.AuthenticateResponse()  # replayed: its caller is gone
             return rpc_pb2.AuthenticateResponse(token=self.tokens.assign(
                 cmd.request.name, cmd.request.password, index))
         if cmd.kind is Kind.ALARM:

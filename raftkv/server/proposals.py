@@ -303,6 +303,6 @@ class Proposals:
     async def _revoke(self, lease_id: int) -> None:
         try:
             with contextlib.suppress(errors.EtcdError):
-                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.s.as_root())
         finally:
             self._revoking.discard(lease_id)

@@ -38,7 +38,7 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
-from raftkv.mvcc.auth import AuthInfo
+from raftkv.mvcc.auth import ROOT, AuthInfo
 from raftkv.mvcc.lease import Lessor
 from raftkv.mvcc.watch import WatchHub
 from raftkv.raft import (
@@ -160,6 +160,7 @@ class RaftServer:
                                   self.metrics.registry)
         self.applier.on_changes = self.watch_hub.notify
         self.applier.tokens.ttl = float(cfg.auth_token_ttl_s)
+        self.applier.tokens_from = self.storage.last_index() + 1
         self._background: set[asyncio.Future[None]] = set()
         self.applied_index = self.snapshot_index
         self.node = RawNode(
@@ -339,6 +340,12 @@ class RaftServer:
 
     def _check_alive(self) -> None:
         self.proposals.check_alive()
+
+    def as_root(self) -> AuthInfo | None:
+        """The member itself (expired leases) and an embedding program act as the root
+        user while auth is on (etcd's WithRoot): root exists then and cannot be removed."""
+        store = self.applier.auth
+        return AuthInfo(ROOT, store.revision) if store.enabled else None
 
     async def propose(self, request: Any, auth: AuthInfo | None = None) -> Any:
         """Replicate a write; returns its response once applied here (or raises EtcdError).

@@ -88,3 +88,15 @@ def test_authenticate_gives_every_member_the_token_and_delete_takes_it(tmp_path:
     for m in members:
         assert isinstance(m.apply_normal(gone).result, rpc_pb2.AuthUserDeleteResponse)
         assert m.tokens.user_of(f"PREFIX.{n + 1}") is None
+
+
+def test_a_replayed_authenticate_gives_no_token(tmp_path: Path) -> None:
+    m = _members(tmp_path)[0]
+    for i, r in enumerate(SETUP):
+        m.apply_normal(_entry(i + 1, r))
+    n = len(SETUP)
+    m.tokens_from = n + 2  # as after a restart whose WAL ended at n + 1
+    old = m.apply_normal(_entry(n + 1, rpc_pb2.AuthenticateRequest(name="alice", password="P")))
+    assert old.result.token == "" and len(m.tokens) == 0
+    new = m.apply_normal(_entry(n + 2, rpc_pb2.AuthenticateRequest(name="alice", password="Q")))
+    assert new.result.token == f"Q.{n + 2}" and m.tokens.user_of(new.result.token) == "alice"

@@ -1,0 +1,185 @@
+"""Differential test of etcd's Auth service: one etcdctl 3.6.16 user/role/permission script
+against a raftkv cluster and an etcd 3.6.16 cluster must print the same transcript (exit
+code, output, last line of errors; endpoints masked), permission-denied errors, auth
+revisions and root rules included; and simple tokens die with the member that holds them:
+after a restart the member refuses them ("invalid auth token") on raftkv as on etcd."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster, running
+
+pytestmark = pytest.mark.slow  # real raftkv and etcd processes
+
+ROOT, ALICE, BAD = "--user=root:rootpw", "--user=alice:alicepw", "--user=alice:wrong"
+TXN_DENIED = 'value("app/1") = "v"\n\nput other 1\n\n\n'
+TXN_OK = 'value("app/1") = "v"\n\nput app/2 w\nget app/1\n\n\n'
+
+# (flags, args, stdin) in order
+SCRIPT: list[tuple[list[str], list[str], str | None]] = [
+    ([], ["auth", "status"], None),
+    ([], ["auth", "enable"], None),  # no root user yet
+    ([], ["user", "add", "root", "--new-user-password=rootpw"], None),
+    ([], ["user", "add", "alice", "--new-user-password=alicepw"], None),
+    ([], ["user", "add", "alice", "--new-user-password=x"], None),
+    ([], ["role", "add", "app"], None),
+    ([], ["role", "add", "app"], None),
+    ([], ["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"], None),
+    ([], ["role", "grant-permission", "app", "read", "ro/", "--prefix=true"], None),
+    ([], ["role", "grant-permission", "app", "write", "wo"], None),
+    ([], ["role", "grant-permission", "app", "read", "k1", "k5"], None),
+    ([], ["role", "grant-permission", "app", "read", "from/", "--from-key"], None),
+    ([], ["role", "grant-permission", "nope", "read", "x"], None),
+    ([], ["user", "grant-role", "alice", "app"], None),
+    ([], ["user", "grant-role", "alice", "nope"], None),
+    ([], ["user", "get", "alice"], None),
+    ([], ["role", "get", "app"], None),
+    ([], ["role", "list"], None),
+    ([], ["user", "list"], None),
+    ([], ["auth", "status"], None),
+    ([], ["auth", "enable"], None),  # etcdctl adds the root role and grants it to root
+    ([], ["auth", "status"], None),
+    ([], ["put", "x", "1"], None),
+    ([], ["get", "x"], None),
+    ([ALICE], ["put", "app/1", "v"], None),
+    ([ALICE], ["put", "other", "v"], None),
+    ([ALICE], ["get", "app/", "--prefix"], None),
+    ([ALICE], ["get", "ro/a"], None),
+    ([ALICE], ["put", "ro/a", "1"], None),
+    ([ALICE], ["put", "wo", "1"], None),
+    ([ALICE], ["get", "wo"], None),
+    ([ALICE], ["get", "k1", "k5"], None),
+    ([ALICE], ["get", "k1", "k6"], None),
+    ([ALICE], ["get", "from/x", "--from-key"], None),
+    ([ALICE], ["get", "", "--prefix"], None),
+    ([ALICE], ["put", "app/3", "v", "--prev-kv"], None),
+    ([ALICE], ["del", "wo", "--prev-kv"], None),
+    ([ALICE], ["txn"], TXN_DENIED),
+    ([ALICE], ["txn"], TXN_OK),
+    ([BAD], ["get", "app/1"], None),
+    ([ALICE], ["user", "list"], None),
+    ([ALICE], ["user", "get", "alice"], None),
+    ([ALICE], ["user", "get", "root"], None),
+    ([ALICE], ["role", "get", "app"], None),
+    ([ALICE], ["role", "get", "root"], None),
+    ([ALICE], ["auth", "status"], None),
+    ([ALICE], ["role", "add", "evil"], None),
+    ([ALICE], ["defrag"], None),
+    ([ALICE], ["compaction", "1"], None),
+    ([ALICE], ["member", "add", "x", "--peer-urls=http://127.0.0.1:1"], None),
+    ([ALICE], ["alarm", "list"], None),
+    ([ROOT], ["user", "list"], None),
+    ([ROOT], ["role", "get", "root"], None),
+    ([ROOT], ["user", "get", "root"], None),
+    ([ROOT], ["user", "delete", "root"], None),
+    ([ROOT], ["user", "revoke-role", "root", "root"], None),
+    ([ROOT], ["role", "delete", "root"], None),
+    ([ROOT], ["get", "", "--prefix"], None),
+    ([ROOT], ["role", "revoke-permission", "app", "wo"], None),
+    ([ROOT], ["role", "revoke-permission", "app", "wo"], None),
+    ([ROOT], ["user", "revoke-role", "alice", "nope"], None),
+    ([ROOT], ["user", "revoke-role", "alice", "app"], None),
+    ([ALICE], ["get", "app/1"], None),
+    ([ROOT], ["role", "delete", "app"], None),
+    ([ROOT], ["user", "delete", "alice"], None),
+    ([ALICE], ["get", "app/1"], None),
+    ([ROOT], ["auth", "status"], None),
+    ([ROOT], ["auth", "disable"], None),
+    ([], ["auth", "status"], None),
+    ([], ["put", "x", "2"], None),
+    ([], ["role", "list"], None),
+]
+
+_ENDPOINT = re.compile(r"127\.0\.0\.1:\d+")
+_DURATION = re.compile(r"\d+(\.\d+)?(ns|µs|ms|s)\b")
+
+
+def _mask(text: str) -> str:
+    return _DURATION.sub("D", _ENDPOINT.sub("EP", text))
+
+
+def run_script(c: Cluster) -> list[tuple[int, str, str]]:
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    out = []
+    for flags, args, stdin in SCRIPT:
+        argv = [str(etcd36_bin("etcdctl")), f"--endpoints={c.endpoints[0]}",
+                "--command-timeout=10s", *flags, *args]
+        p = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env,
+                           timeout=60)
+        err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        out.append((p.returncode, _mask(p.stdout.strip()), _mask(err)))
+    return out
+
+
+@pytest.fixture
+def raftkv1(tmp_path: Path) -> Iterator[Cluster]:
+    yield from running(raftkv_cluster(tmp_path / "raftkv", 1))
+
+
+@pytest.fixture
+def etcd1(tmp_path: Path) -> Iterator[Cluster]:
+    yield from running(Cluster(tmp_path / "etcd", 1, binary=etcd36_bin()))
+
+
+def test_etcdctl_auth_script_gives_etcds_transcript(raftkv1: Cluster, etcd1: Cluster) -> None:
+    ours, theirs = run_script(raftkv1), run_script(etcd1)
+    diffs = [f"etcdctl {' '.join(f + a)}\n  raftkv: {x}\n  etcd:   {y}"
+             for (f, a, _), x, y in zip(SCRIPT, ours, theirs, strict=True) if x != y]
+    assert not diffs, f"{len(diffs)} of {len(SCRIPT)} commands differ:\n" + "\n".join(diffs)
+    denied = sum(1 for _, _, e in theirs if "permission denied" in e)
+    assert denied >= 10, theirs  # the script must exercise refusals, or it proves little
+
+
+def _setup_alice(c: Cluster) -> None:
+    for args in (["user", "add", "root", "--new-user-password=rootpw"],
+                 ["user", "add", "alice", "--new-user-password=alicepw"],
+                 ["role", "add", "app"],
+                 ["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"],
+                 ["user", "grant-role", "alice", "app"], ["auth", "enable"]):
+        subprocess.run([str(etcd36_bin("etcdctl")), f"--endpoints={c.endpoints[0]}", *args],
+                       check=True, capture_output=True, timeout=60)
+
+
+def _get(endpoint: str, token: str) -> tuple[grpc.StatusCode, str]:
+    with grpc.insecure_channel(endpoint.removeprefix("http://")) as ch:
+        try:
+            rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"app/1"), timeout=10,
+                                          metadata=(("token", token),))
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details()
+    return grpc.StatusCode.OK, ""
+
+
+def _token(endpoint: str) -> str:
+    with grpc.insecure_channel(endpoint.removeprefix("http://")) as ch:
+        resp = rpc_pb2_grpc.AuthStub(ch).Authenticate(
+            rpc_pb2.AuthenticateRequest(name="alice", password="alicepw"), timeout=10)
+    return str(resp.token)
+
+
+@pytest.mark.parametrize("server", ["raftkv", "etcd"])
+def test_tokens_are_invalid_after_the_member_restarts(tmp_path: Path, server: str) -> None:
+    c = (raftkv_cluster(tmp_path / "c", 3) if server == "raftkv"
+         else Cluster(tmp_path / "c", 3, binary=etcd36_bin()))
+    for _ in running(c):
+        _setup_alice(c)
+        m0 = c.members[0]
+        token = _token(m0.client_url)
+        assert _get(m0.client_url, token) == (grpc.StatusCode.OK, "")
+        assert _get(m0.client_url, "nonsense.1") == (
+            grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+        c.restart(m0)
+        c.wait_healthy()
+        assert _get(m0.client_url, token) == (
+            grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+        # a fresh token works again
+        assert _get(m0.client_url, _token(m0.client_url)) == (grpc.StatusCode.OK, "")
