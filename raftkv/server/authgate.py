@@ -9,6 +9,9 @@ empty"), and a known token is its user at this member's current auth revision. W
 that user and revision into the log and are checked at apply; reads are checked here,
 before and (for the revision) after they are served, so a read that raced an auth change is
 refused with "auth old revision", as etcd's doSerialize does.
+
+With ``--client-cert-auth``, a call without a token is the user named by the common name
+of its verified client certificate (etcd's AuthInfoFromTLS); a token, when given, wins.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ def token_of(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def cert_user(context: grpc.aio.ServicerContext) -> str | None:
+    """The common name of the caller's verified client certificate, if any."""
+    try:
+        names = context.auth_context().get("x509_common_name") or []
+    except (AttributeError, ValueError):
+        return None
+    return names[0].decode() if names else None
+
+
 def token_metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
     """The caller's token, to pass on with a request forwarded to the leader."""
     tok = token_of(context)
@@ -40,10 +52,11 @@ def token_metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], 
 
 
 class AuthGate:
-    def __init__(self, store: Callable[[], AuthStore], tokens: Callable[[], SimpleTokens]
-                 ) -> None:
+    def __init__(self, store: Callable[[], AuthStore], tokens: Callable[[], SimpleTokens],
+                 cert_auth: Callable[[], bool] = lambda: False) -> None:
         self._store = store
         self._tokens = tokens
+        self._cert_auth = cert_auth  # --client-cert-auth: a certificate's CN is a user
 
     @property
     def store(self) -> AuthStore:
@@ -56,7 +69,8 @@ class AuthGate:
             return None
         tok = token_of(context)
         if tok is None:
-            return None
+            cn = cert_user(context) if self._cert_auth() else None
+            return AuthInfo(cn, store.revision) if cn else None
         user = self._tokens().user_of(tok)
         if user is None:
             raise errors.InvalidAuthToken()
