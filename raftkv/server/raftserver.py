@@ -68,6 +68,7 @@ from raftkv.server.recovery import (
     recover,
 )
 from raftkv.server.snapshots import SnapshotLifecycle
+from raftkv.server.tokens import new_prefix
 from raftkv.server.transport import (
     Transport,
     TransportError,
@@ -340,6 +341,16 @@ class RaftServer:
 
     def _check_alive(self) -> None:
         self.proposals.check_alive()
+
+    async def root_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata for this member's own calls to its peers' client ports (the
+        corruption check's HashKV, which needs root while auth is on): a root token
+        replicated by an Authenticate entry of the member's own, as every member applies
+        it. Empty while auth is off."""
+        if not self.applier.auth.enabled:
+            return ()
+        resp = await self.propose(rpc_pb2.AuthenticateRequest(name=ROOT, password=new_prefix()))
+        return (("token", resp.token),)
 
     def as_root(self) -> AuthInfo | None:
         """The member itself (expired leases) and an embedding program act as the root
