@@ -2,7 +2,8 @@
 against a raftkv cluster and an etcd 3.6.16 cluster must print the same transcript (exit
 code, output, last line of errors; endpoints masked), permission-denied errors, auth
 revisions and root rules included; and simple tokens die with the member that holds them:
-after a restart the member refuses them ("invalid auth token") on raftkv as on etcd."""
+after a restart the member refuses them ("invalid auth token") on raftkv as on etcd; with
+``--client-cert-auth`` the certificate's CN is the user, on raftkv as on etcd."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster, running
+from tests.support.pki import ClusterPKI, cluster_pki, issue
 
 pytestmark = pytest.mark.slow  # real raftkv and etcd processes
 
@@ -183,3 +185,61 @@ def test_tokens_are_invalid_after_the_member_restarts(tmp_path: Path, server: st
             grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
         # a fresh token works again
         assert _get(m0.client_url, _token(m0.client_url)) == (grpc.StatusCode.OK, "")
+
+
+# --- the client certificate's CN as the user (--client-cert-auth with auth on) ----------
+
+CN_SETUP = [["user", "add", "root", "--new-user-password=rootpw"],
+            ["user", "add", "alice", "--new-user-password=alicepw"], ["role", "add", "app"],
+            ["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"],
+            ["user", "grant-role", "alice", "app"], ["auth", "enable"]]
+# (certificate, flags, args): "client" is CN=root, "alice" CN=alice, "nobody" CN=nobody
+CN_SCRIPT: list[tuple[str, list[str], list[str]]] = [
+    ("alice", [], ["put", "app/1", "v"]),
+    ("alice", [], ["put", "other", "v"]),
+    ("alice", [], ["get", "app/1"]),
+    ("alice", [], ["user", "list"]),
+    ("client", [], ["user", "list"]),
+    ("client", [], ["put", "other", "v"]),
+    ("nobody", [], ["put", "app/2", "v"]),
+    ("nobody", [], ["get", "app/1"]),
+    ("nobody", [ALICE], ["put", "app/3", "v"]),  # a token wins over the certificate
+    ("alice", [BAD], ["get", "app/1"]),
+]
+
+
+def _cn_transcript(c: Cluster, pki: ClusterPKI) -> list[tuple[int, str, str]]:
+    env = {**os.environ, "ETCDCTL_API": "3"}
+
+    def ctl(cert: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(etcd36_bin("etcdctl")), f"--endpoints={c.endpoints[0]}",
+             "--command-timeout=10s", "--cacert", str(pki.crt(pki.ca)),
+             "--cert", str(pki.crt(cert)), "--key", str(pki.key(cert)), *args],
+            capture_output=True, text=True, env=env, timeout=60)
+
+    for args in CN_SETUP:
+        assert ctl("client", *args).returncode == 0, args
+    out = []
+    for cert, flags, args in CN_SCRIPT:
+        p = ctl(cert, *flags, *args)
+        err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        out.append((p.returncode, _mask(p.stdout.strip()), _mask(err)))
+    return out
+
+
+def test_client_certificate_cn_is_the_user_as_with_etcd(tmp_path: Path) -> None:
+    pki = cluster_pki(tmp_path / "pki")
+    issue(pki.dir, pki.ca, "alice", "/CN=alice", usage="client")
+    issue(pki.dir, pki.ca, "nobody", "/CN=nobody", usage="client")
+    got = {}
+    for name, binary in (("raftkv", None), ("etcd", etcd36_bin())):
+        c = (raftkv_cluster(tmp_path / name, 1, pki=pki) if binary is None
+             else Cluster(tmp_path / name, 1, binary=binary, pki=pki))
+        for _ in running(c):
+            got[name] = _cn_transcript(c, pki)
+    diffs = [f"{cert} etcdctl {' '.join(f + a)}\n  raftkv: {x}\n  etcd:   {y}"
+             for (cert, f, a), x, y in zip(CN_SCRIPT, got["raftkv"], got["etcd"], strict=True)
+             if x != y]
+    assert not diffs, "\n".join(diffs)
+    assert sum(1 for _, _, e in got["etcd"] if "permission denied" in e) >= 3
