@@ -100,3 +100,26 @@ def test_a_replayed_authenticate_gives_no_token(tmp_path: Path) -> None:
     assert old.result.token == "" and len(m.tokens) == 0
     new = m.apply_normal(_entry(n + 2, rpc_pb2.AuthenticateRequest(name="alice", password="Q")))
     assert new.result.token == f"Q.{n + 2}" and m.tokens.user_of(new.result.token) == "alice"
+
+
+def test_leases_holding_keys_alice_cannot_write_are_hers_to_neither_use_nor_revoke(
+        tmp_path: Path) -> None:
+    m = _members(tmp_path)[0]
+    for i, r in enumerate(SETUP):
+        m.apply_normal(_entry(i + 1, r))
+    n, rev = len(SETUP), len(SETUP)
+    grant = rpc_pb2.LeaseGrantRequest(ID=77, TTL=60)
+    steps: list[tuple[Any, str, type]] = [
+        (grant, "root", rpc_pb2.LeaseGrantResponse),
+        (rpc_pb2.PutRequest(key=b"sys/k", value=b"1", lease=77), "root", rpc_pb2.PutResponse),
+        (rpc_pb2.PutRequest(key=b"app/k", value=b"1", lease=77), "alice", errors.PermissionDenied),
+        (rpc_pb2.LeaseRevokeRequest(ID=77), "alice", errors.PermissionDenied),
+        (rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(
+            key=b"app/k", value=b"1", lease=77))]), "alice", errors.PermissionDenied),
+        (rpc_pb2.TxnRequest(compare=[rpc_pb2.Compare(key=b"sys/k")]), "alice",
+         errors.PermissionDenied),  # a compare needs read on its key
+        (rpc_pb2.LeaseRevokeRequest(ID=77), "root", rpc_pb2.LeaseRevokeResponse),
+    ]
+    for i, (req, user, want) in enumerate(steps):
+        got = m.apply_normal(_entry(n + 1 + i, req, user, rev)).result
+        assert isinstance(got, want), (i, got)
