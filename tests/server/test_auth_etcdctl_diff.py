@@ -109,16 +109,21 @@ def _mask(text: str) -> str:
     return _DURATION.sub("D", _ENDPOINT.sub("EP", text))
 
 
+def _last_error(stderr: str) -> str:
+    """etcdctl's error: its last line that is not a JSON log record (those carry times)."""
+    lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("{")]
+    return _mask(lines[-1]) if lines else ""
+
+
 def run_script(c: Cluster) -> list[tuple[int, str, str]]:
-    env = {**os.environ, "ETCDCTL_API": "3"}
+    env = {k: v for k, v in os.environ.items() if k != "ETCDCTL_API"}  # 3.6 warns on it
     out = []
     for flags, args, stdin in SCRIPT:
         argv = [str(etcd36_bin("etcdctl")), f"--endpoints={c.endpoints[0]}",
                 "--command-timeout=10s", *flags, *args]
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env,
                            timeout=60)
-        err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        out.append((p.returncode, _mask(p.stdout.strip()), _mask(err)))
+        out.append((p.returncode, _mask(p.stdout.strip()), _last_error(p.stderr)))
     return out
 
 
@@ -168,8 +173,10 @@ def _token(endpoint: str) -> str:
     return str(resp.token)
 
 
-@pytest.mark.parametrize("server", ["raftkv", "etcd"])
-def test_tokens_are_invalid_after_the_member_restarts(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize(("server", "how"), [("raftkv", "term"), ("etcd", "term"),
+                                            ("raftkv", "kill")])
+def test_tokens_are_invalid_after_the_member_restarts(tmp_path: Path, server: str,
+                                                      how: str) -> None:
     c = (raftkv_cluster(tmp_path / "c", 3) if server == "raftkv"
          else Cluster(tmp_path / "c", 3, binary=etcd36_bin()))
     for _ in running(c):
@@ -179,7 +186,14 @@ def test_tokens_are_invalid_after_the_member_restarts(tmp_path: Path, server: st
         assert _get(m0.client_url, token) == (grpc.StatusCode.OK, "")
         assert _get(m0.client_url, "nonsense.1") == (
             grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
-        c.restart(m0)
+        # etcd, killed (SIGKILL), may replay the Authenticate entry from its WAL and know
+        # the token again; raftkv gives no token on replay, so it is also tried killed
+        assert m0.proc is not None
+        if how == "kill":
+            c.restart(m0)
+        else:
+            m0.proc.stop()
+            c.start_member(m0, state="existing")
         c.wait_healthy()
         assert _get(m0.client_url, token) == (
             grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
@@ -209,7 +223,7 @@ CN_SCRIPT: list[tuple[str, list[str], list[str]]] = [
 
 
 def _cn_transcript(c: Cluster, pki: ClusterPKI) -> list[tuple[int, str, str]]:
-    env = {**os.environ, "ETCDCTL_API": "3"}
+    env = {k: v for k, v in os.environ.items() if k != "ETCDCTL_API"}  # 3.6 warns on it
 
     def ctl(cert: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -223,8 +237,7 @@ def _cn_transcript(c: Cluster, pki: ClusterPKI) -> list[tuple[int, str, str]]:
     out = []
     for cert, flags, args in CN_SCRIPT:
         p = ctl(cert, *flags, *args)
-        err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        out.append((p.returncode, _mask(p.stdout.strip()), _mask(err)))
+        out.append((p.returncode, _mask(p.stdout.strip()), _last_error(p.stderr)))
     return out
 
 
