@@ -40,6 +40,12 @@ class MalformedRequest(errors.EtcdError):
     message = "etcdserver: the watch request could not be decoded"
 
 
+def _status_text(exc: errors.EtcdError) -> str:
+    """A gRPC status as Go prints it: etcd's watch cancel reason for an auth refusal."""
+    go_code = "".join(w.capitalize() for w in exc.code.split("_"))
+    return f"rpc error: code = {go_code} desc = {exc.message}"
+
+
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -82,8 +88,10 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         def permit(key: bytes, range_end: bytes) -> str | None:
             try:
                 gate.store.check_range(gate.who(context), key, range_end)
-            except errors.EtcdError as exc:
-                return exc.message
+            except (errors.InvalidAuthToken, errors.AuthOldRevision, errors.UserEmpty) as exc:
+                return _status_text(exc)
+            except errors.EtcdError:
+                return _status_text(errors.PermissionDenied())
             return None
         return permit
 
