@@ -1,10 +1,12 @@
 """Auth on three-member clusters, raftkv and etcd 3.6.16 alike: a token from one member
 works on another (the Authenticate entry reached every member), a lease keep-alive sent
 to a follower is forwarded to the leader with the caller's token, and a watch on a range
-the user may not read is created canceled with "permission denied"."""
+the user may not read is created canceled with "permission denied"; and the corruption
+check still compares members (it needs a root token for its peers' HashKV)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -12,7 +14,9 @@ import pytest
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from tests.server.test_auth_etcdctl_diff import _setup_alice, _token
+from tests.server.test_hashkv import _set_value
 from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
+from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real clusters
 
@@ -67,5 +71,29 @@ def test_tokens_keepalives_and_watches_across_members(tmp_path: Path, server: st
             assert (first.created, first.canceled, first.cancel_reason) == (
                 True, True,
                 "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+    finally:
+        c.stop()
+
+
+def test_corruption_check_still_compares_with_auth_on(tmp_path: Path) -> None:
+    """Peers answer HashKV to root only while auth is on: the leader's check must get a
+    root token of its own, or it would compare nothing and never raise CORRUPT."""
+    c = raftkv_cluster(tmp_path / "c", 3, extra_args=["--corrupt-check-time=300ms"])
+    try:
+        c.start()
+        _setup_alice(c)
+
+        def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(etcd36_bin("etcdctl")), f"--endpoints={c.endpoints[0]}",
+                                   "--user=root:rootpw", *args],
+                                  capture_output=True, text=True, timeout=60)
+
+        for i in range(5):
+            assert ctl("put", f"k{i}", f"v{i}").returncode == 0
+        _, follower = _leader_and_follower(c)
+        victim = next(m for m in c.members if m.client_url == follower)
+        _set_value(victim.data_dir, b"k2", b"rot")  # behind the member's back
+        wait_until(lambda: "alarm:CORRUPT" in ctl("alarm", "list").stdout, 30,
+                   "the CORRUPT alarm with auth on")
     finally:
         c.stop()
