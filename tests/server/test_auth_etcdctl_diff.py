@@ -42,6 +42,8 @@ SCRIPT: list[tuple[list[str], list[str], str | None]] = [
     ([], ["role", "grant-permission", "app", "read", "from/", "--from-key"], None),
     ([], ["role", "grant-permission", "nope", "read", "x"], None),
     ([], ["user", "grant-role", "alice", "app"], None),
+    ([], ["user", "add", "nopw", "--no-password"], None),
+    ([], ["user", "grant-role", "nopw", "app"], None),
     ([], ["user", "grant-role", "alice", "nope"], None),
     ([], ["user", "get", "alice"], None),
     ([], ["role", "get", "app"], None),
@@ -68,6 +70,7 @@ SCRIPT: list[tuple[list[str], list[str], str | None]] = [
     ([ALICE], ["txn"], TXN_DENIED),
     ([ALICE], ["txn"], TXN_OK),
     ([BAD], ["get", "app/1"], None),
+    (["--user=nopw:x"], ["get", "app/1"], None),  # a no-password user cannot log in
     ([ALICE], ["user", "list"], None),
     ([ALICE], ["user", "get", "alice"], None),
     ([ALICE], ["user", "get", "root"], None),
@@ -91,6 +94,9 @@ SCRIPT: list[tuple[list[str], list[str], str | None]] = [
     ([ROOT], ["user", "revoke-role", "alice", "nope"], None),
     ([ROOT], ["user", "revoke-role", "alice", "app"], None),
     ([ALICE], ["get", "app/1"], None),
+    ([ROOT], ["user", "passwd", "alice", "--interactive=false"], "newpw\n"),
+    ([ALICE], ["get", "app/1"], None),  # the old password no longer works
+    (["--user=alice:newpw"], ["get", "app/1"], None),
     ([ROOT], ["role", "delete", "app"], None),
     ([ROOT], ["user", "delete", "alice"], None),
     ([ALICE], ["get", "app/1"], None),
