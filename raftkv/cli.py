@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lease-checkpoint-interval", type=ft.argtype(ft.go_duration), default=300.0,
       help="how often the leader replicates remaining lease TTLs (a Go duration; raftkv "
            "only: etcd has no flag for it, its default is 5m)")
+    a("--auth-token", default="simple", help="token type: 'simple' (jwt is not supported)")
+    a("--auth-token-ttl", type=int, default=300,
+      help="seconds a simple token lives after its last use on a member")
     return p
 
 
@@ -132,6 +135,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         logger=ns.logger,
         lease_checkpoint=_lease_checkpoint(ns),
         lease_checkpoint_interval_s=ns.lease_checkpoint_interval,
+        auth_token=ns.auth_token,
+        auth_token_ttl_s=ns.auth_token_ttl,
     )
     cfg.validate()
     return cfg

@@ -2,7 +2,10 @@
 
 An entry's data is ``u8 version=2 | u8 kind | u64 proposer member ID | u64 request ID |
 protobuf request`` where the request is etcd's own message (PutRequest, TxnRequest...).
-Version 1 entries (no proposer field) still decode, with proposer 0. Decoding validates
+A request made by an authenticated user is version 3: after the request ID come ``u64 auth
+revision | u16 user name length | user name (UTF-8)``, etcd's RequestHeader username and
+auth_revision, which apply checks permissions against. Version 1 entries (no proposer
+field) still decode, with proposer 0; version 2 ones with no user. Decoding validates
 the version and kind and lets protobuf parse the rest; malformed bytes raise
 :class:`CommandError`. Never pickle.
 
@@ -23,8 +26,10 @@ from aetcd.rpc import rpc_pb2
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
 VERSION = 2
+VERSION_AUTH = 3
 _HDR_V1 = struct.Struct(">BBQ")
 _HDR = struct.Struct(">BBQQ")
+_AUTH = struct.Struct(">QH")
 
 
 class Kind(IntEnum):
@@ -37,6 +42,20 @@ class Kind(IntEnum):
     LEASE_REVOKE = 6
     PUBLISH = 7  # a member's name and client URLs, as etcd's publish
     LEASE_CHECKPOINT = 8  # the leader's record of remaining TTLs, as etcd's
+    # etcd's Auth service; AUTHENTICATE carries the user name and the new simple token's
+    # random prefix in ``password`` (never the password: the API layer checked it)
+    AUTH_ENABLE = 20
+    AUTH_DISABLE = 21
+    AUTHENTICATE = 22
+    USER_ADD = 23
+    USER_DELETE = 24
+    USER_CHANGE_PASSWORD = 25
+    USER_GRANT_ROLE = 26
+    USER_REVOKE_ROLE = 27
+    ROLE_ADD = 28
+    ROLE_DELETE = 29
+    ROLE_GRANT_PERMISSION = 30
+    ROLE_REVOKE_PERMISSION = 31
 
 
 _TYPES: dict[Kind, Any] = {
@@ -49,6 +68,18 @@ _TYPES: dict[Kind, Any] = {
     Kind.LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
     Kind.PUBLISH: rpc_pb2.Member,
     Kind.LEASE_CHECKPOINT: rpc_pb2.LeaseCheckpointRequest,
+    Kind.AUTH_ENABLE: rpc_pb2.AuthEnableRequest,
+    Kind.AUTH_DISABLE: rpc_pb2.AuthDisableRequest,
+    Kind.AUTHENTICATE: rpc_pb2.AuthenticateRequest,
+    Kind.USER_ADD: rpc_pb2.AuthUserAddRequest,
+    Kind.USER_DELETE: rpc_pb2.AuthUserDeleteRequest,
+    Kind.USER_CHANGE_PASSWORD: rpc_pb2.AuthUserChangePasswordRequest,
+    Kind.USER_GRANT_ROLE: rpc_pb2.AuthUserGrantRoleRequest,
+    Kind.USER_REVOKE_ROLE: rpc_pb2.AuthUserRevokeRoleRequest,
+    Kind.ROLE_ADD: rpc_pb2.AuthRoleAddRequest,
+    Kind.ROLE_DELETE: rpc_pb2.AuthRoleDeleteRequest,
+    Kind.ROLE_GRANT_PERMISSION: rpc_pb2.AuthRoleGrantPermissionRequest,
+    Kind.ROLE_REVOKE_PERMISSION: rpc_pb2.AuthRoleRevokePermissionRequest,
 }
 
 
@@ -62,10 +93,16 @@ class Command:
     request_id: int
     request: Any  # the protobuf request message for ``kind``
     proposer: int = 0  # the member that proposed it (0 in version 1 entries)
+    user: str = ""  # who asked, when auth is on (etcd's RequestHeader.username)
+    auth_revision: int = 0  # the auth revision the user's token was checked at
 
     def encode(self) -> bytes:
         body: bytes = self.request.SerializeToString()
-        return _HDR.pack(VERSION, self.kind, self.proposer, self.request_id) + body
+        if not self.user and not self.auth_revision:
+            return _HDR.pack(VERSION, self.kind, self.proposer, self.request_id) + body
+        name = self.user.encode()
+        return (_HDR.pack(VERSION_AUTH, self.kind, self.proposer, self.request_id)
+                + _AUTH.pack(self.auth_revision, len(name)) + name + body)
 
 
 class RequestIDs:
@@ -97,7 +134,7 @@ def decode(buf: bytes) -> Command:
     if version == 1:
         _, kind, rid = _HDR_V1.unpack_from(buf)
         proposer, size = 0, _HDR_V1.size
-    elif version == VERSION:
+    elif version in (VERSION, VERSION_AUTH):
         if len(buf) < _HDR.size:
             raise CommandError("command shorter than its header")
         _, kind, proposer, rid = _HDR.unpack_from(buf)
@@ -108,9 +145,22 @@ def decode(buf: bytes) -> Command:
         k = Kind(kind)
     except ValueError:
         raise CommandError(f"unknown command kind {kind}") from None
+    user, auth_rev = "", 0
+    if version == VERSION_AUTH:
+        if len(buf) < size + _AUTH.size:
+            raise CommandError("command shorter than its auth header")
+        auth_rev, n = _AUTH.unpack_from(buf, size)
+        size += _AUTH.size
+        if len(buf) < size + n:
+            raise CommandError("command shorter than its user name")
+        try:
+            user = buf[size:size + n].decode()
+        except UnicodeDecodeError:
+            raise CommandError("user name is not UTF-8") from None
+        size += n
     msg = _TYPES[k]()
     try:
         msg.ParseFromString(buf[size:])
     except ProtoDecodeError as exc:
         raise CommandError(f"malformed {k.name} request: {exc}") from None
-    return Command(k, rid, msg, proposer)
+    return Command(k, rid, msg, proposer, user, auth_rev)

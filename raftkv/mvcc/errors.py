@@ -73,3 +73,36 @@ TooManyLearners = _err("TooManyLearners", "FAILED_PRECONDITION",
 NotEnoughStarted = _err("NotEnoughStarted", "FAILED_PRECONDITION",
                         "etcdserver: re-configuration failed due to not enough started members")
 Corrupt = _err("Corrupt", "DATA_LOSS", "etcdserver: corrupt cluster")
+
+# --- auth (etcd's rpctypes for server/auth errors) ---------------------------------------
+RootUserNotExist = _err("RootUserNotExist", "FAILED_PRECONDITION",
+                        "etcdserver: root user does not exist")
+RootRoleNotExist = _err("RootRoleNotExist", "FAILED_PRECONDITION",
+                        "etcdserver: root user does not have root role")
+UserAlreadyExist = _err("UserAlreadyExist", "FAILED_PRECONDITION",
+                        "etcdserver: user name already exists")
+UserEmpty = _err("UserEmpty", "INVALID_ARGUMENT", "etcdserver: user name is empty")
+UserNotFound = _err("UserNotFound", "FAILED_PRECONDITION", "etcdserver: user name not found")
+RoleAlreadyExist = _err("RoleAlreadyExist", "FAILED_PRECONDITION",
+                        "etcdserver: role name already exists")
+RoleNotFound = _err("RoleNotFound", "FAILED_PRECONDITION", "etcdserver: role name not found")
+RoleEmpty = _err("RoleEmpty", "INVALID_ARGUMENT", "etcdserver: role name is empty")
+AuthFailed = _err("AuthFailed", "INVALID_ARGUMENT",
+                  "etcdserver: authentication failed, invalid user ID or password")
+# etcd maps no gRPC code to it: the client sees codes.Unknown and the auth package's text
+NoPasswordUser = _err("NoPasswordUser", "UNKNOWN",
+                      "auth: authentication failed, password was given for no password user")
+PermissionNotGiven = _err("PermissionNotGiven", "INVALID_ARGUMENT",
+                          "etcdserver: permission not given")
+PermissionDenied = _err("PermissionDenied", "PERMISSION_DENIED", "etcdserver: permission denied")
+RoleNotGranted = _err("RoleNotGranted", "FAILED_PRECONDITION",
+                      "etcdserver: role is not granted to the user")
+PermissionNotGranted = _err("PermissionNotGranted", "FAILED_PRECONDITION",
+                            "etcdserver: permission is not granted to the role")
+AuthNotEnabled = _err("AuthNotEnabled", "FAILED_PRECONDITION",
+                      "etcdserver: authentication is not enabled")
+InvalidAuthToken = _err("InvalidAuthToken", "UNAUTHENTICATED", "etcdserver: invalid auth token")
+InvalidAuthMgmt = _err("InvalidAuthMgmt", "INVALID_ARGUMENT",
+                       "etcdserver: invalid auth management")
+AuthOldRevision = _err("AuthOldRevision", "INVALID_ARGUMENT",
+                       "etcdserver: revision of auth store is old")

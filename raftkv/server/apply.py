@@ -31,12 +31,14 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 from prometheus_client import CollectorRegistry, Counter
 
-from raftkv.mvcc import commands, errors, kv
+from raftkv.mvcc import authcheck, commands, errors, kv
 from raftkv.mvcc.alarms import Alarms
+from raftkv.mvcc.auth import AuthInfo, AuthStore
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.mvcc.lease import Lessor
 from raftkv.raft import ConfChange, ConfChangeType, Entry
 from raftkv.server.membership import Member, Membership
+from raftkv.server.tokens import SimpleTokens
 from raftkv.storage.backend import Backend, Change
 from raftkv.storage.errors import StorageError
 
@@ -50,6 +52,11 @@ FATAL_ERRORS: tuple[type[BaseException], ...] = (
 
 _REFUSED_WHEN_CORRUPT = frozenset({Kind.PUT, Kind.DELETE_RANGE, Kind.TXN, Kind.COMPACT,
                                    Kind.LEASE_GRANT, Kind.LEASE_REVOKE})
+# etcd's needAdminPermission: only a root user may change the auth store (while auth is on)
+AUTH_WRITE_KINDS = frozenset({
+    Kind.AUTH_ENABLE, Kind.AUTH_DISABLE, Kind.USER_ADD, Kind.USER_DELETE,
+    Kind.USER_CHANGE_PASSWORD, Kind.USER_GRANT_ROLE, Kind.USER_REVOKE_ROLE, Kind.ROLE_ADD,
+    Kind.ROLE_DELETE, Kind.ROLE_GRANT_PERMISSION, Kind.ROLE_REVOKE_PERMISSION})
 
 
 class ApplyRejected(errors.EtcdError):
@@ -91,6 +98,12 @@ class Applier:
         self.is_leader = is_leader
         self.now = now
         self.metrics = metrics or ApplyMetrics(None)
+        self.auth = AuthStore(backend)
+        # this member's simple tokens (memory only; the server sets the TTL) and the first
+        # log index that may give one: entries replayed from the WAL after a restart do
+        # not bring back the tokens the member had before (etcd's die with the process)
+        self.tokens = SimpleTokens(0, now)
+        self.tokens_from = 0
         # the watch hub's notify: each revision's changes, once its transaction succeeded
         self.on_changes: Callable[[int, list[Change]], None] | None = None
 
@@ -99,6 +112,8 @@ class Applier:
         self.membership = membership
         self.leases.reload(backend)
         self.alarms.reload(backend)
+        self.auth.reload(backend)
+        self.tokens.clear()  # as a restart: tokens are never in a snapshot
 
     # --- normal entries ------------------------------------------------------------------
 
@@ -118,7 +133,7 @@ class Applier:
         key = (cmd.proposer, cmd.request_id)
         try:
             with self.backend.write_txn() as w:
-                result = self._execute(cmd, w)
+                result = self._execute(cmd, w, e.index)
                 w.end(e.index)
         except errors.EtcdError as exc:
             self._end_only(e.index)
@@ -126,6 +141,8 @@ class Applier:
         except FATAL_ERRORS:
             raise
         except Exception as exc:
+            if cmd.kind in AUTH_WRITE_KINDS:
+                self.auth.reload(self.backend)  # its memory may hold the rolled-back change
             log.error("entry %d (%s) rejected on apply, rolled back: %s: %s", e.index,
                       cmd.kind.name, type(exc).__name__, exc)
             self.metrics.rejected.inc()
@@ -140,21 +157,34 @@ class Applier:
         with self.backend.write_txn() as w:
             w.end(index)
 
-    def _execute(self, cmd: Command, w: Any) -> Any:
+    def _execute(self, cmd: Command, w: Any, index: int) -> Any:
         tx = kv.Tx(self.backend, w)
+        ai = AuthInfo(cmd.user, cmd.auth_revision)
         if cmd.kind in _REFUSED_WHEN_CORRUPT and self.alarms.corrupt():
             raise errors.Corrupt()  # etcd's applierV3Corrupt, alike on every member
+        if cmd.kind in AUTH_WRITE_KINDS:
+            return self._auth_write(cmd.kind, cmd.request, ai)
+        if cmd.kind is Kind.AUTHENTICATE:
+            self.auth.authenticate(cmd.request.name)
+            if index < self.tokens_from:
+                return rpc_pb2.AuthenticateResponse()  # replayed: its caller is gone
+            return rpc_pb2.AuthenticateResponse(token=self.tokens.assign(
+                cmd.request.name, cmd.request.password, index))
         if cmd.kind is Kind.ALARM:
             return self.alarms.apply(cmd.request)
         if cmd.kind is Kind.PUT:
+            authcheck.check_put(self.auth, ai, self.leases, tx, cmd.request)
             return kv.put(tx, cmd.request, self.leases)
         if cmd.kind is Kind.DELETE_RANGE:
+            authcheck.check_delete(self.auth, ai, cmd.request)
             return kv.delete_range(tx, cmd.request)
         if cmd.kind is Kind.TXN:
+            authcheck.check_txn(self.auth, ai, self.leases, tx, cmd.request)
             return kv.txn(tx, cmd.request, self.leases)
         if cmd.kind is Kind.LEASE_GRANT:
             return self.leases.grant(cmd.request, self.now() if self.is_leader() else None)
         if cmd.kind is Kind.LEASE_REVOKE:
+            authcheck.check_lease_puts(self.auth, ai, self.leases, tx, cmd.request.ID)
             return self.leases.revoke(tx, cmd.request.ID)
         if cmd.kind is Kind.LEASE_CHECKPOINT:
             return self.leases.checkpoint(cmd.request)
@@ -176,6 +206,17 @@ class Applier:
             resp.header.revision = self.backend.current_revision()
             return resp
         raise errors.NotCapable(f"etcdserver: {cmd.kind.name.lower()} is not supported yet")
+
+    def _auth_write(self, kind: Kind, r: Any, ai: AuthInfo) -> Any:
+        """An auth store change by a root user (anyone while auth is off); tokens of a
+        deleted user or a changed password go, and all of them when auth goes off."""
+        self.auth.check_admin(ai)
+        resp, drop = self.auth.apply(r)
+        if drop is not None:
+            self.tokens.invalidate_user(drop)
+        if kind is Kind.AUTH_DISABLE:
+            self.tokens.clear()
+        return resp
 
     # --- configuration changes -----------------------------------------------------------
 

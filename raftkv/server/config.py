@@ -111,6 +111,9 @@ class ServerConfig:
     # interval per 1000 leases buys a lease that outlives leader changes at its true age)
     lease_checkpoint: bool = True
     lease_checkpoint_interval_s: float = 300.0  # etcd's default (5 min; not a flag in etcd)
+    # etcd's --auth-token (only "simple": member-memory tokens) and --auth-token-ttl (s)
+    auth_token: str = "simple"
+    auth_token_ttl_s: int = 300
     # TLS (raftkv.server.tlsconfig): the client port's (also the https metrics URLs'), the
     # peer port's, and what both share
     client_tls: TLSInfo = field(default_factory=TLSInfo)
@@ -134,6 +137,11 @@ class ServerConfig:
             raise ConfigError("--lease-checkpoint-interval must be a positive duration")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be positive")
+        if self.auth_token != "simple":
+            raise ConfigError(f"--auth-token {self.auth_token!r} is not supported: raftkv "
+                              "has simple tokens only (jwt is not implemented)")
+        if self.auth_token_ttl_s <= 0:
+            raise ConfigError("--auth-token-ttl must be a positive number of seconds")
         if self.corrupt_check_time < 0:
             raise ConfigError("--corrupt-check-time cannot be negative")
         if self.snapshot_catchup_entries < 1:

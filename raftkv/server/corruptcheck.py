@@ -65,6 +65,7 @@ async def initial_check(s: RaftServer) -> int:
     mine = await maintenance.hash_kv(s, rev)
     checker = CorruptChecker(s, 0.0)
     try:
+        await checker.authenticate()
         agreed = 0
         for m in s.membership.members.values():
             if m.id == s.id or not m.client_urls:
@@ -90,6 +91,16 @@ class CorruptChecker:
         self.interval = interval
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.rounds = 0  # completed check rounds (tests wait on it)
+        self._metadata: tuple[tuple[str, str], ...] = ()  # a root token while auth is on
+
+    async def authenticate(self) -> None:
+        """While auth is on, peers answer HashKV to root only: get this member a root token
+        (a failure is logged; peers that refuse are then skipped like unreachable ones)."""
+        try:
+            self._metadata = await asyncio.wait_for(self.s.root_metadata(), INITIAL_TIMEOUT)
+        except (errors.EtcdError, TimeoutError) as exc:
+            log.warning("corruption check: no root token while auth is on: %s", exc)
+            self._metadata = ()
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         try:
@@ -121,7 +132,8 @@ class CorruptChecker:
                          timeout: float | None = None) -> rpc_pb2.HashKVResponse | None:
         try:
             resp: rpc_pb2.HashKVResponse = await self._stub(url).HashKV(
-                rpc_pb2.HashKVRequest(revision=rev), timeout=timeout or self.s.request_timeout)
+                rpc_pb2.HashKVRequest(revision=rev), timeout=timeout or self.s.request_timeout,
+                metadata=self._metadata)
             return resp
         except grpc.aio.AioRpcError as exc:
             log.info("corruption check: no hash from %s at revision %d: %s", url, rev,
@@ -131,6 +143,7 @@ class CorruptChecker:
     async def check_once(self) -> list[int]:
         """One round; returns the members found corrupt (alarmed now or before)."""
         s = self.s
+        await self.authenticate()
         rev = s.backend.current_revision()
         mine = await maintenance.hash_kv(s, rev)
         peers = [m for m in s.membership.members.values() if m.id != s.id and m.client_urls]

@@ -17,7 +17,9 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
+from raftkv.mvcc.auth import AuthInfo
 from raftkv.server import autotls, validate
+from raftkv.server.authservice import AuthService
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.corruptcheck import initial_check
 from raftkv.server.http import MetricsServer
@@ -96,6 +98,7 @@ class Node:
         rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self.server), self.grpc)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseService(self.server), self.grpc)
         rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(self.server), self.grpc)
+        rpc_pb2_grpc.add_AuthServicer_to_server(AuthService(self.server), self.grpc)
         for url in self.config.listen_client_urls:
             host, port = host_port(url)
             if url.startswith("https://") and self.client_tls is not None:
@@ -160,7 +163,7 @@ class Node:
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.PutResponse:
         req = rpc_pb2.PutRequest(key=key, value=value, lease=lease)
         validate.check_put(req)
-        return await self.server.propose(req)
+        return await self.server.propose(req, self._as_root())
 
     async def get(self, key: bytes, range_end: bytes = b"", *, serializable: bool = False,
                   revision: int = 0, limit: int = 0) -> rpc_pb2.RangeResponse:
@@ -174,14 +177,18 @@ class Node:
     async def delete(self, key: bytes, range_end: bytes = b"") -> rpc_pb2.DeleteRangeResponse:
         req = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
         validate.check_delete(req)
-        return await self.server.propose(req)
+        return await self.server.propose(req, self._as_root())
 
     async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         validate.check_txn(request, self.config.max_txn_ops)
         if kv.is_read_only(request):
             await self.server.linearizable_barrier()
             return kv.txn(kv.Tx(self.server.backend, None), request, self.server.leases)
-        return await self.server.propose(request)
+        return await self.server.propose(request, self._as_root())
+
+    def _as_root(self) -> AuthInfo | None:
+        """The embedding program is trusted: while auth is on its writes go as root."""
+        return self.server.as_root()
 
     def status(self) -> rpc_pb2.StatusResponse:
         return self.server.status()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import commands, errors
+from raftkv.mvcc.auth import AuthInfo
 from raftkv.mvcc.commands import Command, Kind
 from raftkv.raft import (
     NONE,
@@ -74,10 +75,11 @@ class Proposals:
         size = s._db_size if s.backend_lock.locked() else s.backend.size()
         return size + cost > quota
 
-    async def propose(self, request: Any) -> Any:
+    async def propose(self, request: Any, auth: AuthInfo | None = None) -> Any:
         s = self.s
         self.check_alive()
-        cmd = Command(commands.kind_of(request), self._ids.next(), request, s.id)
+        cmd = Command(commands.kind_of(request), self._ids.next(), request, s.id,
+                      auth.user if auth else "", auth.revision if auth else 0)
         data = cmd.encode()
         if len(data) > s.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
@@ -301,6 +303,6 @@ class Proposals:
     async def _revoke(self, lease_id: int) -> None:
         try:
             with contextlib.suppress(errors.EtcdError):
-                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+                await self.propose(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.s.as_root())
         finally:
             self._revoking.discard(lease_id)

@@ -38,6 +38,7 @@ from typing import Any
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
+from raftkv.mvcc.auth import ROOT, AuthInfo
 from raftkv.mvcc.lease import Lessor
 from raftkv.mvcc.watch import WatchHub
 from raftkv.raft import (
@@ -53,6 +54,7 @@ from raftkv.raft import (
 from raftkv.server import autotls, maintenance
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.applytask import ApplyTask
+from raftkv.server.authgate import AuthGate
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.corruptcheck import CorruptChecker
 from raftkv.server.looplag import LoopLag
@@ -67,6 +69,7 @@ from raftkv.server.recovery import (
 )
 from raftkv.server.snapshots import SnapshotLifecycle
 from raftkv.server.tlsfiles import CertSource
+from raftkv.server.tokens import new_prefix
 from raftkv.server.transport import (
     Transport,
     TransportError,
@@ -131,6 +134,9 @@ class RaftServer:
                               if cfg.corrupt_check_time > 0 else None)
         # Maintenance.Snapshot streams served at once (each holds a database copy on disk)
         self.snapshot_streams = asyncio.Semaphore(maintenance.MAX_STREAMS)
+        # who is asking (the services' side of auth), over the applier's store and tokens
+        self.auth_gate = AuthGate(lambda: self.applier.auth, lambda: self.applier.tokens,
+                                  lambda: self.cfg.client_tls.client_cert_auth)
         self.peer_tls: CertSource | None = None  # the peer port's certificates (start())
 
     # --- startup -------------------------------------------------------------------------
@@ -159,6 +165,8 @@ class RaftServer:
         self.watch_hub = WatchHub(lambda: self.backend, self.backend_lock,
                                   self.metrics.registry)
         self.applier.on_changes = self.watch_hub.notify
+        self.applier.tokens.ttl = float(cfg.auth_token_ttl_s)
+        self.applier.tokens_from = self.storage.last_index() + 1
         self._background: set[asyncio.Future[None]] = set()
         self.applied_index = self.snapshot_index
         self.node = RawNode(
@@ -340,9 +348,27 @@ class RaftServer:
     def _check_alive(self) -> None:
         self.proposals.check_alive()
 
-    async def propose(self, request: Any) -> Any:
-        """Replicate a write; returns its response once applied here (or raises EtcdError)."""
-        return await self.proposals.propose(request)
+    async def root_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata for this member's own calls to its peers' client ports (the
+        corruption check's HashKV, which needs root while auth is on): a root token
+        replicated by an Authenticate entry of the member's own, as every member applies
+        it. Empty while auth is off."""
+        if not self.applier.auth.enabled:
+            return ()
+        resp = await self.propose(rpc_pb2.AuthenticateRequest(name=ROOT, password=new_prefix()))
+        return (("token", resp.token),)
+
+    def as_root(self) -> AuthInfo | None:
+        """The member itself (expired leases) and an embedding program act as the root
+        user while auth is on (etcd's WithRoot): root exists then and cannot be removed."""
+        store = self.applier.auth
+        return AuthInfo(ROOT, store.revision) if store.enabled else None
+
+    async def propose(self, request: Any, auth: AuthInfo | None = None) -> Any:
+        """Replicate a write; returns its response once applied here (or raises EtcdError).
+        ``auth``: the user asking and the auth revision they were seen at (checked at
+        apply while auth is on)."""
+        return await self.proposals.propose(request, auth)
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:
         return await self.proposals.propose_conf_change(cc)

@@ -9,6 +9,12 @@ gRPC code and message in ``_fail``; every request is validated by
 so no entry the apply path cannot handle reaches the log. Top-level response headers
 carry cluster ID, member ID, revision and raft term; nested txn responses carry only
 their revision, as etcd's do.
+
+Auth (etcd 3.6's rules, :mod:`raftkv.server.authgate`): writes carry the caller's user and
+auth revision into the log (checked at apply); reads are checked here; Maintenance and
+membership changes and Compact need a root user, Status and alarm listing need some user; lease
+queries need the right to the lease's keys; a request forwarded to the leader carries
+the caller's token.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any, NoReturn
 import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
-from raftkv.mvcc import errors, kv
+from raftkv.mvcc import authcheck, errors, kv
 from raftkv.server import maintenance, validate
+from raftkv.server.authgate import token_metadata
 from raftkv.server.config import ConfigError, member_id, parse_urls
 from raftkv.server.membership import Member
 from raftkv.server.raftserver import RaftServer
@@ -41,6 +48,7 @@ def _fill(server: RaftServer, resp: Any) -> Any:
 class KVService(rpc_pb2_grpc.KVServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.gate = server.auth_gate
 
     async def Range(self, request: rpc_pb2.RangeRequest,
                     context: grpc.aio.ServicerContext) -> rpc_pb2.RangeResponse:
@@ -48,7 +56,11 @@ class KVService(rpc_pb2_grpc.KVServicer):
             validate.check_range(request)
             if not request.serializable:
                 await self.s.linearizable_barrier()
-            return _fill(self.s, await self.s.range(request))
+            resp = await self.gate.serialized(
+                context, lambda ai: self.gate.store.check_range(ai, request.key,
+                                                                 request.range_end),
+                lambda: self.s.range(request))
+            return _fill(self.s, resp)
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -57,7 +69,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
         try:
             validate.check_put(request)
             validate.check_size(request, self.s.cfg.max_request_bytes)
-            return _fill(self.s, await self.s.propose(request))
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -66,7 +78,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
         try:
             validate.check_delete(request)
             validate.check_size(request, self.s.cfg.max_request_bytes)
-            return _fill(self.s, await self.s.propose(request))
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -77,16 +89,24 @@ class KVService(rpc_pb2_grpc.KVServicer):
             if kv.is_read_only(request):
                 if not _all_serializable(request):
                     await self.s.linearizable_barrier()
-                return _fill(self.s, kv.txn(kv.Tx(self.s.backend, None), request, self.s.leases))
+                return _fill(self.s, await self.gate.serialized(
+                    context, lambda ai: authcheck.check_txn(
+                        self.gate.store, ai, self.s.leases, self.s.backend, request),
+                    lambda: self._read_txn(request)))
             validate.check_size(request, self.s.cfg.max_request_bytes)
-            return _fill(self.s, await self.s.propose(request))
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
+
+    async def _read_txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        return kv.txn(kv.Tx(self.s.backend, None), request, self.s.leases)
 
     async def Compact(self, request: rpc_pb2.CompactionRequest,
                       context: grpc.aio.ServicerContext) -> rpc_pb2.CompactionResponse:
         try:
-            return _fill(self.s, await self.s.propose(request))
+            # etcd 3.6.16 refuses compaction to all but root (3.6.14 let any user compact)
+            self.gate.admin(context)
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -119,9 +139,14 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.gate = server.auth_gate
 
     async def Status(self, request: rpc_pb2.StatusRequest,
                      context: grpc.aio.ServicerContext) -> rpc_pb2.StatusResponse:
+        try:
+            self.gate.require(context)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         return self.s.status()
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest,
@@ -131,6 +156,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         resp = rpc_pb2.AlarmResponse()
         try:
             validate.check_alarm(request)
+            if request.action == rpc_pb2.AlarmRequest.GET:
+                self.gate.require(context)
+            else:
+                self.gate.admin(context)
             if request.action == rpc_pb2.AlarmRequest.ACTIVATE:
                 raise errors.NotCapable("etcdserver: alarms are raised by the server itself")
             if request.action == rpc_pb2.AlarmRequest.DEACTIVATE:
@@ -140,7 +169,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
                     resp.alarms.add(memberID=self.s.id, alarm=rpc_pb2.NOSPACE)
                 if any(request.alarm in (rpc_pb2.NONE, a) and request.memberID in (0, m)
                        for m, a in self.s.alarms()):
-                    done = await self.s.propose(request)
+                    done = await self.s.propose(request, self.gate.info(context))
                     resp.alarms.extend(done.alarms)
             elif request.action == rpc_pb2.AlarmRequest.GET:
                 if self.s.nospace:
@@ -155,17 +184,23 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def HashKV(self, request: rpc_pb2.HashKVRequest,
                      context: grpc.aio.ServicerContext) -> rpc_pb2.HashKVResponse:
         try:
+            self.gate.admin(context)
             return await maintenance.hash_kv(self.s, request.revision)
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
     async def Hash(self, request: rpc_pb2.HashRequest,
                    context: grpc.aio.ServicerContext) -> rpc_pb2.HashResponse:
+        try:
+            self.gate.admin(context)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         return await maintenance.hash_all(self.s)
 
     async def Snapshot(self, request: rpc_pb2.SnapshotRequest,
                        context: grpc.aio.ServicerContext) -> Any:
         try:
+            self.gate.admin(context)
             async for resp in maintenance.snapshot_stream(self.s):
                 yield resp
         except errors.EtcdError as exc:
@@ -174,6 +209,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.MoveLeaderResponse:
         try:
+            self.gate.admin(context)
             if request.targetID != self.s.id or not self.s.is_leader():
                 # (as etcd: moving leadership to the leader itself is done at once)
                 await self.s.move_leader(request.targetID)
@@ -183,6 +219,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.DefragmentResponse:
+        try:
+            self.gate.admin(context)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         await self.s.defragment()
         return _fill(self.s, rpc_pb2.DefragmentResponse())
 
@@ -195,6 +235,7 @@ def _member_pb(m: Member) -> rpc_pb2.Member:
 class ClusterService(rpc_pb2_grpc.ClusterServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.gate = server.auth_gate
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _members(self) -> list[rpc_pb2.Member]:
@@ -213,6 +254,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberAdd(self, request: rpc_pb2.MemberAddRequest,
                         context: grpc.aio.ServicerContext) -> rpc_pb2.MemberAddResponse:
         try:
+            self.gate.admin(context)  # etcd's checkMembershipOperationPermission
             try:
                 urls = parse_urls("peer-urls", ",".join(request.peerURLs))
             except (ConfigError, ValueError):  # ValueError: urllib on a port out of range
@@ -236,6 +278,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberRemove(self, request: rpc_pb2.MemberRemoveRequest,
                            context: grpc.aio.ServicerContext) -> rpc_pb2.MemberRemoveResponse:
         try:
+            self.gate.admin(context)
             await self.s.remove_member(request.ID)
             return _fill(self.s, rpc_pb2.MemberRemoveResponse(members=self._members()))
         except errors.EtcdError as exc:
@@ -251,6 +294,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
         because the leader's transport dials the member's new URL as soon as it applies
         the change (the member listens there only after its restart)."""
         try:
+            self.gate.admin(context)
             try:
                 urls = parse_urls("peer-urls", ",".join(request.peerURLs))
             except (ConfigError, ValueError):
@@ -259,7 +303,8 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 try:
                     return await rpc_pb2_grpc.ClusterStub(
                         _leader_channel(self.s, self._channels)).MemberUpdate(
-                        request, timeout=self.s.request_timeout)
+                        request, timeout=self.s.request_timeout,
+                        metadata=token_metadata(context))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             await self.s.update_member(request.ID, urls)
@@ -270,6 +315,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberPromote(self, request: rpc_pb2.MemberPromoteRequest,
                             context: grpc.aio.ServicerContext) -> rpc_pb2.MemberPromoteResponse:
         try:
+            self.gate.admin(context)
             m = self.s.membership.members.get(request.ID)
             if m is None:
                 raise errors.MemberNotFound()
@@ -282,7 +328,8 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 try:
                     return await rpc_pb2_grpc.ClusterStub(
                         _leader_channel(self.s, self._channels)).MemberPromote(
-                        request, timeout=self.s.request_timeout)
+                        request, timeout=self.s.request_timeout,
+                        metadata=token_metadata(context))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             await self.s.promote_member(m.id)
@@ -299,7 +346,27 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
     def __init__(self, server: RaftServer) -> None:
         self.s = server
+        self.gate = server.auth_gate
         self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _check_lease_keys(self, context: grpc.aio.ServicerContext, lease_ids: list[int],
+                          write: bool) -> None:
+        """etcd's checkLeaseRenew (write) and checkLeaseTimeToLive/Leases (read): some
+        user, and a root one or one allowed every key the leases hold."""
+        store = self.gate.store
+        if not store.enabled:
+            return
+        ai = self.gate.info(context)
+        if ai is None:
+            raise errors.UserEmpty()
+        if store.is_admin(ai):
+            return
+        for lid in lease_ids:
+            for key in self.s.leases.keys(self.s.backend, lid):
+                if write:
+                    store.check_put(ai, key)
+                else:
+                    store.check_range(ai, key)
 
     async def LeaseGrant(self, request: rpc_pb2.LeaseGrantRequest,
                          context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseGrantResponse:
@@ -308,7 +375,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
             if request.ID == 0:
                 # chosen before proposing, so every member applies the same ID
                 request.ID = secrets.randbits(62) + 1
-            return _fill(self.s, await self.s.propose(request))
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -317,7 +384,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         try:
             # no check against this member's table, which may lag behind the log: the
             # apply path answers "lease not found" from the applied state, as etcd's
-            return _fill(self.s, await self.s.propose(request))
+            return _fill(self.s, await self.s.propose(request, self.gate.info(context)))
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
@@ -328,9 +395,10 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                              context: grpc.aio.ServicerContext) -> Any:
         async for req in request_iterator:
             try:
+                self._check_lease_keys(context, [req.ID], write=True)
                 renewed = await self._renew_as_leader(req.ID) if self._leader() else None
                 if renewed is None:
-                    resp = await self._forward_keepalive(req)
+                    resp = await self._forward_keepalive(req, token_metadata(context))
                     renewed = resp.TTL
                 ttl = renewed
             except errors.LeaseNotFound:
@@ -361,9 +429,11 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
             return None
         return self.s.leases.renew(lease_id, time.monotonic())
 
-    async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest) -> Any:
+    async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest,
+                                 metadata: tuple[tuple[str, str], ...]) -> Any:
         stub = self._leader_stub()
-        call = stub.LeaseKeepAlive(iter([req]), timeout=self.s.request_timeout)
+        call = stub.LeaseKeepAlive(iter([req]), timeout=self.s.request_timeout,
+                                   metadata=metadata)
         async for resp in call:
             return resp
         raise errors.NoLeader()
@@ -372,10 +442,14 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                               context: grpc.aio.ServicerContext,
                               ) -> rpc_pb2.LeaseTimeToLiveResponse:
         try:
+            self.gate.require(context)
+            if request.keys:  # etcd checks the keys' permissions only when they are asked for
+                self._check_lease_keys(context, [request.ID], write=False)
             if not self._leader() or not await self._leader_barrier():
                 try:
                     return await self._leader_stub().LeaseTimeToLive(
-                        request, timeout=self.s.request_timeout)
+                        request, timeout=self.s.request_timeout,
+                        metadata=token_metadata(context))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             if not self.s.leases.exists(request.ID):
@@ -391,6 +465,10 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
     async def LeaseLeases(self, request: rpc_pb2.LeaseLeasesRequest,
                           context: grpc.aio.ServicerContext) -> rpc_pb2.LeaseLeasesResponse:
+        try:
+            self._check_lease_keys(context, sorted(self.s.leases.ttls), write=False)
+        except errors.EtcdError as exc:
+            await _fail(context, exc)
         resp = rpc_pb2.LeaseLeasesResponse()
         for lid in sorted(self.s.leases.ttls):
             resp.leases.add(ID=lid)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -40,6 +40,12 @@ class MalformedRequest(errors.EtcdError):
     message = "etcdserver: the watch request could not be decoded"
 
 
+def _status_text(exc: errors.EtcdError) -> str:
+    """A gRPC status as Go prints it: etcd's watch cancel reason for an auth refusal."""
+    go_code = "".join(w.capitalize() for w in exc.code.split("_"))
+    return f"rpc error: code = {go_code} desc = {exc.message}"
+
+
 class WatchService(rpc_pb2_grpc.WatchServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
@@ -52,7 +58,8 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         require_leader = md.get("hasleader") == "true"
         if require_leader and s.leader_id() == 0:
             await context.abort(grpc.StatusCode.UNAVAILABLE, errors.NoLeader.message)
-        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes, self.events)
+        stream = WatchStream(s.watch_hub, s.header, s.cfg.max_request_bytes, self.events,
+                             permit=self._permit(context))
         failed: list[errors.EtcdError] = []
         tasks = [asyncio.create_task(self._read(request_iterator, stream, failed)),
                  asyncio.create_task(self._progress(stream))]
@@ -73,6 +80,20 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
             for t in tasks:
                 t.cancel()
             stream.close()
+
+    def _permit(self, context: grpc.aio.ServicerContext) -> Callable[[bytes, bytes], str | None]:
+        """etcd's isWatchPermitted: read permission on the range, for the call's user."""
+        gate = self.s.auth_gate
+
+        def permit(key: bytes, range_end: bytes) -> str | None:
+            try:
+                gate.store.check_range(gate.who(context), key, range_end)
+            except (errors.InvalidAuthToken, errors.AuthOldRevision, errors.UserEmpty) as exc:
+                return _status_text(exc)
+            except errors.EtcdError:
+                return _status_text(errors.PermissionDenied())
+            return None
+        return permit
 
     async def _read(self, request_iterator: Any, stream: WatchStream,
                     failed: list[errors.EtcdError]) -> None:

@@ -38,14 +38,21 @@ ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_NEGATIVE_REV = "etcdserver: mvcc: required revision has been compacted"  # etcd 3.6's
 
 Header = Callable[[int], rpc_pb2.ResponseHeader]
+# (key, range_end) -> None if the caller may watch it, else the cancel reason (auth)
+Permit = Callable[[bytes, bytes], str | None]
+
+
+def _anyone(key: bytes, range_end: bytes) -> None:
+    return None
 
 
 class WatchStream:
     """The hub's sink for the watchers of one stream."""
 
     def __init__(self, hub: WatchHub, header: Header, max_request_bytes: int,
-                 events: EventCache | None = None) -> None:
+                 events: EventCache | None = None, permit: Permit = _anyone) -> None:
         self.hub = hub
+        self.permit = permit
         self.events = events or EventCache()
         self.header = header
         self.frag_limit = max_request_bytes + GRPC_OVERHEAD
@@ -101,10 +108,12 @@ class WatchStream:
         end: bytes | None = c.range_end or None
         wsrev = self.hub.rev
         err = None
-        if end is not None and end != b"\0" and key >= end:
-            err = ERR_EMPTY_RANGE
-        elif c.start_revision < 0:
+        if c.start_revision < 0:
             err = ERR_NEGATIVE_REV
+        elif (refusal := self.permit(key, c.range_end)) is not None:
+            err = refusal  # etcd's isWatchPermitted, before the range is looked at
+        elif end is not None and end != b"\0" and key >= end:
+            err = ERR_EMPTY_RANGE
         elif c.watch_id != 0 and c.watch_id in self.watchers:
             err = ERR_DUPLICATE_ID
         if err is not None:

@@ -19,6 +19,7 @@ import pytest
 from aetcd.rpc import rpc_pb2
 
 from raftkv.raft import StateType
+from raftkv.server.authgate import AuthGate
 from raftkv.server.services import LeaseService
 
 pb = rpc_pb2
@@ -31,6 +32,9 @@ class Aborted(Exception):
 class Context:
     async def abort(self, code: Any, details: str) -> None:
         raise Aborted(code, details)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()  # no token
 
 
 class Leases:
@@ -59,6 +63,9 @@ class Server:
         self.barriers = 0
         self.proposed: list[Any] = []
         self.cleared: list[int] = []  # leases whose checkpoint a renewal cleared first
+        # auth off: the gate names nobody and the store checks nothing
+        self.auth_gate = AuthGate(lambda: SimpleNamespace(enabled=False),  # type: ignore[arg-type,return-value]
+                                  lambda: None)  # type: ignore[arg-type,return-value]
 
     def is_leader(self) -> bool:
         return self.role is StateType.LEADER
@@ -70,7 +77,7 @@ class Server:
     def header(self, rev: int) -> rpc_pb2.ResponseHeader:
         return pb.ResponseHeader(revision=rev)
 
-    async def propose(self, request: Any) -> Any:
+    async def propose(self, request: Any, auth: Any = None) -> Any:
         self.proposed.append(request)
         return pb.LeaseRevokeResponse()
 
@@ -105,7 +112,7 @@ async def test_keepalive_is_forwarded_if_leadership_moved_during_the_barrier() -
     svc = LeaseService(s)  # type: ignore[arg-type]
     forwarded: list[int] = []
 
-    async def forward(req: Any) -> Any:
+    async def forward(req: Any, metadata: Any = ()) -> Any:
         forwarded.append(req.ID)
         return pb.LeaseKeepAliveResponse(ID=req.ID, TTL=42)
     svc._forward_keepalive = forward  # type: ignore[method-assign]
@@ -145,7 +152,7 @@ async def test_a_non_leader_renews_nothing_itself(state: StateType) -> None:
     s.role = state
     svc = LeaseService(s)  # type: ignore[arg-type]
 
-    async def forward(req: Any) -> Any:
+    async def forward(req: Any, metadata: Any = ()) -> Any:
         return pb.LeaseKeepAliveResponse(ID=req.ID, TTL=9)
     svc._forward_keepalive = forward  # type: ignore[method-assign]
     resp = await svc.LeaseKeepAlive(_one(pb.LeaseKeepAliveRequest(ID=7)),
