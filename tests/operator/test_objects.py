@@ -27,6 +27,7 @@ from raftkv.operator.types import (
     PromoteLearner,
     RemovalCause,
     RemoveMember,
+    RenewCertificates,
     RollMember,
     Step,
     TransferLeadership,
@@ -112,6 +113,7 @@ ALL_STEPS: list[Step] = [
     Bootstrap("raftkv:0.1.0"), AddLearner(3), CreatePod(3), DeletePod(1),
     DeleteVolumeClaim(1), PromoteLearner(3, 2**64 - 1), TransferLeadership(0, 2, 77),
     RemoveMember(1, 12, RemovalCause.DATA_LOST), RollMember(2, "raftkv:0.1.1"),
+    RenewCertificates(2),
 ]
 
 
