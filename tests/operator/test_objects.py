@@ -55,9 +55,10 @@ def test_spec_defaults_and_image_from_version() -> None:
 
 def test_stable_dns_names_and_ordinal_back_from_a_peer_url() -> None:
     assert SPEC.host(2) == "demo-2.demo-peer.ns1.svc"
-    assert SPEC.peer_url(2) == "http://demo-2.demo-peer.ns1.svc:2380"
+    assert SPEC.peer_url(2) == "https://demo-2.demo-peer.ns1.svc:2380"  # spec.tls: Auto
     assert ordinal_of(SPEC.peer_url(5), SPEC) == 5
-    assert ordinal_of("http://other-1.other-peer.ns1.svc:2380", SPEC) is None
+    assert ordinal_of("https://other-1.other-peer.ns1.svc:2380", SPEC) is None
+    assert ordinal_of("http://demo-5.demo-peer.ns1.svc:2380", SPEC) is None
 
 
 @pytest.mark.parametrize(("new", "cluster"), [(True, ()), (False, (0, 2)), (False, (1,))])
@@ -72,6 +73,8 @@ def test_member_flags_are_accepted_by_raftkv(new: bool, cluster: tuple[int, ...]
     assert cfg.initial_advertise_peer_urls == [SPEC.peer_url(1)]
     assert cfg.initial_cluster_token == "demo-01234567"
     assert cfg.listen_metrics_urls == ["http://0.0.0.0:2381"]
+    assert cfg.client_tls.client_cert_auth and cfg.peer_tls.client_cert_auth
+    assert cfg.peer_tls.trusted_ca_file == "/etc/raftkv/tls/peer/ca.crt"
 
 
 def test_every_owned_object_has_a_controller_owner_reference() -> None:
