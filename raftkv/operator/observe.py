@@ -99,6 +99,8 @@ class Observation:
             claims=self.claims,
             in_progress=self.in_progress,
             now=self.now,
+            pod_certs=tuple((o, p.certs_not_after) for o, p in sorted(self.pods.items())
+                            if p.certs_not_after is not None),
         )
 
     @property

@@ -13,7 +13,10 @@ recorded step still settling) and after them (nothing to do) live in
 Before the quorum check, a member whose pod is gone but whose volume claim remains gets
 its pod back (:class:`CreatePod`): it restarts on its data and rejoins as itself, which
 changes no membership and so needs no quorum (without it, losing the pods of a majority
-would leave nothing able to restore them).
+would leave nothing able to restore them). Likewise a member that is down with expired
+certificates is restarted on renewed ones (:class:`RenewCertificates`), one per call:
+it cannot serve anyway, and after an operator outage longer than the certificates'
+renewal window this is what brings a cluster back.
 
 Rules, in the order they are tried once a healthy quorum and a leader exist:
 
@@ -39,7 +42,8 @@ Rules, in the order they are tried once a healthy quorum and a leader exist:
 Invariants:
 - never two membership changes in flight: a new one (add, or removal of a voter) starts
   only when no learner, memberless pod or orphan claim is left from the previous one;
-- a step other than restoring a member's pod is issued only with a healthy quorum;
+- a step other than restoring a member's pod, or restarting a member that is down with
+  expired certificates, is issued only with a healthy quorum;
 - every step is checked against :func:`raftkv.operator.quorum.after`: it is returned only
   if a healthy quorum of voters remains right after it, and no step at all is returned
   without a healthy quorum and a leader;
@@ -98,10 +102,16 @@ def plan(obs: Observed) -> Plan:
 
 
 def _restore(view: View) -> Step | None:
-    """A member whose pod is gone but whose data (claim) remains: start it again."""
+    """A member whose pod is gone but whose data (claim) remains: start it again. A member
+    that is down with expired certificates: restart it on renewed ones."""
     for m in view.members:
         if m.ordinal not in view.obs.pods and m.ordinal in view.obs.claims and not m.data_lost:
             return CreatePod(m.ordinal)
+    if view.obs.spec.renew_before is not None:
+        for m in view.members:
+            expired = m.cert_not_after is not None and m.cert_not_after <= view.obs.now
+            if expired and not m.healthy and not m.data_lost and m.ordinal in view.obs.pods:
+                return RenewCertificates(m.ordinal)
     return None
 
 

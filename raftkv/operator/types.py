@@ -236,6 +236,8 @@ class Observed:
     ``claims`` the ordinals that have a volume claim.
     ``in_progress`` is the step the operator recorded before executing it, if any.
     ``now`` is when it observed, in Unix seconds (certificate renewal compares with it).
+    ``pod_certs`` holds (ordinal, expiry) of the pods that run on the operator's own
+    certificates, known even when no member answers.
     """
 
     cluster: str
@@ -246,3 +248,4 @@ class Observed:
     claims: frozenset[int] = frozenset()
     in_progress: Step | None = None
     now: int = 0
+    pod_certs: tuple[tuple[int, int], ...] = ()

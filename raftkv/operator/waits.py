@@ -37,6 +37,11 @@ def without_members(obs: Observed) -> Wait | Step:
         return CreatePod(unpodded[0])
     if not obs.pods:
         return Bootstrap(obs.spec.image)
+    expired = [o for o, not_after in obs.pod_certs if not_after <= obs.now]
+    if expired and obs.spec.renew_before is not None:
+        # Nobody answers and certificates have expired (the operator was away too long):
+        # restarting a pod that cannot serve anyway costs nothing.
+        return RenewCertificates(expired[0])
     if isinstance(obs.in_progress, Bootstrap):
         return Wait(
             f"Waiting for {c}-0 to start and bootstrap the cluster; if it does not, "

@@ -149,6 +149,8 @@ class World:
             claims=frozenset(self.claims),
             in_progress=in_progress,
             now=self.now,
+            pod_certs=tuple((o, m.cert_not_after) for o, m in sorted(self.members.items())
+                            if o in self.pods and m.cert_not_after is not None),
         )
 
     # --- time -----------------------------------------------------------------------
