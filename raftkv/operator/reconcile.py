@@ -54,6 +54,7 @@ class Reconciler:
     host_template: str | None = None  # see ClusterSpec.host_template
     certs: CertStore | None = None  # made on first use, over ``kube``
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _missing: dict[str, str] = field(default_factory=dict)  # uid -> last CertsMissing
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -75,8 +76,12 @@ class Reconciler:
             tls = await self.certs.client(spec, now)
         except CertsMissing as exc:
             wait = Wait(f"{exc}.", WaitKind.BLOCKED)
-            self.events(body, "Warning", "CertificatesMissing", wait.reason)
+            uid = body["metadata"]["uid"]
+            if self._missing.get(uid) != wait.reason:  # once per cause, not every tick
+                self._missing[uid] = wait.reason
+                self.events(body, "Warning", "CertificatesMissing", wait.reason)
             return wait
+        self._missing.pop(body["metadata"]["uid"], None)
         pods = await self.kube.pods(spec)
         claims = await self.kube.claims(spec)
         members, leader_id = await observe_members(spec, pods, tls=tls)
