@@ -39,6 +39,7 @@ class CertStore:
     def __init__(self, kube: Kube, workdir: Path | None = None) -> None:
         self.kube = kube
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="raftkv-operator-tls-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
 
     async def ca(self, spec: ClusterSpec) -> KeyPair:
