@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
       dest="watch_progress_notify_interval", default="10m",
       help="period of progress notifications to watches that ask for them (a duration; "
            "the experimental- name is etcd 3.5's)")
+    from raftkv import cli_tls  # (here: one block for the TLS flags)
+
+    cli_tls.add_flags(p)
     a("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     a("--logger", default="text", choices=["text", "json", "zap"])
     from raftkv.server import flagtypes as ft  # (here: one block for the lease flags)
@@ -89,6 +92,12 @@ def _maintenance_values(ns: argparse.Namespace) -> dict[str, Any]:
     from raftkv import cli_maintenance
 
     return cli_maintenance.config_values(ns)
+
+
+def _tls_values(ns: argparse.Namespace) -> dict[str, Any]:
+    from raftkv import cli_tls
+
+    return cli_tls.config_values(ns)
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -114,6 +123,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
         **_maintenance_values(ns),
+        **_tls_values(ns),
         snapshot_catchup_entries=ns.experimental_snapshot_catchup_entries,
         wal_segment_bytes=ns.experimental_wal_segment_bytes,
         watch_progress_notify_interval=parse_duration(
@@ -193,6 +203,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             sys.stderr.write(f"raftkv: warning: {w}\n")
         sys.stderr.write(f"raftkv: {name_source(str(exc), env.sources)}\n")
         return EXIT_USAGE
+    if cfg.tls.ciphers:  # gRPC reads its cipher list from here, once, as it loads
+        from raftkv.server.tlsconfig import GRPC_CIPHERS_ENV
+
+        os.environ[GRPC_CIPHERS_ENV] = ":".join(cfg.tls.ciphers)
     setup_logging(cfg.log_level, cfg.logger)
     log = logging.getLogger("raftkv")
     for w in env.warnings:

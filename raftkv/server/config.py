@@ -17,6 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from raftkv.server.flagtypes import go_duration
+from raftkv.server.tlsconfig import (
+    TLSConfigError,
+    TLSInfo,
+    TLSSettings,
+    check_files,
+    check_settings,
+)
 from raftkv.storage.wal import WAL
 
 
@@ -32,8 +39,6 @@ def parse_urls(flag: str, value: str) -> list[str]:
         parts = urlsplit(u)
         if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
             raise ConfigError(f"--{flag}: {u!r} is not a URL like http://127.0.0.1:2379")
-        if parts.scheme == "https":
-            raise ConfigError(f"--{flag}: {u!r}: TLS is not supported yet; use http://")
     return urls
 
 
@@ -106,6 +111,11 @@ class ServerConfig:
     # interval per 1000 leases buys a lease that outlives leader changes at its true age)
     lease_checkpoint: bool = True
     lease_checkpoint_interval_s: float = 300.0  # etcd's default (5 min; not a flag in etcd)
+    # TLS (raftkv.server.tlsconfig): the client port's (also the https metrics URLs'), the
+    # peer port's, and what both share
+    client_tls: TLSInfo = field(default_factory=TLSInfo)
+    peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
+    tls: TLSSettings = field(default_factory=TLSSettings)
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):
@@ -134,6 +144,7 @@ class ServerConfig:
             raise ConfigError("--watch-progress-notify-interval must be a positive duration")
         if self.quota_backend_bytes < 0:
             raise ConfigError("--quota-backend-bytes cannot be negative")
+        self._validate_tls()
         if self.restarting():
             return  # the member and its cluster come from the WAL (etcd ignores
             # --initial-cluster on a restart too, e.g. after `member update` moved it)
@@ -145,6 +156,24 @@ class ServerConfig:
                 f"--initial-cluster gives {self.name} the peer URLs "
                 f"{self.initial_cluster[self.name]}, but --initial-advertise-peer-urls says "
                 f"{self.initial_advertise_peer_urls}")
+
+    def _validate_tls(self) -> None:
+        """https URLs need their side's certificate; the files must be usable."""
+        sides = (("listen-client-urls", self.listen_client_urls, self.client_tls),
+                 ("listen-metrics-urls", self.listen_metrics_urls, self.client_tls),
+                 ("listen-peer-urls", self.listen_peer_urls, self.peer_tls))
+        for flag, urls, info in sides:
+            https = [u for u in urls if u.startswith("https://")]
+            if https and not info.enabled:
+                raise ConfigError(
+                    f"--{flag} {https[0]} is https, but neither {info.flag('cert-file')}/"
+                    f"{info.flag('key-file')} nor {info.flag('auto-tls')} is given")
+        try:
+            check_settings(self.tls)
+            check_files(self.client_tls)
+            check_files(self.peer_tls)
+        except TLSConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
     def restarting(self) -> bool:
         """The data dir holds a WAL: --initial-cluster and its token no longer matter."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors, kv
-from raftkv.server import validate
-from raftkv.server.config import ServerConfig
+from raftkv.server import autotls, validate
+from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.corruptcheck import initial_check
 from raftkv.server.http import MetricsServer
 from raftkv.server.raftserver import ETCD_VERSION, RaftServer
@@ -27,6 +28,8 @@ from raftkv.server.services import (
     LeaseService,
     MaintenanceService,
 )
+from raftkv.server.tlsconfig import GRPC_CIPHERS_ENV
+from raftkv.server.tlsfiles import CertSource
 from raftkv.server.transport import host_port
 from raftkv.server.watchservice import WatchService
 from raftkv.storage.metrics import REGISTRY as STORAGE_REGISTRY
@@ -34,6 +37,17 @@ from raftkv.storage.metrics import REGISTRY as STORAGE_REGISTRY
 log = logging.getLogger("raftkv")
 
 GRPC_OVERHEAD = 512 * 1024  # etcd allows this much beyond --max-request-bytes
+
+
+def grpc_cipher_env(cfg: ServerConfig) -> None:
+    """gRPC takes its cipher list only from the environment, before ``grpc`` is imported:
+    the ``raftkv`` command sets it first thing; an embedder must set it alike."""
+    if not cfg.tls.ciphers:
+        return
+    want = ":".join(cfg.tls.ciphers)
+    if os.environ.get(GRPC_CIPHERS_ENV) != want:
+        raise ConfigError(f"--cipher-suites on the gRPC port needs {GRPC_CIPHERS_ENV}={want} "
+                          "in the environment before grpc is imported")
 
 
 def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
@@ -56,8 +70,19 @@ class Node:
         self.server = RaftServer(config)
         self.grpc: grpc.aio.Server | None = None
         self.metrics: MetricsServer | None = None
+        self.client_tls: CertSource | None = None  # the client port's certificates
 
     async def start(self) -> Node:
+        cfg = self.config
+        grpc_cipher_env(cfg)
+        if cfg.tls.min_version == "TLS1.3" and any(
+                u.startswith("https://") for u in cfg.listen_client_urls):
+            log.warning("--tls-min-version=TLS1.3: the gRPC port still accepts TLS 1.2 "
+                        "(gRPC's Python API cannot raise its minimum); the peer and metrics "
+                        "ports enforce TLS 1.3")
+        self.client_tls = autotls.source(
+            cfg.client_tls, cfg.tls, cfg.data_dir,
+            [*cfg.advertise_client_urls, *cfg.listen_client_urls])
         await self.server.start()
         if self.config.initial_corrupt_check:
             try:
@@ -73,14 +98,18 @@ class Node:
         rpc_pb2_grpc.add_WatchServicer_to_server(WatchService(self.server), self.grpc)
         for url in self.config.listen_client_urls:
             host, port = host_port(url)
-            self.grpc.add_insecure_port(f"{host}:{port}")
+            if url.startswith("https://") and self.client_tls is not None:
+                self.grpc.add_secure_port(f"{host}:{port}", self.client_tls.grpc_credentials())
+            else:
+                self.grpc.add_insecure_port(f"{host}:{port}")
         await self.grpc.start()
         if self.config.listen_metrics_urls:
             self.metrics = MetricsServer([self.server.metrics.registry, STORAGE_REGISTRY],
                                          self.health, ready=self.ready, live=self.live,
                                          etcd_version=ETCD_VERSION)
             for url in self.config.listen_metrics_urls:
-                await self.metrics.listen(url)
+                tls = self.client_tls if url.startswith("https://") else None
+                await self.metrics.listen(url, tls.listening_context() if tls else None)
         return self
 
     async def stop(self) -> None:

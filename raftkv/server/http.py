@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,9 +61,10 @@ class MetricsServer:
         self.version = version_document(etcd_version)
         self.servers: list[asyncio.Server] = []
 
-    async def listen(self, url: str) -> None:
+    async def listen(self, url: str, tls: ssl.SSLContext | None = None) -> None:
+        """Serve on ``url``; an https URL with ``tls``, the client port's certificates."""
         host, port = host_port(url)
-        self.servers.append(await asyncio.start_server(self._handle, host, port))
+        self.servers.append(await asyncio.start_server(self._handle, host, port, ssl=tls))
 
     async def close(self) -> None:
         for s in self.servers:

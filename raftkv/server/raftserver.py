@@ -50,7 +50,7 @@ from raftkv.raft import (
     RawNode,
     StateType,
 )
-from raftkv.server import maintenance
+from raftkv.server import autotls, maintenance
 from raftkv.server.apply import MEMBERS_META, Applier, ApplyMetrics
 from raftkv.server.applytask import ApplyTask
 from raftkv.server.config import ConfigError, ServerConfig
@@ -66,6 +66,7 @@ from raftkv.server.recovery import (
     recover,
 )
 from raftkv.server.snapshots import SnapshotLifecycle
+from raftkv.server.tlsfiles import CertSource
 from raftkv.server.transport import (
     Transport,
     TransportError,
@@ -130,11 +131,14 @@ class RaftServer:
                               if cfg.corrupt_check_time > 0 else None)
         # Maintenance.Snapshot streams served at once (each holds a database copy on disk)
         self.snapshot_streams = asyncio.Semaphore(maintenance.MAX_STREAMS)
+        self.peer_tls: CertSource | None = None  # the peer port's certificates (start())
 
     # --- startup -------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
+        self.peer_tls = autotls.source(cfg.peer_tls, cfg.tls, cfg.data_dir,
+                                       [*cfg.initial_advertise_peer_urls, *cfg.listen_peer_urls])
         if not WAL.exists(self.member_dir / "wal") and cfg.initial_cluster_state == "existing":
             await self._discover()
         rec = recover(cfg, self.member_dir, self.id, self.cluster_id,
@@ -176,6 +180,7 @@ class RaftServer:
         self.transport = Transport(
             self.id, self.cluster_id, self._on_message, self.node.report_unreachable,
             self.node.report_snapshot, self._snapshot_file, snap_dir, self._members_json,
+            tls=self.peer_tls,
         )
         await self.transport.listen(cfg.listen_peer_urls[0])
         peers = self.membership.peer_urls() or self._discovered or {
@@ -204,7 +209,7 @@ class RaftServer:
             if sorted(urls) == mine:
                 continue
             try:
-                info = json.loads(await discover(urls[0], mine))
+                info = json.loads(await discover(urls[0], mine, tls=self.peer_tls))
             except (TimeoutError, OSError, ValueError, TransportError) as exc:
                 errs.append(f"{name}: {exc}")
                 continue

@@ -18,6 +18,13 @@ again meanwhile is ignored: the running transfer reports its status); every
 per-transfer send copy is deleted when its transfer ends, every receive writes a temp
 file of its own that is renamed or deleted, and leftovers of a crashed process are
 deleted at start.
+
+TLS (an https peer URL): the listener and the dialer use the peer port's certificates
+(:class:`~raftkv.server.tlsfiles.CertSource`, re-read when their files change). With a
+peer trusted CA, a dialer without a certificate that CA signed fails the TLS handshake,
+and one whose certificate CN is not ``--peer-cert-allowed-cn`` (when set) is refused
+before its HELLO is read: no Raft message of either is ever decoded. The dialer verifies
+the listener's certificate against the same CA and the peer URL's host.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import ssl
 import struct
 import uuid
 import zlib
@@ -38,6 +46,7 @@ from urllib.parse import urlsplit
 from raftkv.raft import Message, MessageType
 from raftkv.raft.codec import DecodeError, decode_message, encode_message
 from raftkv.raft.types import LOCAL_MESSAGES
+from raftkv.server.tlsfiles import CertSource, peer_common_name
 
 log = logging.getLogger("raftkv.transport")
 
@@ -90,14 +99,32 @@ def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
     return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
 
 
-async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0) -> bytes:
+def dial_context(url: str, tls: CertSource | None) -> ssl.SSLContext | None:
+    """The TLS context to dial ``url`` with: None for http, else the peer certificates'
+    (or, with none configured, the system's trust store and no client certificate)."""
+    if urlsplit(url).scheme != "https":
+        return None
+    return tls.client_context() if tls is not None else ssl.create_default_context()
+
+
+async def open_peer(url: str, tls: CertSource | None, timeout: float,
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a peer URL, over TLS for https (the handshake within ``timeout``)."""
+    host, port = host_port(url)
+    ctx = dial_context(url, tls)
+    return await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ctx, server_hostname=host if ctx else None),
+        timeout)
+
+
+async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0,
+                   tls: CertSource | None = None) -> bytes:
     """Ask a member, over its peer port, for the cluster ID and member list (JSON).
 
     ``peer_urls`` are the asking member's own advertised peer URLs: the member answers
     only if they are a member's (one added with MemberAdd), and closes the connection
     without a word otherwise."""
-    host, port = host_port(peer_url)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    reader, writer = await open_peer(peer_url, tls, timeout)
     try:
         writer.write(frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
         writer.write(frame(WHO, json.dumps(sorted(peer_urls)).encode()))
@@ -143,8 +170,10 @@ class Transport:
         snapshot_provider: SnapshotProvider,
         snapshot_dir: Path,
         members_provider: Callable[[], bytes] = lambda: b"{}",
+        tls: CertSource | None = None,
     ) -> None:
         self.members_provider = members_provider
+        self.tls = tls
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.on_message = on_message
@@ -164,7 +193,12 @@ class Transport:
     async def listen(self, url: str) -> None:
         self._remove_leftovers()
         host, port = host_port(url)
-        self.server = await asyncio.start_server(self._accept, host, port)
+        ctx = None
+        if urlsplit(url).scheme == "https":
+            if self.tls is None:
+                raise TransportError(f"peer URL {url} is https, but no peer certificate is set")
+            ctx = self.tls.listening_context()
+        self.server = await asyncio.start_server(self._accept, host, port, ssl=ctx)
 
     def _remove_leftovers(self) -> None:
         """Send copies and partial receives of a previous process (none is live: the
@@ -249,8 +283,7 @@ class Transport:
         while not self._closing:
             writer: asyncio.StreamWriter | None = None
             try:
-                host, port = host_port(p.url)
-                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+                r, w = await open_peer(p.url, self.tls, 2)
                 writer = w
                 w.write(self._hello(STREAM, p.id))
                 await w.drain()
@@ -303,8 +336,7 @@ class Transport:
             assert m.snapshot is not None
             log.info("sending snapshot %d/%d to %x (%d bytes)", m.snapshot.metadata.term,
                      m.snapshot.metadata.index, p.id, path.stat().st_size)
-            host, port = host_port(p.url)
-            reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+            reader, w = await open_peer(p.url, self.tls, 5)
             writer = w
             w.write(self._hello(SNAPSHOT, p.id))
             w.write(frame(SNAP_HEADER, encode_message(m)))
@@ -339,6 +371,7 @@ class Transport:
         if task is not None:
             self._tasks.add(task)
         try:
+            self._check_peer_cn(writer)
             kind, payload = await asyncio.wait_for(read_frame(reader), 5)
             if kind != HELLO or len(payload) != _HELLO.size:
                 raise TransportError("connection did not start with a HELLO frame")
@@ -376,6 +409,16 @@ class Transport:
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    def _check_peer_cn(self, writer: asyncio.StreamWriter) -> None:
+        """--peer-cert-allowed-cn: a TLS peer whose certificate has another CN is refused."""
+        allowed = self.tls.info.allowed_cn if self.tls is not None else ""
+        if not allowed or writer.get_extra_info("sslcontext") is None:
+            return
+        cn = peer_common_name(writer.get_extra_info("peercert"))
+        if cn != allowed:
+            raise TransportError(f"peer certificate CN {cn!r} is not the allowed "
+                                 f"{allowed!r} (--peer-cert-allowed-cn)")
 
     async def _discovery_answer(self, reader: asyncio.StreamReader) -> bytes:
         kind, payload = await asyncio.wait_for(read_frame(reader), 5)

@@ -11,6 +11,9 @@ A :class:`Cluster` starts N members of any server that takes etcd's flags, each 
 loopback ports, waits on readiness (``/health`` answering, not a sleep), and stops every
 member by pid. Members can be SIGKILLed, paused and restarted with the same data dir.
 ``peer_url_for`` lets a caller (the history harness) route peer traffic through proxies.
+With ``pki`` (a :class:`~tests.support.pki.ClusterPKI`) the client and peer URLs are https
+and every member runs mutual TLS on both ports with the same flags, etcd's or raftkv's;
+``https_metrics`` puts the metrics listener behind the client certificates too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -27,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.pki import ClusterPKI
 from tests.support.proc import Proc, free_port, port_open, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -116,24 +121,28 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}"
+        return f"{self.metrics_scheme}://127.0.0.1:{self.metrics_port}"
 
     health_on_metrics: bool = False  # raftkv serves /health on the metrics URL only
     env: dict[str, str] = field(default_factory=dict)  # extra environment, this member only
+    scheme: str = "http"  # of the client and peer URLs (https with a ClusterPKI)
+    metrics_scheme: str = "http"
+    tls: ssl.SSLContext | None = None  # the client certificate, for https health checks
 
     def health(self, timeout: float = 1.0) -> bool:
         """etcd's /health: true when the member is up and has a leader."""
         base = self.metrics_url if self.health_on_metrics else self.client_url
         try:
-            with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
+            with urllib.request.urlopen(f"{base}/health", timeout=timeout,
+                                        context=self.tls) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except urllib.error.HTTPError as exc:
             if exc.code == 503:
@@ -145,7 +154,8 @@ class Member:
         if self.health_on_metrics:
             return port_open(self.client_port) and port_open(self.metrics_port)
         try:
-            with urllib.request.urlopen(f"{self.client_url}/version", timeout=1.0) as resp:
+            with urllib.request.urlopen(f"{self.client_url}/version", timeout=1.0,
+                                        context=self.tls) as resp:
                 return resp.status == 200
         except OSError:
             return False
@@ -164,12 +174,15 @@ class Cluster:
         peer_url_for: Callable[[Member], str] | None = None,
         env: dict[str, str] | None = None,
         health_on_metrics: bool = False,
+        pki: ClusterPKI | None = None,
+        https_metrics: bool = False,
     ) -> None:
         self.workdir = workdir
         self.binary = binary or etcd_bin()
         self.token = token
         self.env = env
-        self.extra_args = extra_args or []
+        self.pki = pki
+        self.extra_args = [*(pki.member_args() if pki else []), *(extra_args or [])]
         self.peer_url_for = peer_url_for or (lambda m: m.peer_url)
         self.members = [
             Member(
@@ -179,6 +192,9 @@ class Cluster:
                 peer_port=free_port(),
                 metrics_port=free_port(),
                 health_on_metrics=health_on_metrics,
+                scheme="https" if pki else "http",
+                metrics_scheme="https" if pki and https_metrics else "http",
+                tls=pki.client_context() if pki else None,
             )
             for i in range(size)
         ]

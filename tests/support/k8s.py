@@ -2,7 +2,7 @@
 
 :class:`ControlPlane` runs a store - etcd 3.6.16 (the control group) or raftkv, three
 members each, chosen by its one ``store`` parameter - and kube-apiserver on
-loopback with self-signed serving certificates (made with the openssl CLI), a client certificate in
+loopback with self-signed serving certificates (:mod:`tests.support.pki`), a client certificate in
 ``system:masters`` and service-account keys, and kube-controller-manager beside it (so
 garbage collection and namespace deletion work). It writes a kubeconfig that kubectl, the
 kubernetes client and kopf use.
@@ -27,7 +27,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import secrets
 import ssl
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Literal
 import pytest
 
 from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
+from tests.support.pki import issue, make_ca, openssl
 from tests.support.proc import Proc, free_port, wait_until
 
 K8S_VERSION = os.environ.get("RAFTKV_K8S_VERSION", "v1.36.3")
@@ -86,48 +86,6 @@ def require_binaries(hint: str) -> None:
     if os.environ.get("RAFTKV_REQUIRE_K8S") == "1":
         pytest.fail(f"RAFTKV_REQUIRE_K8S=1 and {msg}", pytrace=False)
     pytest.skip(msg)
-
-
-# --- PKI (the openssl CLI: the venv has no crypto library of its own) ----------------
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    out = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed: {out.stderr.strip()}")
-
-
-def _ec_key(path: Path) -> None:
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-out", str(path), cwd=path.parent)
-    path.chmod(0o600)
-
-
-def make_ca(pki: Path, name: str, cn: str) -> None:
-    """``name.crt``/``name.key``: a self-signed CA valid for a week (as envtest's tinyca)."""
-    _ec_key(pki / f"{name}.key")
-    _openssl("req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}",
-             "-days", "7", "-set_serial", f"0x{secrets.token_hex(8)}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-             "-out", f"{name}.crt", cwd=pki)
-
-
-def issue(pki: Path, ca: str, name: str, subject: str, *, server: bool = False) -> None:
-    """``name.crt``/``name.key`` signed by CA ``ca``: serving (localhost, 127.0.0.1) or client."""
-    _ec_key(pki / f"{name}.key")
-    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject,
-             "-out", f"{name}.csr", cwd=pki)
-    ext = ["basicConstraints=critical,CA:FALSE",
-           "keyUsage=critical,digitalSignature,keyEncipherment"]
-    if server:
-        ext += ["extendedKeyUsage=serverAuth", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
-    else:
-        ext += ["extendedKeyUsage=clientAuth"]
-    (pki / f"{name}.ext").write_text("\n".join(ext) + "\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-set_serial", f"0x{secrets.token_hex(8)}", "-days", "7",
-             "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -202,10 +160,10 @@ class ControlPlane:
         make_ca(pki, "client-ca", "raftkv-test-client-ca")
         issue(pki, "client-ca", "admin", "/CN=admin/O=system:masters")
         # The service-account token signer: an RSA pair, public half for verification.
-        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
                  "-out", "sa.key", cwd=pki)
         (pki / "sa.key").chmod(0o600)
-        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+        openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
     def _write_kubeconfig(self) -> None:
         # Paths, not inline data: kubectl, the kubernetes client and kopf all accept them.
