@@ -10,7 +10,10 @@ One RaftCluster with the default ``spec.tls`` (Auto) and minutes-long certificat
    certificate and one in plain text are refused;
 2. the certificates are renewed before they expire, each member restarted on new ones
    one at a time, while a writer keeps writing: a quorum of voters answers throughout,
-   and every acknowledged write is still there.
+   and every acknowledged write is still there;
+3. after that cluster is deleted, a cluster in mode Secrets runs on Secrets made
+   elsewhere (with the openssl CLI, cert-manager's layout): no CA of the operator's, no
+   renewal annotation, and a client with those certificates works.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pytest
 
 from raftkv.client import EtcdClient, EtcdError, parse_endpoint
 from raftkv.client.tls import TLSConfig
+from tests.support import pki
 from tests.support.k8s import ControlPlane
 from tests.support.podrunner import PodRunner
 from tests.support.proc import Proc, free_port, wait_until
@@ -62,11 +66,11 @@ class Env:
         out = self.k8s.kubectl("-n", NS, "get", "-o", "json", *args, check=True)
         return json.loads(out.stdout)
 
-    def status(self) -> dict[str, Any]:
-        return dict(self.get("raftcluster", NAME).get("status") or {})
+    def status(self, name: str = NAME) -> dict[str, Any]:
+        return dict(self.get("raftcluster", name).get("status") or {})
 
-    def healthy(self) -> dict[str, Any] | None:
-        st = self.status()
+    def healthy(self, name: str = NAME) -> dict[str, Any] | None:
+        st = self.status(name)
         ms = st.get("members") or []
         ok = st.get("phase") == "Running" and len(ms) == 3 and all(
             m["healthy"] and not m["learner"] for m in ms)
@@ -244,3 +248,47 @@ def test_2_certificates_renewed_one_member_at_a_time_under_load(env: Env) -> Non
             await c.close()
 
     assert run(missing()) == []
+
+
+def test_3_secrets_mode_runs_on_secrets_made_elsewhere(env: Env) -> None:
+    env.k8s.kubectl("-n", NS, "delete", "raftcluster", NAME, "--wait=false", check=True)
+    try:
+        wait_until(lambda: env.k8s.kubectl("-n", NS, "get", "raftcluster", NAME).returncode
+                   and not env.get("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"]
+                   and not env.runner.running, 120, "the first cluster and its pods gone",
+                   interval=0.5)
+    except AssertionError:
+        print(env.logs(), env.get("raftcluster", NAME)["metadata"])
+        raise
+    d = env.workdir / "ext-pki"
+    d.mkdir()
+    pki.make_ca(d, "ca", "ext test CA")
+    sans = ("DNS:localhost", "IP:127.0.0.1",
+            *(f"IP:{env.host_template.format(ordinal=o)}" for o in range(3)))
+    pki.issue(d, "ca", "server", "/CN=ext", usage="peer", sans=sans)
+    pki.issue(d, "ca", "peer", "/CN=ext", usage="peer", sans=sans)
+    pki.issue(d, "ca", "client", "/CN=root", usage="client")
+    for secret, files in (("ext-server", "server"), ("ext-peer", "peer"),
+                          ("ext-client", "client")):
+        env.k8s.kubectl("-n", NS, "create", "secret", "generic", secret,
+                        "--type=kubernetes.io/tls", f"--from-file=tls.crt={d}/{files}.crt",
+                        f"--from-file=tls.key={d}/{files}.key", f"--from-file=ca.crt={d}/ca.crt",
+                        check=True)
+    body = {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCluster",
+            "metadata": {"name": "ext", "namespace": NS},
+            "spec": {"replicas": 3, "version": "0.1.0", "tls": {"mode": "Secrets", "secrets": {
+                "server": "ext-server", "peer": "ext-peer", "client": "ext-client"}}}}
+    env.k8s.kubectl("apply", "-f", "-", input=json.dumps(body), check=True)
+    try:
+        wait_until(lambda: env.healthy("ext"), 150, "three healthy members on given Secrets",
+                   interval=0.5)
+    except AssertionError:
+        print(env.logs())
+        raise
+    pod = env.get("pod", "ext-2")
+    vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["spec"]["volumes"]}
+    assert vols == {"data": None, "server-tls": "ext-server", "peer-tls": "ext-peer"}
+    assert ANNOTATION not in (pod["metadata"].get("annotations") or {})
+    assert env.k8s.kubectl("-n", NS, "get", "secret", "ext-ca").returncode != 0
+    tls = TLSConfig(cacert=d / "ca.crt", cert=d / "client.crt", key=d / "client.key")
+    assert run(_put_get(env.url(2), tls)) == 1
