@@ -13,7 +13,8 @@ One RaftCluster with the default ``spec.tls`` (Auto) and minutes-long certificat
    and every acknowledged write is still there;
 3. after that cluster is deleted, a cluster in mode Secrets runs on Secrets made
    elsewhere (with the openssl CLI, cert-manager's layout): no CA of the operator's, no
-   renewal annotation, and a client with those certificates works.
+   renewal annotation, and a client with those certificates works;
+4. after that, a cluster in mode Disabled runs in plain text, with no Secrets at all.
 """
 
 from __future__ import annotations
@@ -250,16 +251,20 @@ def test_2_certificates_renewed_one_member_at_a_time_under_load(env: Env) -> Non
     assert run(missing()) == []
 
 
-def test_3_secrets_mode_runs_on_secrets_made_elsewhere(env: Env) -> None:
-    env.k8s.kubectl("-n", NS, "delete", "raftcluster", NAME, "--wait=false", check=True)
+def delete_cluster(env: Env, name: str) -> None:
+    env.k8s.kubectl("-n", NS, "delete", "raftcluster", name, "--wait=false", check=True)
     try:
-        wait_until(lambda: env.k8s.kubectl("-n", NS, "get", "raftcluster", NAME).returncode
-                   and not env.get("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"]
-                   and not env.runner.running, 120, "the first cluster and its pods gone",
+        wait_until(lambda: env.k8s.kubectl("-n", NS, "get", "raftcluster", name).returncode
+                   and not env.get("pods", "-l", f"raftkv.dev/cluster={name}")["items"]
+                   and not env.runner.running, 120, f"cluster {name} and its pods gone",
                    interval=0.5)
     except AssertionError:
-        print(env.logs(), env.get("raftcluster", NAME)["metadata"])
+        print(env.logs(), env.get("raftcluster", name)["metadata"])
         raise
+
+
+def test_3_secrets_mode_runs_on_secrets_made_elsewhere(env: Env) -> None:
+    delete_cluster(env, NAME)
     d = env.workdir / "ext-pki"
     d.mkdir()
     pki.make_ca(d, "ca", "ext test CA")
@@ -292,3 +297,22 @@ def test_3_secrets_mode_runs_on_secrets_made_elsewhere(env: Env) -> None:
     assert env.k8s.kubectl("-n", NS, "get", "secret", "ext-ca").returncode != 0
     tls = TLSConfig(cacert=d / "ca.crt", cert=d / "client.crt", key=d / "client.key")
     assert run(_put_get(env.url(2), tls)) == 1
+
+
+def test_4_disabled_is_plain_text_without_secrets(env: Env) -> None:
+    delete_cluster(env, "ext")
+    body = {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCluster",
+            "metadata": {"name": "plain", "namespace": NS},
+            "spec": {"replicas": 3, "version": "0.1.0", "tls": {"mode": "Disabled"}}}
+    env.k8s.kubectl("apply", "-f", "-", input=json.dumps(body), check=True)
+    try:
+        wait_until(lambda: env.healthy("plain"), 150, "three healthy plain-text members",
+                   interval=0.5)
+    except AssertionError:
+        print(env.logs())
+        raise
+    assert run(_put_get(env.url(0, "http"), None)) == 1
+    secrets = env.get("secrets", "-l", "raftkv.dev/cluster=plain")["items"]
+    assert secrets == []
+    cmd = env.get("pod", "plain-0")["spec"]["containers"][0]["command"]
+    assert not [a for a in cmd if "cert" in a or "https" in a]
