@@ -22,7 +22,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from raftkv.operator import objects
-from raftkv.operator.objects import L_CLUSTER, L_ORDINAL, L_VOTER, ClusterSpec
+from raftkv.operator.objects import (
+    A_CERTS_NOT_AFTER,
+    L_CLUSTER,
+    L_ORDINAL,
+    L_VOTER,
+    ClusterSpec,
+)
 from raftkv.operator.observe import PodInfo
 
 T = TypeVar("T")
@@ -70,7 +76,8 @@ class Kube:
             o = int(labels[L_ORDINAL])
             image = str(p.spec.containers[0].image or "") if p.spec.containers else ""
             out[o] = PodInfo(o, image, (p.status.phase if p.status else "") or "",
-                             p.metadata.deletion_timestamp is not None, labels.get(L_VOTER))
+                             p.metadata.deletion_timestamp is not None, labels.get(L_VOTER),
+                             _int((p.metadata.annotations or {}).get(A_CERTS_NOT_AFTER)))
         return out
 
     async def claims(self, spec: ClusterSpec) -> frozenset[int]:
@@ -132,12 +139,36 @@ class Kube:
                          spec.namespace)
         return got is None
 
+    # --- secrets ----------------------------------------------------------------------------
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's (base64) data, or None when it does not exist."""
+        got: Any = await _run(_ignore, 404, self.core.read_namespaced_secret, name, namespace)
+        return None if got is None else dict(got.data or {})
+
+    async def create_secret(self, body: dict[str, Any]) -> bool:
+        """Create the Secret; False when one of that name exists already."""
+        made = await _run(_ignore, 409, self.core.create_namespaced_secret,
+                          body["metadata"]["namespace"], body)
+        return made is not None
+
+    async def replace_secret(self, body: dict[str, Any]) -> None:
+        await _run(self.core.replace_namespaced_secret, body["metadata"]["name"],
+                   body["metadata"]["namespace"], body)
+
     # --- status -----------------------------------------------------------------------------
 
     async def patch_status(self, spec: ClusterSpec, status: dict[str, Any]) -> None:
         await _run(self.custom.patch_namespaced_custom_object_status, objects.GROUP,
                    objects.VERSION, spec.namespace, objects.PLURAL, spec.name,
                    {"status": status})
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _owned_by(meta: Any, spec: ClusterSpec) -> bool:

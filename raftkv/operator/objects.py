@@ -14,16 +14,21 @@ Invariants:
   ``--initial-cluster-state=new`` with itself alone, every other pod ``existing`` with the
   current members (ignored by a member that restarts on its data);
 - the PodDisruptionBudget selects voters only (label ``raftkv.dev/voter=true``) with
-  maxUnavailable = (voters-1)//2, so an eviction never takes the voters below quorum.
+  maxUnavailable = (voters-1)//2, so an eviction never takes the voters below quorum;
+- with ``spec.tls`` on (``raftkv.operator.tls``), client and peer URLs are https, the
+  member's server and peer Secrets are mounted read-only and its flags name them; a pod
+  built on the operator's own certificates carries their earliest expiry in the
+  annotation ``raftkv.dev/certs-not-after`` (Unix seconds), which the planner renews by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raftkv.operator.quorum import pdb_max_unavailable
+from raftkv.operator.tls import PEER_DIR, SERVER_DIR, TLSSpec, member_tls_args
 
 GROUP, VERSION, PLURAL, KIND = "raftkv.dev", "v1alpha1", "raftclusters", "RaftCluster"
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
@@ -32,6 +37,7 @@ UID = 10001  # the image's non-root user
 
 L_NAME, L_INSTANCE = "app.kubernetes.io/name", "app.kubernetes.io/instance"
 L_CLUSTER, L_ORDINAL, L_VOTER = "raftkv.dev/cluster", "raftkv.dev/ordinal", "raftkv.dev/voter"
+A_CERTS_NOT_AFTER = "raftkv.dev/certs-not-after"
 
 Obj = dict[str, Any]
 
@@ -55,6 +61,7 @@ class ClusterSpec:
     # Members' address, "{pod}.{peer_service}.{namespace}.svc" in a cluster; another
     # template (e.g. "127.0.{ordinal}.1") runs members outside a cluster network (tests).
     host_template: str | None = None
+    tls: TLSSpec = field(default_factory=TLSSpec)
 
     @classmethod
     def of(cls, body: Mapping[str, Any], default_repo: str, default_version: str,
@@ -74,6 +81,7 @@ class ClusterSpec:
             quota_backend_bytes=int(spec.get("quotaBackendBytes", 2147483648)),
             resources=spec.get("resources"),
             host_template=host_template,
+            tls=TLSSpec.of(spec.get("tls")),
         )
 
     # --- names ------------------------------------------------------------------------
@@ -93,13 +101,35 @@ class ClusterSpec:
         return f"{self.member(ordinal)}.{self.peer_service}.{self.namespace}.svc"
 
     def peer_url(self, ordinal: int) -> str:
-        return f"http://{self.host(ordinal)}:{PEER_PORT}"
+        return f"{self.tls.scheme}://{self.host(ordinal)}:{PEER_PORT}"
 
     def client_url(self, ordinal: int) -> str:
-        return f"http://{self.host(ordinal)}:{CLIENT_PORT}"
+        return f"{self.tls.scheme}://{self.host(ordinal)}:{CLIENT_PORT}"
 
     def metrics_url(self, ordinal: int) -> str:
         return f"http://{self.host(ordinal)}:{METRICS_PORT}"
+
+    def server_secret(self, ordinal: int) -> str:
+        """The Secret (kubernetes.io/tls) member ``ordinal`` serves clients with."""
+        if self.tls.auto:
+            return f"{self.member(ordinal)}-server-tls"
+        return self.tls.server_secret
+
+    def peer_secret(self, ordinal: int) -> str:
+        """The Secret (kubernetes.io/tls) member ``ordinal`` talks to its peers with."""
+        if self.tls.auto:
+            return f"{self.member(ordinal)}-peer-tls"
+        return self.tls.peer_secret
+
+    @property
+    def ca_secret(self) -> str:
+        """The operator's CA (Auto mode): ``tls.crt``/``tls.key`` of the CA itself."""
+        return f"{self.name}-ca"
+
+    @property
+    def client_secret(self) -> str:
+        """The client certificate the operator connects to the members with."""
+        return f"{self.name}-client-tls" if self.tls.auto else self.tls.client_secret
 
     @property
     def token(self) -> str:
@@ -145,13 +175,14 @@ def member_args(spec: ClusterSpec, ordinal: int, *, new_cluster: bool,
     """
     members = sorted({ordinal} if new_cluster else {*cluster, ordinal})
     initial = ",".join(f"{spec.member(o)}={spec.peer_url(o)}" for o in members)
+    scheme = spec.tls.scheme
     return [
         "raftkv",
         f"--name={spec.member(ordinal)}",
         f"--data-dir={DATA_MOUNT}",
-        f"--listen-peer-urls=http://0.0.0.0:{PEER_PORT}",
+        f"--listen-peer-urls={scheme}://0.0.0.0:{PEER_PORT}",
         f"--initial-advertise-peer-urls={spec.peer_url(ordinal)}",
-        f"--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}",
+        f"--listen-client-urls={scheme}://0.0.0.0:{CLIENT_PORT}",
         f"--advertise-client-urls={spec.client_url(ordinal)}",
         f"--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}",
         f"--initial-cluster={initial}",
@@ -162,6 +193,7 @@ def member_args(spec: ClusterSpec, ordinal: int, *, new_cluster: bool,
         f"--snapshot-count={spec.snapshot_count}",
         f"--quota-backend-bytes={spec.quota_backend_bytes}",
         "--logger=json",
+        *member_tls_args(spec.tls),
     ]
 
 
@@ -170,9 +202,26 @@ def _probe(path: str, period: int, failures: int) -> Obj:
             "timeoutSeconds": 3, "failureThreshold": failures}
 
 
+def _tls_volumes(spec: ClusterSpec, ordinal: int) -> tuple[list[Obj], list[Obj]]:
+    """The member's server and peer Secret volumes and their (read-only) mounts."""
+    if not spec.tls.enabled:
+        return [], []
+    volumes = [{"name": "server-tls", "secret": {"secretName": spec.server_secret(ordinal),
+                                                  "defaultMode": 0o440}},
+               {"name": "peer-tls", "secret": {"secretName": spec.peer_secret(ordinal),
+                                                "defaultMode": 0o440}}]
+    mounts = [{"name": "server-tls", "mountPath": SERVER_DIR, "readOnly": True},
+              {"name": "peer-tls", "mountPath": PEER_DIR, "readOnly": True}]
+    return volumes, mounts
+
+
 def pod(spec: ClusterSpec, ordinal: int, *, image: str, new_cluster: bool,
-        cluster: Iterable[int] = (), voter: bool = False) -> Obj:
+        cluster: Iterable[int] = (), voter: bool = False,
+        certs_not_after: int | None = None) -> Obj:
+    """Member ``ordinal``'s pod; ``certs_not_after`` when it runs on the operator's
+    certificates (their earliest expiry, recorded in an annotation)."""
     name = spec.member(ordinal)
+    tls_volumes, tls_mounts = _tls_volumes(spec, ordinal)
     container: Obj = {
         "name": "raftkv",
         "image": image,
@@ -181,7 +230,7 @@ def pod(spec: ClusterSpec, ordinal: int, *, image: str, new_cluster: bool,
         "ports": [{"name": "client", "containerPort": CLIENT_PORT},
                   {"name": "peer", "containerPort": PEER_PORT},
                   {"name": "metrics", "containerPort": METRICS_PORT}],
-        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}, *tls_mounts],
         # gRPC's c-ares resolver may ignore the search domains that peers' names need
         "env": [{"name": "GRPC_DNS_RESOLVER", "value": "native"}],
         # Liveness asks only whether the process serves; a quorum loss must not restart
@@ -194,10 +243,13 @@ def pod(spec: ClusterSpec, ordinal: int, *, image: str, new_cluster: bool,
     }
     if spec.resources:
         container["resources"] = dict(spec.resources)
+    meta = spec._meta(name, spec.labels(ordinal, voter))
+    if certs_not_after is not None:
+        meta["annotations"] = {A_CERTS_NOT_AFTER: str(certs_not_after)}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": spec._meta(name, spec.labels(ordinal, voter)),
+        "metadata": meta,
         "spec": {
             "hostname": name,
             "subdomain": spec.peer_service,
@@ -206,8 +258,8 @@ def pod(spec: ClusterSpec, ordinal: int, *, image: str, new_cluster: bool,
             "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
                                 "fsGroup": UID},
             "containers": [container],
-            "volumes": [{"name": "data",
-                         "persistentVolumeClaim": {"claimName": name}}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}},
+                        *tls_volumes],
         },
     }
 

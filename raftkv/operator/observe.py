@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from raftkv.client import EndpointStatus, EtcdClient, EtcdError, MemberList, parse_endpoint
+from raftkv.client.errors import ErrorKind
+from raftkv.client.tls import TLSConfig
 from raftkv.operator.objects import METRICS_PORT, ClusterSpec, ordinal_of
 from raftkv.operator.types import Member, Observed, Spec, Step
 
@@ -40,6 +42,7 @@ class PodInfo:
     phase: str
     terminating: bool = False
     voter_label: str | None = None
+    certs_not_after: int | None = None  # annotation raftkv.dev/certs-not-after
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Observation:
     leader_id: int | None
     in_progress: Step | None = None
     errors: list[str] = field(default_factory=list)
+    now: int = 0  # Unix seconds, when observed
+    tls: TLSConfig | None = None  # how the operator connects to the members
 
     def healthy(self, m: MemberInfo) -> bool:
         s = m.status
@@ -79,17 +84,23 @@ class Observation:
                     raft_index=m.status.raft_index if m.status else 0,
                     image=self.pods[m.ordinal].image if m.ordinal in self.pods else "",
                     data_lost=not m.learner and m.ordinal not in self.claims,
+                    cert_not_after=(self.pods[m.ordinal].certs_not_after
+                                    if m.ordinal in self.pods else None),
                 )
                 for m in sorted(self.members, key=lambda m: m.ordinal)
             )
         return Observed(
             cluster=self.spec.name,
-            spec=Spec(self.spec.replicas, self.spec.image),
+            spec=Spec(self.spec.replicas, self.spec.image,
+                      self.spec.tls.renew_before if self.spec.tls.auto else None),
             pods=frozenset(self.pods),
             members=members,
             leader_id=self.leader_id,
             claims=self.claims,
             in_progress=self.in_progress,
+            now=self.now,
+            pod_certs=tuple((o, p.certs_not_after) for o, p in sorted(self.pods.items())
+                            if p.certs_not_after is not None),
         )
 
     @property
@@ -102,17 +113,27 @@ class Observation:
 
 
 def client_for(spec: ClusterSpec, ordinal: int, endpoints: Mapping[int, str] | None = None,
-               timeout: float = 3.0) -> EtcdClient:
-    """A client for member ``ordinal``; ``endpoints`` overrides its DNS name (tests)."""
+               timeout: float = 3.0, tls: TLSConfig | None = None) -> EtcdClient:
+    """A client for member ``ordinal``; ``endpoints`` overrides its DNS name (tests).
+
+    ``tls`` (the cluster's CA and the operator's client certificate) is required when
+    the cluster runs TLS: a TLS cluster is never dialled in plain text.
+    """
     url = (endpoints or {}).get(ordinal) or spec.client_url(ordinal)
-    return EtcdClient(parse_endpoint(url), dial_timeout=min(2.0, timeout),
-                      command_timeout=timeout)
+    if spec.tls.enabled and tls is None:
+        raise EtcdError(ErrorKind.TLS, url, f"no client certificate for {spec.name} yet")
+    return EtcdClient(parse_endpoint(url), tls=tls if spec.tls.enabled else None,
+                      dial_timeout=min(2.0, timeout), command_timeout=timeout)
 
 
 async def _ask(spec: ClusterSpec, o: int, endpoints: Mapping[int, str] | None,
-               call: Callable[[EtcdClient], Awaitable[T]]) -> T | None:
+               call: Callable[[EtcdClient], Awaitable[T]],
+               tls: TLSConfig | None = None) -> T | None:
     """One call on member ``o``'s own client; None when the member does not answer."""
-    c = client_for(spec, o, endpoints)
+    try:
+        c = client_for(spec, o, endpoints, tls=tls)
+    except EtcdError:
+        return None
     try:
         return await call(c)
     except EtcdError:
@@ -121,9 +142,9 @@ async def _ask(spec: ClusterSpec, o: int, endpoints: Mapping[int, str] | None,
         await c.close()
 
 
-async def _status(spec: ClusterSpec, o: int,
-                  endpoints: Mapping[int, str] | None) -> EndpointStatus | None:
-    return await _ask(spec, o, endpoints, lambda c: c.status())
+async def _status(spec: ClusterSpec, o: int, endpoints: Mapping[int, str] | None,
+                  tls: TLSConfig | None) -> EndpointStatus | None:
+    return await _ask(spec, o, endpoints, lambda c: c.status(), tls)
 
 
 async def http_version(url: str, timeout: float = 2.0) -> str:
@@ -144,20 +165,21 @@ async def http_version(url: str, timeout: float = 2.0) -> str:
         return ""
 
 
-async def _member_list(spec: ClusterSpec, o: int,
-                       endpoints: Mapping[int, str] | None) -> MemberList | None:
-    return await _ask(spec, o, endpoints, lambda c: c.member_list())
+async def _member_list(spec: ClusterSpec, o: int, endpoints: Mapping[int, str] | None,
+                       tls: TLSConfig | None) -> MemberList | None:
+    return await _ask(spec, o, endpoints, lambda c: c.member_list(), tls)
 
 
 async def observe_members(
     spec: ClusterSpec, pods: Mapping[int, PodInfo],
     endpoints: Mapping[int, str] | None = None,
     metrics: Mapping[int, str] | None = None,
+    tls: TLSConfig | None = None,
 ) -> tuple[list[MemberInfo] | None, int | None]:
     """Members (None if none answers) and the leader's ID, from the pods that exist."""
     ordinals = sorted(pods)
     statuses = dict(zip(ordinals, await asyncio.gather(
-        *(_status(spec, o, endpoints) for o in ordinals)), strict=True))
+        *(_status(spec, o, endpoints, tls) for o in ordinals)), strict=True))
     answering = [o for o in ordinals if statuses[o] is not None]
     if not answering:
         return None, None
@@ -166,7 +188,7 @@ async def observe_members(
     leader_id = answered[leaders[0]].member_id if leaders else None
     ml = None
     for o in leaders + [o for o in answering if o not in leaders]:
-        ml = await _member_list(spec, o, endpoints)
+        ml = await _member_list(spec, o, endpoints, tls)
         if ml is not None:
             break
     if ml is None:

@@ -13,7 +13,10 @@ recorded step still settling) and after them (nothing to do) live in
 Before the quorum check, a member whose pod is gone but whose volume claim remains gets
 its pod back (:class:`CreatePod`): it restarts on its data and rejoins as itself, which
 changes no membership and so needs no quorum (without it, losing the pods of a majority
-would leave nothing able to restore them).
+would leave nothing able to restore them). Likewise a member that is down with expired
+certificates is restarted on renewed ones (:class:`RenewCertificates`), one per call:
+it cannot serve anyway, and after an operator outage longer than the certificates'
+renewal window this is what brings a cluster back.
 
 Rules, in the order they are tried once a healthy quorum and a leader exist:
 
@@ -28,18 +31,26 @@ Rules, in the order they are tried once a healthy quorum and a leader exist:
 4. scale down: remove an unhealthy voter if there is one, else a follower (the highest
    ordinal), moving leadership away first only if the leader is the one left to remove;
    its pod and claim follow (rule 1);
-5. roll members whose image differs from the spec: followers first, the leader last
+5. renew certificates that expire within ``spec.renew_before`` of ``now``: restart one
+   member at a time on renewed certificates; a member that is down first (it costs no
+   redundancy, and may be down because its certificates expired), else followers, the
+   leader last after a leadership transfer; a healthy member only while every other
+   member is healthy, and never the only voter (that would stop the cluster);
+6. roll members whose image differs from the spec: followers first, the leader last
    after a leadership transfer.
 
 Invariants:
 - never two membership changes in flight: a new one (add, or removal of a voter) starts
   only when no learner, memberless pod or orphan claim is left from the previous one;
-- a step other than restoring a member's pod is issued only with a healthy quorum;
+- a step other than restoring a member's pod, or restarting a member that is down with
+  expired certificates, is issued only with a healthy quorum;
 - every step is checked against :func:`raftkv.operator.quorum.after`: it is returned only
   if a healthy quorum of voters remains right after it, and no step at all is returned
   without a healthy quorum and a leader;
 - scale-down removes a healthy voter only while every other voter is healthy;
-- a member is never removed or restarted while it leads.
+- a member is never removed or restarted while it leads;
+- at most one healthy member restarts at a time (renewal or upgrade): a restart of a
+  healthy member is issued only while every other member is healthy.
 """
 
 from __future__ import annotations
@@ -58,13 +69,14 @@ from raftkv.operator.types import (
     PromoteLearner,
     RemovalCause,
     RemoveMember,
+    RenewCertificates,
     RollMember,
     Step,
     TransferLeadership,
     Wait,
     WaitKind,
 )
-from raftkv.operator.view import View, caught_up
+from raftkv.operator.view import View, caught_up, iso_utc
 from raftkv.operator.waits import idle, no_quorum_or_leader, settling, without_members
 
 
@@ -90,10 +102,16 @@ def plan(obs: Observed) -> Plan:
 
 
 def _restore(view: View) -> Step | None:
-    """A member whose pod is gone but whose data (claim) remains: start it again."""
+    """A member whose pod is gone but whose data (claim) remains: start it again. A member
+    that is down with expired certificates: restart it on renewed ones."""
     for m in view.members:
         if m.ordinal not in view.obs.pods and m.ordinal in view.obs.claims and not m.data_lost:
             return CreatePod(m.ordinal)
+    if view.obs.spec.renew_before is not None:
+        for m in view.members:
+            expired = m.cert_not_after is not None and m.cert_not_after <= view.obs.now
+            if expired and not m.healthy and not m.data_lost and m.ordinal in view.obs.pods:
+                return RenewCertificates(m.ordinal)
     return None
 
 
@@ -187,6 +205,53 @@ def _scale_down(view: View) -> Plan | None:
     return RemoveMember(leaving.ordinal, leaving.id, RemovalCause.SCALE_DOWN)
 
 
+def due_for_renewal(view: View) -> list[Member]:
+    """Members whose certificates expire within ``spec.renew_before`` of ``now``."""
+    before = view.obs.spec.renew_before
+    if before is None:
+        return []
+    return [m for m in view.members
+            if m.cert_not_after is not None and m.cert_not_after - view.obs.now <= before]
+
+
+def _when(m: Member) -> str:
+    return iso_utc(m.cert_not_after or 0)
+
+
+def _renew(view: View) -> Plan | None:
+    due = due_for_renewal(view)
+    if not due:
+        return None
+    first = min(due, key=lambda m: m.cert_not_after or 0)
+    expires, n = _when(first), view.name(first.ordinal)
+    if len(view.voters) == 1 and view.voters[0] in due:
+        n = view.name(view.voters[0].ordinal)
+        return Wait(
+            f"The certificates of {n} expire at {_when(view.voters[0])}, and restarting "
+            f"the only voter of {view.obs.cluster} on renewed ones would stop the cluster; "
+            f"scale it to 3 replicas, or accept the restart with `kubectl delete pod {n}` "
+            "(it comes back on renewed certificates).",
+            WaitKind.BLOCKED,
+        )
+    down = [m for m in view.members if not m.healthy]
+    if down:
+        down_due = [m for m in down if m in due]
+        if down_due:  # down anyway (maybe because its certificates expired): costs nothing
+            return RenewCertificates(down_due[-1].ordinal)
+        return Wait(
+            f"Certificate renewal is paused ({n}'s expire at {expires}): "
+            f"{view.names(down)} {'is' if len(down) == 1 else 'are'} not healthy, and "
+            "members restart one at a time only when all others are healthy. Bring "
+            f"{view.names(down)} back first.",
+            WaitKind.BLOCKED,
+        )
+    followers = [m for m in due if m is not view.leader]
+    if not followers:
+        assert view.leader is not None
+        return _transfer_away(view, view.leader, "before it restarts on renewed certificates")
+    return RenewCertificates(followers[-1].ordinal)
+
+
 def _upgrade(view: View) -> Plan | None:
     image = view.obs.spec.image
     stale = [m for m in view.members if m.image != image]
@@ -236,7 +301,7 @@ def _guarded(view: View, result: Plan) -> Plan:
     if isinstance(result, Wait):
         return result
     targets_leader = (
-        isinstance(result, (RemoveMember, RollMember))
+        isinstance(result, (RemoveMember, RollMember, RenewCertificates))
         and view.leader is not None
         and result.ordinal == view.leader.ordinal
     )
@@ -269,5 +334,6 @@ _RULES: tuple[Callable[[View], Plan | None], ...] = (
     _replace_lost,
     _scale_up,
     _scale_down,
+    _renew,
     _upgrade,
 )

@@ -21,6 +21,7 @@ from raftkv.operator.types import (
     Member,
     PromoteLearner,
     RemoveMember,
+    RenewCertificates,
     RollMember,
     Step,
 )
@@ -65,7 +66,7 @@ def after(members: tuple[Member, ...], step: Step) -> tuple[Member, ...]:
                      for m in members)
     if isinstance(step, RemoveMember):
         return tuple(m for m in members if m.ordinal != step.ordinal)
-    if isinstance(step, RollMember):
+    if isinstance(step, (RollMember, RenewCertificates)):
         return tuple(replace(m, healthy=False) if m.ordinal == step.ordinal else m
                      for m in members)
     return members

@@ -13,7 +13,10 @@ Invariants:
   catches up), so neither a blocked nor a progressing cluster floods the Event stream;
 - the recorded step is cleared once the planner says the cluster has converged;
 - owned Services and the PodDisruptionBudget are kept in shape on every reconcile, and
-  each member pod's voter label follows the Raft configuration (the PDB selects on it).
+  each member pod's voter label follows the Raft configuration (the PDB selects on it);
+- with TLS on, the operator's client certificate (and in Auto mode the CA) is ensured
+  before the members are asked anything; a missing Secret the spec names is a blocked
+  wait with a Warning Event saying which, and nothing else happens meanwhile.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from raftkv.operator.certstore import CertsMissing, CertStore
 from raftkv.operator.execute import Executor, StepRefused
 from raftkv.operator.kube import Kube
 from raftkv.operator.objects import ClusterSpec
@@ -47,7 +52,9 @@ class Reconciler:
     default_repo: str = "raftkv"
     default_version: str = "0.1.0"
     host_template: str | None = None  # see ClusterSpec.host_template
+    certs: CertStore | None = None  # made on first use, over ``kube``
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _missing: dict[str, str] = field(default_factory=dict)  # uid -> last CertsMissing
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -62,10 +69,23 @@ class Reconciler:
         previous = dict(body.get("status") or {})
         recorded = decode_step(previous.get("inProgress"))
         generation = int(body["metadata"].get("generation") or 0)
+        if self.certs is None:
+            self.certs = CertStore(self.kube)
+        now = int(time.time())
+        try:
+            tls = await self.certs.client(spec, now)
+        except CertsMissing as exc:
+            wait = Wait(f"{exc}.", WaitKind.BLOCKED)
+            uid = body["metadata"]["uid"]
+            if self._missing.get(uid) != wait.reason:  # once per cause, not every tick
+                self._missing[uid] = wait.reason
+                self.events(body, "Warning", "CertificatesMissing", wait.reason)
+            return wait
+        self._missing.pop(body["metadata"]["uid"], None)
         pods = await self.kube.pods(spec)
         claims = await self.kube.claims(spec)
-        members, leader_id = await observe_members(spec, pods)
-        obs = Observation(spec, pods, claims, members, leader_id, recorded)
+        members, leader_id = await observe_members(spec, pods, tls=tls)
+        obs = Observation(spec, pods, claims, members, leader_id, recorded, now=now, tls=tls)
         p = plan(obs.observed())
         voters = sum(1 for m in members or [] if not m.learner)
         await self.kube.ensure_services(spec, max(1, voters))
@@ -74,22 +94,22 @@ class Reconciler:
             pod = pods.get(m.ordinal)
             if pod is not None and not pod.terminating and pod.voter_label != want:
                 await self.kube.label_voter(spec, m.ordinal, not m.learner)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if isinstance(p, Step):
-            status = status_of(obs, p, generation=generation, now=now, previous=previous,
+            status = status_of(obs, p, generation=generation, now=stamp, previous=previous,
                                in_progress=p)
             await self.kube.patch_status(spec, status)
             message = plan_message(p, spec.name)
             log.info("%s/%s: %s", spec.namespace, spec.name, message)
             self.events(body, "Normal", plan_reason(p), message)
             try:
-                await Executor(self.kube).run(p, obs)
+                await Executor(self.kube, certs=self.certs).run(p, obs)
             except StepRefused as exc:
                 self.events(body, "Warning", "StepRefused",
                             f"{message[:-1]} was refused: {exc}; trying again.")
             return p
         keep = None if p.kind is WaitKind.CONVERGED else recorded
-        status = status_of(obs, p, generation=generation, now=now, previous=previous,
+        status = status_of(obs, p, generation=generation, now=stamp, previous=previous,
                            in_progress=keep)
         if _changed(previous, status):
             await self.kube.patch_status(spec, status)

@@ -29,7 +29,8 @@ from raftkv.operator.types import Plan, Step, Wait, WaitKind
 STEP_TYPES: dict[str, type[Step]] = {
     cls.__name__: cls for cls in (
         t.Bootstrap, t.AddLearner, t.CreatePod, t.DeletePod, t.PromoteLearner,
-        t.TransferLeadership, t.RemoveMember, t.DeleteVolumeClaim, t.RollMember)
+        t.TransferLeadership, t.RemoveMember, t.DeleteVolumeClaim, t.RollMember,
+        t.RenewCertificates)
 }
 WAIT_REASONS = {WaitKind.CONVERGED: "Converged", WaitKind.SETTLING: "Settling",
                 WaitKind.CATCHING_UP: "LearnerCatchingUp", WaitKind.BLOCKED: "Blocked"}
@@ -87,7 +88,7 @@ def _phase(obs: Observation, plan: Plan, available: bool) -> str:
         return "Running"
     if isinstance(plan, Wait) and plan.kind is WaitKind.BLOCKED:
         return "Degraded"
-    if isinstance(step, (t.RollMember, t.TransferLeadership)):
+    if isinstance(step, (t.RollMember, t.TransferLeadership, t.RenewCertificates)):
         return "Upgrading"
     return "Scaling"
 

@@ -11,7 +11,10 @@ Invariants:
 - ``healthy`` means the member's process runs, is reachable and would vote: a member
   whose data was lost (``data_lost``) or whose pod does not exist is never healthy;
 - each :class:`Step` describes itself as one sentence naming the member it touches, and
-  each :class:`Wait` carries a reason that a person can act on.
+  each :class:`Wait` carries a reason that a person can act on;
+- times are whole Unix seconds and come in with the observation (``Observed.now``), so
+  the planner reads no clock; ``Member.cert_not_after`` is None unless the operator
+  issued the member's certificates itself (``spec.tls.mode: Auto``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ from enum import Enum
 
 @dataclass(frozen=True)
 class Spec:
-    """What the RaftCluster asks for: an odd number of voters on one image."""
+    """What the RaftCluster asks for: an odd number of voters on one image.
+
+    ``renew_before`` (seconds) is set when the operator issues the members' certificates:
+    a member whose certificates expire within it is restarted on renewed ones.
+    """
 
     replicas: int
     image: str
+    renew_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Member:
     raft_index: int
     image: str
     data_lost: bool = False
+    cert_not_after: int | None = None  # the earliest expiry of the certificates its pod runs on
 
     @property
     def voter(self) -> bool:
@@ -184,6 +193,21 @@ class RollMember(Step):
         return f"Restart {cluster}-{self.ordinal} on image {self.image}."
 
 
+@dataclass(frozen=True)
+class RenewCertificates(Step):
+    """Issue a member's server and peer certificates anew and restart its pod on them.
+
+    Same claim and same image as before: only the certificates change. The executor
+    skips issuing when the member's certificates are fresh already, and skips the restart
+    when the pod runs on them already.
+    """
+
+    ordinal: int
+
+    def describe(self, cluster: str) -> str:
+        return f"Restart {cluster}-{self.ordinal} on renewed certificates."
+
+
 class WaitKind(Enum):
     CONVERGED = "converged"      # nothing to do: the cluster matches the spec
     SETTLING = "settling"        # the last step has not taken full effect yet
@@ -211,6 +235,9 @@ class Observed:
     ``pods`` holds the ordinals that have a pod (in any phase, also terminating);
     ``claims`` the ordinals that have a volume claim.
     ``in_progress`` is the step the operator recorded before executing it, if any.
+    ``now`` is when it observed, in Unix seconds (certificate renewal compares with it).
+    ``pod_certs`` holds (ordinal, expiry) of the pods that run on the operator's own
+    certificates, known even when no member answers.
     """
 
     cluster: str
@@ -220,3 +247,5 @@ class Observed:
     leader_id: int | None
     claims: frozenset[int] = frozenset()
     in_progress: Step | None = None
+    now: int = 0
+    pod_certs: tuple[tuple[int, int], ...] = ()

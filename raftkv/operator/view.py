@@ -18,6 +18,21 @@ from raftkv.operator.types import Member, Observed
 CATCH_UP_NUMERATOR, CATCH_UP_DENOMINATOR = 9, 10
 
 
+def iso_utc(ts: int) -> str:
+    """Unix seconds as ``YYYY-MM-DDThh:mm:ssZ`` (proleptic Gregorian; no clock, no tz data)."""
+    days, secs = divmod(ts, 86400)
+    z = days + 719468  # days since 0000-03-01 (H. Hinnant's civil_from_days)
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    h, rem = divmod(secs, 3600)
+    return f"{year:04d}-{month:02d}-{day:02d}T{h:02d}:{rem // 60:02d}:{rem % 60:02d}Z"
+
+
 def caught_up(learner: Member, leader: Member) -> bool:
     return learner.raft_index * CATCH_UP_DENOMINATOR >= leader.raft_index * CATCH_UP_NUMERATOR
 

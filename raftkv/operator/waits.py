@@ -18,6 +18,7 @@ from raftkv.operator.types import (
     Bootstrap,
     CreatePod,
     Observed,
+    RenewCertificates,
     RollMember,
     Step,
     Wait,
@@ -36,6 +37,11 @@ def without_members(obs: Observed) -> Wait | Step:
         return CreatePod(unpodded[0])
     if not obs.pods:
         return Bootstrap(obs.spec.image)
+    expired = [o for o, not_after in obs.pod_certs if not_after <= obs.now]
+    if expired and obs.spec.renew_before is not None:
+        # Nobody answers and certificates have expired (the operator was away too long):
+        # restarting a pod that cannot serve anyway costs nothing.
+        return RenewCertificates(expired[0])
     if isinstance(obs.in_progress, Bootstrap):
         return Wait(
             f"Waiting for {c}-0 to start and bootstrap the cluster; if it does not, "
@@ -88,6 +94,18 @@ def settling(view: View) -> Wait | None:
                 f"Waiting for {n} to come back on image {step.image}; if it stays down, "
                 f"check `kubectl logs {n}`, and set the previous image back if the new one "
                 "is broken.",
+                WaitKind.SETTLING,
+            )
+    if isinstance(step, RenewCertificates):
+        m = view.member(step.ordinal)
+        before = view.obs.spec.renew_before
+        renewed = (m is not None and m.cert_not_after is not None and before is not None
+                   and m.cert_not_after - view.obs.now > before)
+        if m is not None and renewed and not m.healthy and not m.data_lost:
+            n = view.name(m.ordinal)
+            return Wait(
+                f"Waiting for {n} to come back on renewed certificates; if it stays down, "
+                f"check `kubectl logs {n}` for a TLS error.",
                 WaitKind.SETTLING,
             )
     ordinal = None

@@ -12,7 +12,11 @@ Invariants of the model itself:
   ordinal that still has a member (the model refuses it, so the tests catch a planner
   that asks for it); a claim in use by a pod is protected;
 - membership changes (add, promote, remove) take effect only while a leader exists;
-- a new pod runs the spec's image (the StatefulSet template follows the spec).
+- a new pod runs the spec's image (the StatefulSet template follows the spec);
+- with ``cert_lifetime`` set (the operator's own certificates), a pod starts on its
+  member's certificates, issued anew when absent or due (as the executor does), and a
+  member whose certificates have expired is unhealthy (its peers refuse it); ``now``
+  advances ``tick_seconds`` per tick.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from raftkv.operator.types import (
     Plan,
     PromoteLearner,
     RemoveMember,
+    RenewCertificates,
     RollMember,
     Spec,
     Step,
@@ -49,6 +54,7 @@ class SimMember:
     crashed: bool = False
     data_lost: bool = False
     starting: int = 0  # ticks until the process is up after a pod (re)start
+    cert_not_after: int | None = None
 
 
 @dataclass
@@ -61,12 +67,18 @@ class World:
     claims: set[int] = field(default_factory=set)
     commit: int = 0
     next_id: int = 0x1000
+    now: int = 0
+    tick_seconds: int = 0
+    cert_lifetime: int | None = None
 
     # --- state the tests check ------------------------------------------------------
 
     def healthy(self, m: SimMember) -> bool:
         return (m.ordinal in self.pods and not m.crashed and not m.data_lost
-                and m.starting == 0)
+                and m.starting == 0 and not self.expired(m))
+
+    def expired(self, m: SimMember) -> bool:
+        return m.cert_not_after is not None and m.cert_not_after <= self.now
 
     def voters(self) -> list[SimMember]:
         return [m for m in self.members.values() if not m.learner]
@@ -121,6 +133,7 @@ class World:
                     image=self.pods.get(m.ordinal, ""),
                     # as the operator sees it: a voter whose claim is gone lost its data
                     data_lost=m.data_lost or (not m.learner and m.ordinal not in self.claims),
+                    cert_not_after=m.cert_not_after,
                 )
                 for m in sorted(self.members.values(), key=lambda m: m.ordinal)
             )
@@ -135,11 +148,15 @@ class World:
             leader_id=leader_id,
             claims=frozenset(self.claims),
             in_progress=in_progress,
+            now=self.now,
+            pod_certs=tuple((o, m.cert_not_after) for o, m in sorted(self.members.items())
+                            if o in self.pods and m.cert_not_after is not None),
         )
 
     # --- time -----------------------------------------------------------------------
 
     def tick(self) -> None:
+        self.now += self.tick_seconds
         for m in self.members.values():
             if m.starting > 0 and m.ordinal in self.pods:
                 m.starting -= 1
@@ -181,6 +198,7 @@ class World:
                 self.claims.add(0)
                 self.members[0] = SimMember(0, self._new_id(), learner=False,
                                             starting=STARTUP_TICKS)
+                self._start_on_certs(self.members[0])
                 self.leader = None
         elif isinstance(step, AddLearner):
             if (self.has_leader() and step.ordinal not in self.members
@@ -193,6 +211,7 @@ class World:
                 self.claims.add(step.ordinal)
                 if step.ordinal in self.members:
                     self.members[step.ordinal].starting = STARTUP_TICKS
+                    self._start_on_certs(self.members[step.ordinal])
         elif isinstance(step, DeletePod):
             if step.ordinal not in self.members:  # a member's pod is never deleted for good
                 self.pods.pop(step.ordinal, None)
@@ -221,8 +240,21 @@ class World:
                 if step.ordinal in self.members:
                     self.members[step.ordinal].starting = ROLL_TICKS
                     self.members[step.ordinal].crashed = False
+                    self._start_on_certs(self.members[step.ordinal])
+        elif isinstance(step, RenewCertificates):
+            m = self.members.get(step.ordinal)
+            if step.ordinal in self.pods and m is not None and self.cert_lifetime is not None:
+                m.cert_not_after = self.now + self.cert_lifetime
+                m.starting, m.crashed = ROLL_TICKS, False
         else:
             raise AssertionError(f"not a step: {step!r}")
+
+    def _start_on_certs(self, m: SimMember) -> None:
+        """A pod starts on its member's certificates, issued anew if absent or due."""
+        if self.cert_lifetime is None or self.spec.renew_before is None:
+            return
+        if m.cert_not_after is None or m.cert_not_after - self.now <= self.spec.renew_before:
+            m.cert_not_after = self.now + self.cert_lifetime
 
     def _new_id(self) -> int:
         self.next_id += 1

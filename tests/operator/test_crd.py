@@ -74,6 +74,7 @@ def test_three_replicas_accepted_and_defaults_filled(k8s: ControlPlane) -> None:
         "electionTimeoutMs": 1000,
         "snapshotCount": 10000,
         "quotaBackendBytes": 2147483648,
+        "tls": {"mode": "Auto"},
     }
 
 
@@ -116,6 +117,57 @@ def test_election_timeout_must_be_five_heartbeats(k8s: ControlPlane) -> None:
     assert TIMEOUT_MESSAGE in out
     code, out = apply(k8s, "okbeat", {"heartbeatIntervalMs": 200, "electionTimeoutMs": 1000})
     assert code == 0, out
+
+
+SECRETS_MESSAGE = "spec.tls.secrets names the server, peer and client Secrets when"
+AUTO_MESSAGE = "spec.tls.auto applies only when spec.tls.mode is Auto"
+RENEW_MESSAGE = "spec.tls.auto.renewBeforeSeconds must be shorter than"
+IMMUTABLE_MESSAGE = "spec.tls.mode cannot change on an existing RaftCluster"
+NAMES = {"server": "srv", "peer": "peer", "client": "cli"}
+
+
+@pytest.mark.parametrize(("name", "tls", "message"), [
+    ("tls-secrets-unnamed", {"mode": "Secrets"}, SECRETS_MESSAGE),
+    ("tls-auto-named", {"mode": "Auto", "secrets": NAMES}, SECRETS_MESSAGE),
+    ("tls-off-auto", {"mode": "Disabled", "auto": {}}, AUTO_MESSAGE),
+    ("tls-renew-late", {"auto": {"leafLifetimeSeconds": 600, "renewBeforeSeconds": 600}},
+     RENEW_MESSAGE),
+    ("tls-yaml-off", {"mode": "off"}, "Unsupported value"),
+    ("tls-half-named", {"mode": "Secrets", "secrets": {"server": "srv", "peer": "peer"}},
+     "spec.tls.secrets.client: Required value"),
+])
+def test_tls_shape_refused_with_our_message(k8s: ControlPlane, name: str,
+                                            tls: dict[str, object], message: str) -> None:
+    code, out = apply(k8s, name, {"tls": tls})
+    assert code != 0, f"{tls} was accepted:\n{out}"
+    assert message in out
+    assert k8s.kubectl("get", "raftcluster", name).returncode != 0
+
+
+@pytest.mark.parametrize(("name", "tls", "stored"), [
+    ("tls-secrets", {"mode": "Secrets", "secrets": NAMES}, {"mode": "Secrets", "secrets": NAMES}),
+    ("tls-off", {"mode": "Disabled"}, {"mode": "Disabled"}),
+    ("tls-short", {"auto": {"leafLifetimeSeconds": 600, "renewBeforeSeconds": 599}},
+     {"mode": "Auto", "auto": {"leafLifetimeSeconds": 600, "renewBeforeSeconds": 599}}),
+    ("tls-auto-defaults", {"auto": {}},
+     {"mode": "Auto", "auto": {"leafLifetimeSeconds": 7776000, "renewBeforeSeconds": 2592000}}),
+])
+def test_tls_shape_accepted_and_defaulted(k8s: ControlPlane, name: str,
+                                          tls: dict[str, object], stored: object) -> None:
+    code, out = apply(k8s, name, {"tls": tls})
+    assert code == 0, out
+    assert get(k8s, name)["spec"]["tls"] == stored  # type: ignore[index]
+
+
+def test_tls_mode_cannot_change_but_the_rest_can(k8s: ControlPlane) -> None:
+    code, out = apply(k8s, "tls-fixed", {"replicas": 3})
+    assert code == 0, out
+    code, out = apply(k8s, "tls-fixed", {"replicas": 3, "tls": {"mode": "Disabled"}})
+    assert code != 0 and IMMUTABLE_MESSAGE in out
+    code, out = apply(k8s, "tls-fixed", {"replicas": 5, "tls": {
+        "mode": "Auto", "auto": {"leafLifetimeSeconds": 900, "renewBeforeSeconds": 300}}})
+    assert code == 0, out
+    assert get(k8s, "tls-fixed")["spec"]["tls"]["mode"] == "Auto"  # type: ignore[index]
 
 
 STATUS = {

@@ -7,17 +7,20 @@ raftkv accepts.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from raftkv.cli import build_parser, config_from_args
 from raftkv.client import EndpointStatus
-from raftkv.operator import objects
+from raftkv.operator import certs, objects
 from raftkv.operator.objects import ClusterSpec, member_args, ordinal_of
 from raftkv.operator.observe import MemberInfo, Observation, PodInfo
 from raftkv.operator.planner import plan
 from raftkv.operator.status import STEP_TYPES, decode_step, encode_step, status_of
+from raftkv.operator.tls import TLS_MOUNT
 from raftkv.operator.types import (
     AddLearner,
     Bootstrap,
@@ -27,6 +30,7 @@ from raftkv.operator.types import (
     PromoteLearner,
     RemovalCause,
     RemoveMember,
+    RenewCertificates,
     RollMember,
     Step,
     TransferLeadership,
@@ -54,15 +58,26 @@ def test_spec_defaults_and_image_from_version() -> None:
 
 def test_stable_dns_names_and_ordinal_back_from_a_peer_url() -> None:
     assert SPEC.host(2) == "demo-2.demo-peer.ns1.svc"
-    assert SPEC.peer_url(2) == "http://demo-2.demo-peer.ns1.svc:2380"
+    assert SPEC.peer_url(2) == "https://demo-2.demo-peer.ns1.svc:2380"  # spec.tls: Auto
     assert ordinal_of(SPEC.peer_url(5), SPEC) == 5
-    assert ordinal_of("http://other-1.other-peer.ns1.svc:2380", SPEC) is None
+    assert ordinal_of("https://other-1.other-peer.ns1.svc:2380", SPEC) is None
+    assert ordinal_of("http://demo-5.demo-peer.ns1.svc:2380", SPEC) is None
 
 
 @pytest.mark.parametrize(("new", "cluster"), [(True, ()), (False, (0, 2)), (False, (1,))])
-def test_member_flags_are_accepted_by_raftkv(new: bool, cluster: tuple[int, ...]) -> None:
+def test_member_flags_are_accepted_by_raftkv(new: bool, cluster: tuple[int, ...],
+                                             tmp_path: Path) -> None:
+    """With the certificates the operator issues in the Secrets' places (raftkv checks
+    them at startup: readable, key matching, signed by the CA, valid now)."""
     argv = member_args(SPEC, 1, new_cluster=new, cluster=cluster)
     assert argv[0] == "raftkv"
+    ca = certs.new_ca(SPEC, datetime.now(UTC))
+    issued = certs.issue_member(SPEC, ca, 1, datetime.now(UTC))
+    for kind, pair in (("server", issued.server), ("peer", issued.peer)):
+        (tmp_path / kind).mkdir()
+        for name, pem in (("tls.crt", pair.cert), ("tls.key", pair.key), ("ca.crt", ca.cert)):
+            (tmp_path / kind / name).write_bytes(pem)
+    argv = [a.replace(f"={TLS_MOUNT}/", f"={tmp_path}/") for a in argv]
     cfg = config_from_args(build_parser().parse_args(argv[1:]))
     assert cfg.name == "demo-1"
     assert cfg.initial_cluster_state == ("new" if new else "existing")
@@ -71,6 +86,8 @@ def test_member_flags_are_accepted_by_raftkv(new: bool, cluster: tuple[int, ...]
     assert cfg.initial_advertise_peer_urls == [SPEC.peer_url(1)]
     assert cfg.initial_cluster_token == "demo-01234567"
     assert cfg.listen_metrics_urls == ["http://0.0.0.0:2381"]
+    assert cfg.client_tls.client_cert_auth and cfg.peer_tls.client_cert_auth
+    assert cfg.peer_tls.trusted_ca_file == f"{tmp_path}/peer/ca.crt"
 
 
 def test_every_owned_object_has_a_controller_owner_reference() -> None:
@@ -112,6 +129,7 @@ ALL_STEPS: list[Step] = [
     Bootstrap("raftkv:0.1.0"), AddLearner(3), CreatePod(3), DeletePod(1),
     DeleteVolumeClaim(1), PromoteLearner(3, 2**64 - 1), TransferLeadership(0, 2, 77),
     RemoveMember(1, 12, RemovalCause.DATA_LOST), RollMember(2, "raftkv:0.1.1"),
+    RenewCertificates(2),
 ]
 
 

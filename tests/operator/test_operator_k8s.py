@@ -114,9 +114,15 @@ def test_bootstrap_creates_owned_objects_records_the_step_and_waits(
     assert owned_by(pod, uid)
     command = pod["spec"]["containers"][0]["command"]
     assert "--initial-cluster-state=new" in command
-    assert "--initial-cluster=demo-0=http://demo-0.demo-peer.op-test.svc:2380" in command
+    # spec.tls defaults to Auto: https peer URLs, the member's certificates mounted
+    assert "--initial-cluster=demo-0=https://demo-0.demo-peer.op-test.svc:2380" in command
+    assert "--peer-client-cert-auth=true" in command
+    assert {v["name"]: v.get("secret", {}).get("secretName")
+            for v in pod["spec"]["volumes"]} == {
+        "data": None, "server-tls": "demo-0-server-tls", "peer-tls": "demo-0-peer-tls"}
     for kind, name in [("pvc", "demo-0"), ("service", "demo"), ("service", "demo-peer"),
-                       ("pdb", "demo")]:
+                       ("pdb", "demo"), ("secret", "demo-ca"), ("secret", "demo-client-tls"),
+                       ("secret", "demo-0-server-tls"), ("secret", "demo-0-peer-tls")]:
         wait_until(lambda k=kind, n=name: exists(k8s, k, n), 30, f"{kind} {name}")
         assert owned_by(get(k8s, kind, name), uid), f"{kind} {name} is not owned"
     assert get(k8s, "service", "demo-peer")["spec"]["publishNotReadyAddresses"] is True
@@ -142,7 +148,8 @@ def test_bootstrap_creates_owned_objects_records_the_step_and_waits(
 
     k8s.kubectl("delete", "-n", NS, "raftcluster", "demo", "--wait=true", check=True)
     for kind, name in [("pod", "demo-0"), ("pvc", "demo-0"), ("service", "demo"),
-                       ("service", "demo-peer"), ("pdb", "demo")]:
+                       ("service", "demo-peer"), ("pdb", "demo"), ("secret", "demo-ca"),
+                       ("secret", "demo-0-server-tls")]:
         wait_until(lambda k=kind, n=name: not exists(k8s, k, n), 90,
                    f"{kind} {name} garbage-collected")
 

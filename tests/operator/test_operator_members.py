@@ -3,7 +3,8 @@
 The control plane has no kubelet, so :class:`~tests.support.podrunner.PodRunner` runs each
 member pod's own command line as a local process (each member on its own loopback
 address, via ``RAFTKV_MEMBER_HOST_TEMPLATE``). The operator is the ``raftkv-operator``
-console script in a subprocess. In order, on one RaftCluster:
+console script in a subprocess. In order, on one RaftCluster with the default spec.tls
+(Auto: every client here dials the members with the operator's client certificate):
 
 1. 3 members bootstrap and the status shows them Available, with leader and term;
 2. 3 -> 5 -> 3 under a continuous writer: no acknowledged write lost, and the member
@@ -24,6 +25,7 @@ The seed of the loopback addresses is printed; each wait polls a condition.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import threading
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 import pytest
 
 from raftkv.client import EtcdClient, EtcdError, parse_endpoint
+from raftkv.client.tls import TLSConfig
 from tests.support.k8s import ControlPlane
 from tests.support.podrunner import PodRunner
 from tests.support.proc import Proc, free_port, wait_until
@@ -48,8 +51,14 @@ NS, NAME = "members", "demo"
 T = TypeVar("T")
 
 
+# The operator's client certificate (spec.tls Auto, the default), read from its Secret
+# once the cluster exists; every client of this file dials the members with it.
+CLIENT_TLS: list[TLSConfig] = []
+
+
 def ec(url: str, dial: float, command: float) -> EtcdClient:
-    return EtcdClient(parse_endpoint(url), dial_timeout=dial, command_timeout=command)
+    return EtcdClient(parse_endpoint(url), tls=CLIENT_TLS[0] if CLIENT_TLS else None,
+                      dial_timeout=dial, command_timeout=command)
 
 
 def until(fn: Callable[[], T | bool | None], timeout: float, what: str) -> T:
@@ -65,7 +74,15 @@ class Env:
         self.op_runs = 0
 
     def client_url(self, ordinal: int) -> str:
-        return f"http://{self.host_template.format(ordinal=ordinal)}:2379"
+        return f"https://{self.host_template.format(ordinal=ordinal)}:2379"
+
+    def load_client_tls(self) -> None:
+        data = self.get("secret", f"{NAME}-client-tls")["data"]
+        d = self.workdir / "client-tls"
+        d.mkdir(exist_ok=True)
+        for key in ("ca.crt", "tls.crt", "tls.key"):
+            (d / key).write_bytes(base64.b64decode(data[key]))
+        CLIENT_TLS[:] = [TLSConfig(cacert=d / "ca.crt", cert=d / "tls.crt", key=d / "tls.key")]
 
     def start_operator(self) -> None:
         self.op_runs += 1
@@ -220,10 +237,11 @@ class Traffic:
 def test_1_three_members_bootstrap_and_are_available(env: Env) -> None:
     body = {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCluster",
             "metadata": {"name": NAME, "namespace": NS},
-            "spec": {"replicas": 3, "version": "0.1.0"}}
+            "spec": {"replicas": 3, "version": "0.1.0"}}  # spec.tls: Auto, the default
     env.kubectl("apply", "-f", "-", input=json.dumps(body))
     t0 = time.monotonic()
     st = until(lambda: env.healthy(3), 180, "3 healthy voters")
+    env.load_client_tls()
     print(f"Available after {time.monotonic() - t0:.1f} s")
     assert st["leader"].startswith(f"{NAME}-") and st["term"] >= 1 and st["raftIndex"] > 0
     assert st.get("inProgress") is None and st["readyReplicas"] == 3

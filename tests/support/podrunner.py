@@ -12,13 +12,17 @@ container:
   loses the data, a new claim of the same name starts empty;
 - a pod runs only while its claim exists; a process that exits is restarted (the pod's
   restartPolicy is Always); a pod deleted (or replaced by a new UID) has its process
-  stopped by pid, and :meth:`stop` stops them all.
+  stopped by pid, and :meth:`stop` stops them all;
+- a pod's Secret volumes are written to a directory of its own (files 0600) when its
+  process starts, and the container's mount paths in its flags point there; a pod whose
+  Secret does not exist yet does not start (as the kubelet keeps it ContainerCreating).
 
 Invariant: every process is a :class:`~tests.support.proc.Proc`, stopped by pid.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 import threading
@@ -114,20 +118,52 @@ class PodRunner:
             if r is None and name in self.held:
                 continue
             if r is None:
-                self.running[name] = _Running(p.metadata.uid, self._spawn(p, c).start())
+                proc = self._spawn(p, c)
+                if proc is not None:
+                    self.running[name] = _Running(p.metadata.uid, proc.start())
             elif not r.proc.alive() and r.restarts < 50 and name not in self.held:
-                r.restarts += 1
-                r.proc = self._spawn(p, c).start()
+                proc = self._spawn(p, c)
+                if proc is not None:
+                    r.restarts += 1
+                    r.proc = proc.start()
 
-    def _spawn(self, pod: Any, claim: Any) -> Proc:
+    def _secret_mounts(self, pod: Any) -> dict[str, Path] | None:
+        """The pod's Secret volumes written out: mount path -> local directory; None when
+        a Secret does not exist (yet)."""
+        secrets = {v.name: v.secret.secret_name for v in pod.spec.volumes if v.secret}
+        out: dict[str, Path] = {}
+        for m in pod.spec.containers[0].volume_mounts or []:
+            if m.name not in secrets:
+                continue
+            try:
+                sec = self.api.read_namespaced_secret(secrets[m.name], self.namespace)
+            except client.exceptions.ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            d = self.workdir / f"{pod.metadata.name}-{pod.metadata.uid[:8]}-{m.name}"
+            d.mkdir(mode=0o700, exist_ok=True)
+            for key, value in (sec.data or {}).items():
+                f = d / key
+                f.write_bytes(base64.b64decode(value))
+                f.chmod(0o600)
+            out[m.mount_path] = d
+        return out
+
+    def _spawn(self, pod: Any, claim: Any) -> Proc | None:
         ordinal = int(pod.metadata.labels["raftkv.dev/ordinal"])
         host = self.host_template.format(ordinal=ordinal)
         data = self.workdir / f"claim-{claim.metadata.name}-{claim.metadata.uid}"
+        mounts = self._secret_mounts(pod)
+        if mounts is None:
+            return None
         argv = [str(RAFTKV)]
         for arg in pod.spec.containers[0].command[1:]:
-            arg = re.sub(r"^(--listen-[a-z]+-urls=http://)0\.0\.0\.0", rf"\g<1>{host}", arg)
+            arg = re.sub(r"^(--listen-[a-z]+-urls=https?://)0\.0\.0\.0", rf"\g<1>{host}", arg)
             if arg.startswith("--data-dir="):
                 arg = f"--data-dir={data}"
+            for mount, local in mounts.items():
+                arg = arg.replace(f"={mount}/", f"={local}/")
             argv.append(arg)
         log = self.workdir / f"{pod.metadata.name}-{pod.metadata.uid[:8]}.log"
         return Proc(pod.metadata.name, argv, log)
