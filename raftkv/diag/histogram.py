@@ -70,6 +70,8 @@ def bucket_quantile(q: float, buckets: Iterable[Bucket]) -> float:
         start = bounds[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
+    if count == 0:  # only when rank is 0 (q=0, empty first bucket): Go's 0/0 is NaN
+        return math.nan
     return start + (end - start) * (rank / count)
 
 
