@@ -117,12 +117,7 @@ def test_snapshot_status_and_restore(raftkv3: Cluster, tmp_path: Path) -> None:
     assert r.returncode == EXIT_CORRUPT and "SHA-256" in r.stderr, r.stderr
     assert not m0.data_dir.exists() and not list((tmp_path / "restored").glob("*"))
 
-    for m in new.members:
-        r = raftkv("snapshot", "restore", str(snap), f"--data-dir={m.data_dir}",
-                   f"--name={m.name}", f"--initial-cluster={new.initial_cluster()}",
-                   f"--initial-cluster-token={new.token}",
-                   f"--initial-advertise-peer-urls={m.peer_url}")
-        assert r.returncode == 0, r.stderr
+    _restore_into(snap, new)
     again = raftkv("snapshot", "restore", str(snap), f"--data-dir={m0.data_dir}",
                    f"--name={m0.name}", f"--initial-cluster={new.initial_cluster()}",
                    f"--initial-cluster-token={new.token}",
