@@ -106,6 +106,9 @@ class ServerConfig:
     # interval per 1000 leases buys a lease that outlives leader changes at its true age)
     lease_checkpoint: bool = True
     lease_checkpoint_interval_s: float = 300.0  # etcd's default (5 min; not a flag in etcd)
+    # TEST ONLY (raftkv.server.unsafe): no check-quorum, linearizable reads served locally
+    # by a member that believes it leads; never set in production
+    unsafe_deposed_leader_serves: bool = False
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):
