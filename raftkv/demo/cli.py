@@ -22,17 +22,27 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _claims(claims: dict[int, str]) -> str:
+    return "exit codes, one per claim:\n" + "\n".join(f"  {k}  {v}" for k, v in claims.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from raftkv.demo.fencing import CLAIMS as FENCING
+    from raftkv.demo.splitbrain import CLAIMS as SPLIT
+
     p = _Parser(prog="python -m raftkv.demo",
                 description="Real raftkv members on loopback show what the consensus "
                             "article claims. Without a demo name: the leader-crash demo.")
     sub = p.add_subparsers(dest="demo", parser_class=_Parser)
+    raw = argparse.RawDescriptionHelpFormatter
     sb = sub.add_parser("split-brain", help="five members cut 2|3: the minority commits "
-                                            "nothing (claims: exit codes 10-18)")
+                                            "nothing (claims: exit codes 10-18)",
+                        epilog=_claims(SPLIT), formatter_class=raw)
     sb.add_argument("--unsafe-deposed-leader-serves", action="store_true",
                     help=argparse.SUPPRESS)  # test only: see raftkv.server.unsafe
     fe = sub.add_parser("fencing", help="a paused lock holder's late write is refused by a "
-                                        "fencing token (claims: exit codes 20-24)")
+                                        "fencing token (claims: exit codes 20-24)",
+                        epilog=_claims(FENCING), formatter_class=raw)
     fe.add_argument("--no-fencing-check", action="store_true",
                     help="run the first round without the token check too (the demo then "
                          "reports the overwrite and fails)")

@@ -110,8 +110,8 @@ class Fencing:
         a.signal(signal.SIGSTOP)
         paused = time.monotonic()
         await a.go()  # A's write is due the moment it runs again
-        say(f"  A holds the lock with token {ev_a['token']} and is paused (SIGSTOP) just "
-            "before it writes.")
+        say(f"  A holds the lock with token {ev_a['token']} (lease TTL {ev_a['ttl']} s as "
+            "granted) and is paused (SIGSTOP) just before it writes.")
 
         a_key = ev_a["key"].encode()
         a_held = await c.get(m2, a_key) is not None

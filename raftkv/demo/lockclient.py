@@ -5,8 +5,8 @@ It takes an ``etcdctl lock``-style lock (etcd's concurrency.Mutex recipe): grant
 of ``--ttl`` seconds and keep it alive; create ``<prefix>lock/<lease id>`` bound to the
 lease, by a Txn that creates it only if absent; its create_revision is the fencing
 token; the lock is held once no key under ``<prefix>lock/`` has a lower create_revision.
-It prints ``{"event": "locked", "token": N, "key": ...}`` on stdout, then waits for a
-line on stdin and writes ``--value`` to the protected key ``<prefix>data``:
+It prints ``{"event": "locked", "token": N, "key": ..., "ttl": granted TTL}`` on stdout,
+then waits for a line on stdin and writes ``--value`` to the protected key ``<prefix>data``:
 
 - fenced (default): one Txn compares the token with the highest token the store has
   seen (``<prefix>max-token``, zero-padded so byte order is number order); a higher
@@ -104,7 +104,7 @@ async def run(ns: argparse.Namespace) -> int:
         granted = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=ns.ttl), timeout=5)
         alive = asyncio.create_task(keep_alive(lease, granted.ID, ns.ttl))
         token, key = await acquire(kv, prefix + b"lock/", granted.ID)
-        emit(event="locked", name=ns.name, token=token, key=key.decode())
+        emit(event="locked", name=ns.name, token=token, key=key.decode(), ttl=granted.TTL)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         value = ns.value.encode()
         if ns.unfenced:
