@@ -32,6 +32,9 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 from raftkv.netfault.proxy import ProxyHub
 from raftkv.ports import free_port
 
+HEARTBEAT_MS = 100
+ELECTION_TIMEOUT_MS = 1000  # every demo member's --election-timeout
+
 
 class DemoError(RuntimeError):
     """The demo could not set up what it wanted to show (not a failed claim)."""
@@ -102,7 +105,8 @@ class LocalCluster:
                  f"--initial-advertise-peer-urls={self.peer_url(m)}",
                  f"--listen-metrics-urls=http://127.0.0.1:{m.metrics}",
                  f"--initial-cluster={self.cluster}", f"--initial-cluster-state={state}",
-                 "--heartbeat-interval=100", "--election-timeout=1000", *self.extra_args],
+                 f"--heartbeat-interval={HEARTBEAT_MS}",
+                 f"--election-timeout={ELECTION_TIMEOUT_MS}", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, **self.env},
             )

@@ -30,7 +30,7 @@ from pathlib import Path
 from aetcd.rpc import rpc_pb2
 
 from raftkv.demo import outside, walview
-from raftkv.demo.members import DemoError, LocalCluster, Member
+from raftkv.demo.members import ELECTION_TIMEOUT_MS, DemoError, LocalCluster, Member
 from raftkv.demo.report import EXIT_SETUP, Report
 from raftkv.netfault.proxy import CUT, ProxyHub
 from raftkv.server import unsafe
@@ -38,7 +38,7 @@ from raftkv.server import unsafe
 PREFIX = b"/split/"
 SHARED = PREFIX + b"shared"
 MINORITY_PUTS = 3
-ELECTION_S = 1.0  # the members' --election-timeout
+ELECTION_S = ELECTION_TIMEOUT_MS / 1000
 
 CLAIMS = {
     10: "the minority commits nothing: puts to the old leader are not acknowledged",
