@@ -200,6 +200,11 @@ class SplitBrain:
                    f"{old.name} answered {read!r} while the majority holds 'new value'"
                    if stale else f"{old.name} answered: {read!r}")
         r.row(f"linearizable read on {old.name}", f"{read!r}")
+        old_term = st_old.raftTerm if st_old is not None else "?"
+        say(f"{old.name} (term {old_term}) "
+            + ("STILL claims leadership" if claims_lead else "no longer claims leadership")
+            + f"; a linearizable read of {SHARED.decode()} on it "
+            + (f"returns the OLD value {read!r}." if stale else f"fails: {read!r}."))
         commit_now = {n: st.raftIndex for n, st in (await self.statuses(self.minority)).items()}
         self.claim(11, commit_now == commit_at_cut and len(commit_now) == 2,
                    f"commit index at the cut {commit_at_cut}, now {commit_now}")
