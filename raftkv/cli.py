@@ -2,7 +2,9 @@
 
 A thin shell over :class:`raftkv.server.embed.Node`. A bad flag or value is one sentence
 on stderr and exit code 2; storage trouble (a corrupt WAL, a data dir locked by another
-process) is one sentence and exit code 3; SIGTERM and SIGINT shut down cleanly (exit 0).
+process) is one sentence and exit code 3; a test-only unsafe switch set outside a test
+(``raftkv.server.unsafe``) is one sentence and exit code 4; SIGTERM and SIGINT shut down
+cleanly (exit 0).
 Every flag can also come from ``ETCD_<FLAG>`` or ``RAFTKV_<FLAG>`` (``envflags``); a flag
 on the command line wins, and a bad value in a variable is exit code 2 like the flag's.
 """
@@ -191,15 +193,22 @@ async def serve(cfg: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    from raftkv.server import unsafe
     from raftkv.server.envflags import EnvFlagError, from_env, name_source
 
     parser = build_parser()
     args = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
     try:
-        env = from_env(parser, args, os.environ if environ is None else environ)
+        env = from_env(parser, args, environ)
     except EnvFlagError as exc:
         sys.stderr.write(f"raftkv: {exc}\n")
         return EXIT_USAGE
+    try:
+        unsafe_serves = unsafe.deposed_leader_serves(environ)
+    except unsafe.UnsafeSwitchRefused as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return unsafe.EXIT_REFUSED
     ns = parser.parse_args([*env.args, *args])
     try:
         cfg = config_from_args(ns)
@@ -212,8 +221,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         from raftkv.server.tlsconfig import GRPC_CIPHERS_ENV
 
         os.environ[GRPC_CIPHERS_ENV] = ":".join(cfg.tls.ciphers)
+    cfg.unsafe_deposed_leader_serves = unsafe_serves
     setup_logging(cfg.log_level, cfg.logger)
     log = logging.getLogger("raftkv")
+    if unsafe_serves:
+        log.warning("TEST ONLY: %s is set: no check-quorum, leader reads without ReadIndex",
+                    unsafe.DEPOSED_LEADER_SERVES)
     for w in env.warnings:
         log.warning("%s", w)
     for used in env.used:

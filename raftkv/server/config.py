@@ -119,6 +119,9 @@ class ServerConfig:
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
     tls: TLSSettings = field(default_factory=TLSSettings)
+    # TEST ONLY (raftkv.server.unsafe): no check-quorum, linearizable reads served locally
+    # by a member that believes it leads; never set in production
+    unsafe_deposed_leader_serves: bool = False
 
     def validate(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):

@@ -180,7 +180,8 @@ class RaftServer:
                 max_committed_size_per_ready=MAX_COMMITTED_SIZE_PER_READY,
                 max_uncommitted_entries_size=MAX_UNCOMMITTED_ENTRIES_SIZE,
                 pre_vote=True,
-                check_quorum=True,
+                # off only under the test-only unsafe switch (raftkv.server.unsafe)
+                check_quorum=not cfg.unsafe_deposed_leader_serves,
             ),
             self.storage,
             random.Random(),
@@ -409,6 +410,8 @@ class RaftServer:
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed when it was called."""
         self._check_alive()
+        if self.cfg.unsafe_deposed_leader_serves and self.is_leader():
+            return  # TEST ONLY (raftkv.server.unsafe): no ReadIndex, a possibly stale read
         if self.reads.pending() >= MAX_PENDING_READS:
             self.metrics.too_many_requests.inc()
             raise errors.TooManyRequests()

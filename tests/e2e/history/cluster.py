@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from raftkv.netfault.proxy import ProxyHub
 from tests.e2e.history import etcdapi
-from tests.e2e.history.proxy import ProxyHub
 from tests.support.etcd import Cluster, Member
 from tests.support.proc import wait_until
 

@@ -22,8 +22,8 @@ import asyncio
 import random
 import time
 
+from raftkv.netfault.proxy import CUT, DROP, delay
 from tests.e2e.history.cluster import ProxiedCluster
-from tests.e2e.history.proxy import CUT, DROP, delay
 
 FAULTS = [
     "kill-leader", "kill-random", "pause-leader", "pause-random", "partition-leader",

@@ -1,4 +1,5 @@
-"""Fault-injecting TCP proxies, one in front of each member's peer port, faults per directed link.
+"""Fault-injecting TCP proxies, one in front of each member's peer port, faults per directed
+link (shared by the history harness in tests/e2e/history and by raftkv.demo).
 
 Each member advertises its proxy's address as its peer URL, so every peer connection to a
 member passes through that member's proxy. On accept, the proxy learns which member
@@ -37,7 +38,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.e2e.history.sockets import owner_of_connection
+from raftkv.netfault.sockets import owner_of_connection
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""`make demo`: a real three-member raftkv cluster on loopback loses its leader and keeps
-every acknowledged write.
+"""`make demo` (``python -m raftkv.demo`` without arguments): a real three-member raftkv
+cluster on loopback loses its leader and keeps every acknowledged write.
 
 It starts three ``raftkv`` processes (temporary data dirs, free loopback ports), writes
 keys through the etcd gRPC API, keeps a writer running, SIGKILLs the leader, reports the
@@ -15,141 +15,21 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
-
-from raftkv.ports import free_port
+from raftkv.demo.members import LocalCluster
 
 PREFIX = b"/demo/"
 
 
-@dataclass
-class Member:
-    name: str
-    client: int = field(default_factory=free_port)
-    peer: int = field(default_factory=free_port)
-    metrics: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client}"
-
-
-class Demo:
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        self.members = [Member(f"m{i}") for i in range(3)]
-        self.cluster = ",".join(f"{m.name}=http://127.0.0.1:{m.peer}" for m in self.members)
-        self.channels: dict[str, grpc.aio.Channel] = {}
-
-    def start(self, m: Member, state: str = "new") -> None:
-        log = open(self.dir / f"{m.name}.log", "ab")  # noqa: SIM115 - the child owns it
-        m.proc = subprocess.Popen(
-            [sys.executable, "-m", "raftkv.cli", f"--name={m.name}",
-             f"--data-dir={self.dir / m.name}",
-             f"--listen-client-urls=http://127.0.0.1:{m.client}",
-             f"--advertise-client-urls=http://127.0.0.1:{m.client}",
-             f"--listen-peer-urls=http://127.0.0.1:{m.peer}",
-             f"--initial-advertise-peer-urls=http://127.0.0.1:{m.peer}",
-             f"--listen-metrics-urls=http://127.0.0.1:{m.metrics}",
-             f"--initial-cluster={self.cluster}", f"--initial-cluster-state={state}",
-             "--heartbeat-interval=100", "--election-timeout=1000"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-
-    def stop_all(self) -> None:
-        for m in self.members:
-            if m.proc is not None and m.proc.poll() is None:
-                m.proc.terminate()
-        for m in self.members:
-            if m.proc is not None:
-                try:
-                    m.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    m.proc.kill()
-                    m.proc.wait()
-
-    def healthy(self, m: Member) -> bool:
-        try:
-            url = f"http://127.0.0.1:{m.metrics}/health"
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return b'"true"' in r.read()
-        except OSError:
-            return False
-
-    async def wait(self, what: str, cond: object, timeout: float = 30) -> float:
-        """Wait for ``cond()`` (polled every 20 ms); returns the seconds it took."""
-        t0 = time.monotonic()
-        while not await _call(cond):
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-            await asyncio.sleep(0.02)
-        return time.monotonic() - t0
-
-    def kv(self, m: Member) -> rpc_pb2_grpc.KVStub:
-        ch = self.channels.setdefault(m.endpoint, grpc.aio.insecure_channel(m.endpoint))
-        return rpc_pb2_grpc.KVStub(ch)
-
-    async def status(self, m: Member) -> rpc_pb2.StatusResponse | None:
-        ch = self.channels.setdefault(m.endpoint, grpc.aio.insecure_channel(m.endpoint))
-        try:
-            return await rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(),
-                                                                  timeout=1)
-        except grpc.aio.AioRpcError:
-            return None
-
-    async def leader(self, among: list[Member]) -> tuple[Member, int] | None:
-        ids: dict[int, Member] = {}
-        leads: set[tuple[int, int]] = set()
-        for m in among:
-            st = await self.status(m)
-            if st is None or st.leader == 0:
-                return None
-            ids[st.header.member_id] = m
-            leads.add((st.leader, st.raftTerm))
-        if len(leads) != 1:
-            return None
-        lead, term = leads.pop()
-        return (ids[lead], term) if lead in ids else None
-
-    async def put(self, m: Member, key: bytes, value: bytes) -> bool:
-        try:
-            await self.kv(m).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=2)
-            return True
-        except grpc.aio.AioRpcError:
-            return False
-
-    async def read_all(self, m: Member) -> dict[bytes, bytes]:
-        end = PREFIX[:-1] + bytes([PREFIX[-1] + 1])
-        resp = await self.kv(m).Range(
-            rpc_pb2.RangeRequest(key=PREFIX, range_end=end, serializable=True), timeout=5)
-        return {kv.key: kv.value for kv in resp.kvs}
-
-
-async def _call(cond: object) -> bool:
-    r = cond()  # type: ignore[operator]
-    if asyncio.iscoroutine(r):
-        r = await r
-    return bool(r)
-
-
-async def run(d: Demo) -> int:
+async def run(d: LocalCluster) -> int:
     rows: list[tuple[str, str]] = []
     say = print
-    for m in d.members:
-        d.start(m)
-    took = await d.wait("three healthy members", lambda: all(d.healthy(m) for m in d.members))
+    d.start_all()
+    took = await d.wait_healthy()
     found = await d.leader(d.members)
     assert found is not None
     lead, term = found
@@ -160,7 +40,7 @@ async def run(d: Demo) -> int:
     acked: dict[bytes, bytes] = {}
     for i in range(50):
         k, v = PREFIX + b"before-%03d" % i, b"v%d" % i
-        if await d.put(d.members[i % 3], k, v):
+        if not await d.put(d.members[i % 3], k, v):
             acked[k] = v
     say(f"{len(acked)} writes acknowledged through all three members' client ports.")
     rows.append(("writes before the crash", f"{len(acked)} acknowledged"))
@@ -173,7 +53,7 @@ async def run(d: Demo) -> int:
         i = 0
         while not stop.is_set():
             k, v = PREFIX + b"during-%04d" % i, b"w%d" % i
-            if await d.put(survivors[i % 2], k, v):
+            if not await d.put(survivors[i % 2], k, v):
                 acked[k] = v
                 ok_times.append(time.monotonic())
             i += 1
@@ -183,6 +63,7 @@ async def run(d: Demo) -> int:
     await d.wait("the writer to get going", lambda: len(ok_times) >= 20)
     assert lead.proc is not None
     killed_at = time.monotonic()
+    lead.expect_exit = True
     os.kill(lead.proc.pid, signal.SIGKILL)
     lead.proc.wait()
     say(f"Member {lead.name}, the leader, is killed with SIGKILL while a client keeps writing.")
@@ -207,6 +88,7 @@ async def run(d: Demo) -> int:
     rows.append(("write gap", f"{gap * 1000:.0f} ms"))
 
     d.start(lead, state="existing")
+    lead.expect_exit = False
     restarted = time.monotonic()
 
     async def caught_up() -> bool:
@@ -224,7 +106,7 @@ async def run(d: Demo) -> int:
 
     async def all_have_everything() -> bool:
         for m in d.members:
-            got = await d.read_all(m)
+            got = await d.read_prefix(m, PREFIX)
             if any(got.get(k) != v for k, v in acked.items()):
                 return False
         return True
@@ -233,7 +115,7 @@ async def run(d: Demo) -> int:
         await d.wait("every member to hold every acknowledged write", all_have_everything, 20)
     missing = 0
     for m in d.members:
-        got = await d.read_all(m)
+        got = await d.read_prefix(m, PREFIX)
         missing += sum(1 for k, v in acked.items() if got.get(k) != v)
     say(f"Every one of the {len(acked)} acknowledged writes reads back from every member."
         if not missing else f"{missing} acknowledged writes are missing or wrong!")
@@ -262,15 +144,12 @@ async def run(d: Demo) -> int:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="raftkv-demo-") as tmp:
-        d = Demo(Path(tmp))
+        d = LocalCluster(Path(tmp), [f"m{i}" for i in range(3)])
         try:
             return asyncio.run(run(d))
         except (RuntimeError, AssertionError) as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
-            for m in d.members:
-                log = d.dir / f"{m.name}.log"
-                if log.exists():
-                    print(f"--- {m.name} ---\n{log.read_text()[-2000:]}", file=sys.stderr)
+            print(d.log_tails(), file=sys.stderr)
             return 1
         finally:
             with contextlib.suppress(Exception):
