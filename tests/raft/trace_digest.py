@@ -11,7 +11,7 @@ import hashlib
 
 from raftkv.raft import Ready
 from raftkv.simulation import SimNode, describe_entry, describe_message
-from tests.raft.sim_harness import Simulation, SimParams
+from tests.raft.sim_harness import SimParams, Simulation
 
 
 def trace_digest(seed: int, nodes: int, ticks: int, proposals: int) -> str:
