@@ -55,6 +55,7 @@ class SimNet(Generic[M]):
         self.dup_rate = 0.0
         self.max_delay = 2
         self.faults = True  # False after healing: no drops or dups, delays of 0-1 ticks
+        self.fixed_delay: int | None = None  # set: every copy takes exactly this many ticks
         self.sent = 0  # messages handed to the network (before drops), for measurements
 
     def send(self, msgs: Iterable[M]) -> None:
@@ -66,7 +67,12 @@ class SimNet(Generic[M]):
             copies = 2 if self.faults and rng.random() < self.dup_rate else 1
             for _ in range(copies):
                 self.seq += 1
-                delay = rng.randint(0, self.max_delay) if self.faults else rng.randint(0, 1)
+                if self.fixed_delay is not None:
+                    delay = self.fixed_delay
+                elif self.faults:
+                    delay = rng.randint(0, self.max_delay)
+                else:
+                    delay = rng.randint(0, 1)
                 self.inflight.append((self.now + delay, self.seq, m))
 
     def take_due(self) -> list[M] | None:

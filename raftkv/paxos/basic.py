@@ -2,10 +2,11 @@
 
 A proposer runs phase 1 (PREPARE, a majority of PROMISEs), then phase 2 (ACCEPT of the value
 the promises force, a majority of ACCEPTEDs); then the value is chosen and it tells the
-learners (CHOSEN, re-sent until each acknowledges with LEARNED). A refused or silent round
-is retried with a higher ballot: at once and after a fixed timeout without backoff (two
-proposers can then pre-empt each other for ever, the duel the article describes), or after a
-random, doubling wait with backoff.
+learners (CHOSEN, re-sent until each acknowledges with LEARNED). A refused, silent or
+pre-empted round (its own acceptor saw a higher ballot) is given up and retried with a higher
+ballot: at once without backoff (two proposers then pre-empt each other for ever: each one's
+PREPARE reaches the acceptors before the other's ACCEPT, the duel the article describes), or
+after a random wait whose window doubles with each failure, with backoff.
 
 Pure and deterministic: inputs are ``propose``, ``step`` and ``tick``; all output is a
 :class:`~raftkv.paxos.types.Ready` whose ``persist`` must be durable before its messages
@@ -102,10 +103,12 @@ class BasicNode:
             self.rounds.see(m.ballot)
             self._send(self.acceptor.on_prepare(m, self._persist))
             self._tell_if_chosen(m.sender)
+            self._preempted(m)
         elif t is MsgType.ACCEPT:
             self.rounds.see(m.ballot)
             self._send(self.acceptor.on_accept(m, self._persist))
             self._tell_if_chosen(m.sender)
+            self._preempted(m)
         elif t is MsgType.PROMISE:
             self._on_promise(m)
         elif t is MsgType.ACCEPTED:
@@ -138,6 +141,12 @@ class BasicNode:
         self.wait = self.cfg.retry_ticks
         for p in self.cfg.peers:
             self._send(Message(MsgType.PREPARE, self.id, p, self.ballot, INSTANCE))
+
+    def _preempted(self, m: Message) -> None:
+        # Our own acceptor now holds a higher ballot: this round has lost our vote, and a
+        # competitor is running; give the round up (retry at once, or back off).
+        if m.sender != self.id and self.phase is not Phase.IDLE and m.ballot > self.ballot:
+            self._round_failed()
 
     def _round_failed(self) -> None:
         self.phase = Phase.IDLE
