@@ -38,7 +38,7 @@ MUTANTS = [
         "accept-without-promise-quorum", "proposer.py",
         (("    return promises >= quorum(cluster)", "    return promises >= 1"),),
         "start phase 2 before a majority promised (its own promise is enough)",
-        "one value per instance", 40,
+        "one value per instance", 10,
     ),
     Mutant(
         "ignore-promised-values", "proposer.py",
@@ -46,21 +46,21 @@ MUTANTS = [
           "                best = a",
           "            if False:\n                best = a"),),
         "propose one's own value although a promise reported an accepted one",
-        "one value per instance", 40,
+        "one value per instance", 10,
     ),
     Mutant(
         "reuse-proposal-number", "proposer.py",
         (("        self.used = st.max_round\n        self.seen = st.promised.round",
           "        self.used = 0\n        self.seen = 0"),),
         "a restarted proposer counts its rounds from zero again",
-        "unique ballot", 40,
+        "unique ballot", 10,
     ),
     Mutant(
         "skip-persistence", "acceptor.py",
         (("        persist.promised = b", "        pass"),
          ("        persist.accepted.append(a)\n", "")),
         "an acceptor replies without handing its promise and acceptance to storage",
-        "durable choice", 40,
+        "durable choice", 10,
     ),
 ]
 

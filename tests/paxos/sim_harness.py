@@ -80,13 +80,13 @@ class Checker:
             if len(votes) >= self.q:
                 self._chosen(a.instance, a.value, a.ballot)
         for i, v in rd.chosen:
-            if self.chosen.get(i) != v:
-                self.fail("durable choice", f"node {n.id} learned {v!r} at instance {i}, but "
-                          f"no majority durably accepted it (chosen: {self.chosen.get(i)!r})")
             other = self.learned.setdefault(i, v)
             if other != v:
                 self.fail("learners agree", f"node {n.id} learned {v!r} at instance {i}, "
                           f"another learner {other!r}")
+            if self.chosen.get(i) != v:
+                self.fail("durable choice", f"node {n.id} learned {v!r} at instance {i}, but "
+                          f"no majority durably accepted it (chosen: {self.chosen.get(i)!r})")
             mine = self.learners.setdefault(n.id, set())
             if i > 0 and i - 1 not in mine and i not in mine:
                 self.cov.counts["out_of_order"] += 1
