@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from raftkv.paxos import BasicConfig, BasicNode, Message, MultiConfig, MultiNode, PaxosStorage
 
@@ -15,7 +16,7 @@ Node = BasicNode | MultiNode
 
 
 class Pump:
-    def __init__(self, kind: str, n: int = 3, **cfg: int | bool) -> None:
+    def __init__(self, kind: str, n: int = 3, **cfg: Any) -> None:
         self.kind = kind
         self.ids = tuple(range(1, n + 1))
         self.cfg = cfg
@@ -28,10 +29,10 @@ class Pump:
     def restart(self, i: int) -> Node:
         rng = random.Random(i)
         if self.kind == "basic":
-            node: Node = BasicNode(BasicConfig(i, self.ids, **self.cfg),  # type: ignore[arg-type]
+            node: Node = BasicNode(BasicConfig(i, self.ids, **self.cfg),
                                    self.storage[i], rng)
         else:
-            node = MultiNode(MultiConfig(i, self.ids, **self.cfg),  # type: ignore[arg-type]
+            node = MultiNode(MultiConfig(i, self.ids, **self.cfg),
                              self.storage[i], rng)
         self.nodes[i] = node
         return node

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from raftkv.paxos.compare import basic_single, compare, duel, leader_crash, main
 
 
@@ -29,7 +31,8 @@ def test_basic_paxos_takes_two_round_trips_and_recovery_is_measured() -> None:
         assert c.recovery >= 10
 
 
-def test_main_writes_the_report_and_rejects_bad_input(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_main_writes_the_report_and_rejects_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.md"
     assert main(["--seeds", "1", "--entries", "10", "--out", str(out)]) == 0
     text = out.read_text()
