@@ -31,6 +31,7 @@ class Mutant:
     mistake: str
     check: str  # the Checker check that must catch it
     seeds: int  # caught within this many seeds (from seed 0)
+    off: tuple[str, ...] = ()  # checks switched off, to show what else the bug breaks
 
 
 MUTANTS = [
@@ -61,6 +62,14 @@ MUTANTS = [
          ("        persist.accepted.append(a)\n", "")),
         "an acceptor replies without handing its promise and acceptance to storage",
         "durable choice", 10,
+    ),
+    # the same bug with its first-line check off: lost acceptances make learners disagree
+    Mutant(
+        "skip-persistence/consequence", "acceptor.py",
+        (("        persist.promised = b", "        pass"),
+         ("        persist.accepted.append(a)\n", "")),
+        "as skip-persistence; 'durable choice' off: crashes lose acceptances",
+        "learners agree", 60, off=("durable choice",),
     ),
 ]
 
@@ -93,10 +102,12 @@ class Outcome:
     detail: str
 
 
-def run_seeds(tmp: Path, seeds: int) -> Outcome:
+def run_seeds(tmp: Path, seeds: int, off: tuple[str, ...] = ()) -> Outcome:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp)}
+    flags = [f"--off={c}" for c in off]
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.paxos.sim_harness", "--seed", "0", "--count", str(seeds)],
+        [sys.executable, "-m", "tests.paxos.sim_harness", "--seed", "0", "--count", str(seeds),
+         *flags],
         cwd=tmp, env=env, capture_output=True, text=True, timeout=600,
     )
     m = re.search(r"^seed (\d+): FAILED: ([^:]+): (.*)$", proc.stderr, re.M)
@@ -111,7 +122,7 @@ def run_mutant(m: Mutant, seeds: int | None = None) -> Outcome:
         tmp = Path(d)
         prepare(tmp)
         apply(tmp, m)
-        return run_seeds(tmp, seeds if seeds is not None else m.seeds)
+        return run_seeds(tmp, seeds if seeds is not None else m.seeds, m.off)
 
 
 def main(argv: list[str] | None = None) -> int:

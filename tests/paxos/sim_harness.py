@@ -36,6 +36,8 @@ class SafetyViolation(AssertionError):
     pass
 
 
+CHECKS = ("one value per instance", "proposed", "learners agree", "durable choice",
+          "unique ballot")  # liveness, checked after healing, cannot be switched off
 COUNTERS = ("crashes", "partitions_healed", "chosen", "out_of_order", "campaigns", "noops",
             "noops_chosen", "ballots", "nacks", "forced")
 
@@ -51,7 +53,8 @@ class Coverage:
 class Checker:
     """Paxos's safety properties, checked on every Ready before it is persisted."""
 
-    def __init__(self, n: int, cov: Coverage) -> None:
+    def __init__(self, n: int, cov: Coverage, off: frozenset[str] = frozenset()) -> None:
+        self.off = off  # checks switched off (to show what else a mutant breaks)
         self.q = quorum(n)
         self.cov = cov
         self.tick = 0
@@ -67,6 +70,8 @@ class Checker:
         self.forced: set[Ballot] = set()  # ballots whose phase 2 carried another's value
 
     def fail(self, check: str, what: str) -> None:
+        if check in self.off:
+            return
         raise SafetyViolation(f"{check}: tick {self.tick}: {what}")
 
     def on_ready(self, n: SimPaxosNode, rd: Ready) -> None:
@@ -129,6 +134,7 @@ class SimParams:
     ticks: int = 600
     proposals: int = 60
     kind: str = "multi"
+    off: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -153,7 +159,7 @@ class Simulation:
                               retry_ticks=rng.choice([4, 8])))
         self.net = self.cluster.net
         self.cov = Coverage(self.cluster.counts)
-        self.checker = Checker(p.nodes, self.cov)
+        self.checker = Checker(p.nodes, self.cov, p.off)
         self.cluster.hook = self.checker.on_ready
         self.churn = rng.random() < 0.3
         if self.churn:
@@ -279,13 +285,15 @@ class Simulation:
                               f"to {top} is decided everywhere; nodes {states}")
 
 
-def params_for(seed: int, ticks: int = 600, proposals: int = 60) -> SimParams:
+def params_for(seed: int, ticks: int = 600, proposals: int = 60,
+               off: frozenset[str] = frozenset()) -> SimParams:
     kind = "basic" if seed % 4 == 3 else "multi"
-    return SimParams(seed, (3, 5, 7)[seed % 3], ticks, proposals, kind)
+    return SimParams(seed, (3, 5, 7)[seed % 3], ticks, proposals, kind, off)
 
 
-def run_seed(seed: int, ticks: int = 600, proposals: int = 60) -> SimResult:
-    return Simulation(params_for(seed, ticks, proposals)).run()
+def run_seed(seed: int, ticks: int = 600, proposals: int = 60,
+             off: frozenset[str] = frozenset()) -> SimResult:
+    return Simulation(params_for(seed, ticks, proposals, off)).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, required=True, help="the (first) seed")
     ap.add_argument("--count", type=int, default=1, help="run this many seeds from --seed")
     ap.add_argument("--ticks", type=int, default=600)
+    ap.add_argument("--off", action="append", default=[], choices=CHECKS,
+                    help="switch a check off (repeatable), to see what else fails")
     args = ap.parse_args(argv)
+    off = frozenset(args.off)
     for seed in range(args.seed, args.seed + args.count):
         try:
-            res = run_seed(seed, args.ticks)
+            res = run_seed(seed, args.ticks, off=off)
         except SafetyViolation as exc:
             print(f"seed {seed}: FAILED: {exc}", file=sys.stderr)
             print(f"replay: python -m tests.paxos.sim_harness --seed {seed}", file=sys.stderr)
