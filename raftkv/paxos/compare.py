@@ -362,7 +362,9 @@ def compare(seeds: list[int], entries: int = 50, window: int = 200) -> Report:
           "heartbeats included. Raft is raftkv.raft (etcd's design): when the leader's "
           "commit index advances it sends an append carrying it, and a heartbeat response "
           "from a follower that lags gets an append; Multi-Paxos sends one CHOSEN per entry "
-          "to each follower (no piggybacking).")
+          "to each follower (no piggybacking). Each run's network draws from Random(seed): "
+          "the same settings and seeds for both protocols, but as they send different "
+          "messages the k-th drop or delay falls on different messages.")
 
     steady: dict[str, list[Load]] = {"Raft": [], "Multi-Paxos": []}
     for s in seeds:
