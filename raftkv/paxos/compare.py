@@ -340,7 +340,8 @@ def _load_rows(r: Report, loads: dict[str, list[Load]], fixed: bool) -> None:
         lat = [t for x in ls for t in x.latencies]
         rt = f"{_mean(lat) / 2:.2f} | " if fixed else ""
         r.add(f"| {name} | {ent} / {off} | {msgs / max(ent, 1):.2f} | {rt}"
-              f"{_mean(lat):.2f} / {max(lat, default=0)} | {sum(x.prepares for x in ls)} |")
+              f"{_mean(lat):.2f} / {max(lat, default=0)} | "
+              f"{'-' if name == 'Raft' else sum(x.prepares for x in ls)} |")
     r.add("")
     for name, ls in loads.items():
         total: Counter[str] = Counter()

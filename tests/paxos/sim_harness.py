@@ -301,16 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, required=True, help="the (first) seed")
     ap.add_argument("--count", type=int, default=1, help="run this many seeds from --seed")
     ap.add_argument("--ticks", type=int, default=600)
+    ap.add_argument("--proposals", type=int, default=60)
     ap.add_argument("--off", action="append", default=[], choices=CHECKS,
                     help="switch a check off (repeatable), to see what else fails")
     args = ap.parse_args(argv)
     off = frozenset(args.off)
     for seed in range(args.seed, args.seed + args.count):
         try:
-            res = run_seed(seed, args.ticks, off=off)
+            res = run_seed(seed, args.ticks, args.proposals, off)
         except SafetyViolation as exc:
             print(f"seed {seed}: FAILED: {exc}", file=sys.stderr)
-            print(f"replay: python -m tests.paxos.sim_harness --seed {seed}", file=sys.stderr)
+            print(f"replay: python -m tests.paxos.sim_harness --seed {seed} --ticks {args.ticks} "
+                  f"--proposals {args.proposals}", file=sys.stderr)
             return 1
         print(f"seed {res.seed}: ok, {res.kind} paxos, {res.nodes} nodes, {res.decided} "
               f"instances decided, healed in {res.heal_ticks} ticks, "
