@@ -32,45 +32,45 @@ class Mutant:
     check: str  # the Checker check that must catch it
     seeds: int  # caught within this many seeds (from seed 0)
     off: tuple[str, ...] = ()  # checks switched off, to show what else the bug breaks
+    kind: str | None = None  # only seeds of this protocol ("basic", "multi"); None: all
 
+
+NO_QUORUM = (("    return promises >= quorum(cluster)", "    return promises >= 1"),)
+IGNORE_VALUES = ((
+    "            if a.instance == instance and (best is None or a.ballot > best.ballot):\n"
+    "                best = a",
+    "            if False:\n                best = a"),)
+REUSE = (("        self.used = st.max_round\n        self.seen = st.promised.round",
+          "        self.used = 0\n        self.seen = 0"),)
+NO_PERSIST = (("        persist.promised = b", "        pass"),
+              ("        persist.accepted.append(a)\n", ""))
 
 MUTANTS = [
-    Mutant(
-        "accept-without-promise-quorum", "proposer.py",
-        (("    return promises >= quorum(cluster)", "    return promises >= 1"),),
-        "start phase 2 before a majority promised (its own promise is enough)",
-        "one value per instance", 10,
-    ),
-    Mutant(
-        "ignore-promised-values", "proposer.py",
-        (("            if a.instance == instance and (best is None or a.ballot > best.ballot):\n"
-          "                best = a",
-          "            if False:\n                best = a"),),
-        "propose one's own value although a promise reported an accepted one",
-        "one value per instance", 10,
-    ),
-    Mutant(
-        "reuse-proposal-number", "proposer.py",
-        (("        self.used = st.max_round\n        self.seen = st.promised.round",
-          "        self.used = 0\n        self.seen = 0"),),
-        "a restarted proposer counts its rounds from zero again",
-        "unique ballot", 10,
-    ),
-    Mutant(
-        "skip-persistence", "acceptor.py",
-        (("        persist.promised = b", "        pass"),
-         ("        persist.accepted.append(a)\n", "")),
-        "an acceptor replies without handing its promise and acceptance to storage",
-        "durable choice", 10,
-    ),
+    Mutant("accept-without-promise-quorum", "proposer.py", NO_QUORUM,
+           "start phase 2 before a majority promised (its own promise is enough)",
+           "one value per instance", 10),
+    Mutant("ignore-promised-values", "proposer.py", IGNORE_VALUES,
+           "propose one's own value although a promise reported an accepted one",
+           "one value per instance", 10),
+    Mutant("reuse-proposal-number", "proposer.py", REUSE,
+           "a restarted proposer counts its rounds from zero again",
+           "unique ballot", 10),
+    Mutant("skip-persistence", "acceptor.py", NO_PERSIST,
+           "an acceptor replies without handing its promise and acceptance to storage",
+           "durable choice", 10),
     # the same bug with its first-line check off: lost acceptances make learners disagree
-    Mutant(
-        "skip-persistence/consequence", "acceptor.py",
-        (("        persist.promised = b", "        pass"),
-         ("        persist.accepted.append(a)\n", "")),
-        "as skip-persistence; 'durable choice' off: crashes lose acceptances",
-        "learners agree", 60, off=("durable choice",),
-    ),
+    Mutant("skip-persistence/consequence", "acceptor.py", NO_PERSIST,
+           "as skip-persistence; 'durable choice' off: crashes lose acceptances",
+           "learners agree", 60, off=("durable choice",)),
+    # the same bugs in Basic (single-decree) Paxos alone: seeds 0..N-1 that run it
+    Mutant("accept-without-promise-quorum/basic", "proposer.py", NO_QUORUM,
+           "as above, Basic Paxos seeds only", "one value per instance", 20, kind="basic"),
+    Mutant("ignore-promised-values/basic", "proposer.py", IGNORE_VALUES,
+           "as above, Basic Paxos seeds only", "one value per instance", 20, kind="basic"),
+    Mutant("reuse-proposal-number/basic", "proposer.py", REUSE,
+           "as above, Basic Paxos seeds only", "unique ballot", 80, kind="basic"),
+    Mutant("skip-persistence/basic", "acceptor.py", NO_PERSIST,
+           "as above, Basic Paxos seeds only", "durable choice", 10, kind="basic"),
 ]
 
 
@@ -102,9 +102,10 @@ class Outcome:
     detail: str
 
 
-def run_seeds(tmp: Path, seeds: int, off: tuple[str, ...] = ()) -> Outcome:
+def run_seeds(tmp: Path, seeds: int, off: tuple[str, ...] = (),
+              kind: str | None = None) -> Outcome:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp)}
-    flags = [f"--off={c}" for c in off]
+    flags = [f"--off={c}" for c in off] + ([f"--kind={kind}"] if kind else [])
     proc = subprocess.run(
         [sys.executable, "-m", "tests.paxos.sim_harness", "--seed", "0", "--count", str(seeds),
          *flags],
@@ -122,7 +123,7 @@ def run_mutant(m: Mutant, seeds: int | None = None) -> Outcome:
         tmp = Path(d)
         prepare(tmp)
         apply(tmp, m)
-        return run_seeds(tmp, seeds if seeds is not None else m.seeds, m.off)
+        return run_seeds(tmp, seeds if seeds is not None else m.seeds, m.off, m.kind)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
     bad = 0
-    print(f"| {'mutation':30} | {'must be caught by':22} | {'within':6} | caught at | by |")
-    print(f"|{'-' * 32}|{'-' * 24}|{'-' * 8}|-----------|----|")
+    print(f"| {'mutation':36} | {'must be caught by':22} | {'within':6} | caught at | by |")
+    print(f"|{'-' * 38}|{'-' * 24}|{'-' * 8}|-----------|----|")
     for m in chosen:
         o = run_mutant(m)
         ok = o.caught and o.check == m.check
         bad += not ok
         where = f"seed {o.seed}" if o.caught else "SURVIVED"
-        print(f"| {m.name:30} | {m.check:22} | {m.seeds:6} | {where:9} | {o.check or '-'} |",
+        print(f"| {m.name:36} | {m.check:22} | {m.seeds:6} | {where:9} | {o.check or '-'} |",
               flush=True)
     if bad:
         print(f"\n{bad} mutant(s) not caught by their named check", file=sys.stderr)

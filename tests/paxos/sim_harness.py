@@ -302,11 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=1, help="run this many seeds from --seed")
     ap.add_argument("--ticks", type=int, default=600)
     ap.add_argument("--proposals", type=int, default=60)
+    ap.add_argument("--kind", choices=("basic", "multi"), default=None,
+                    help="run only the seeds (of the range) that run this protocol")
     ap.add_argument("--off", action="append", default=[], choices=CHECKS,
                     help="switch a check off (repeatable), to see what else fails")
     args = ap.parse_args(argv)
     off = frozenset(args.off)
     for seed in range(args.seed, args.seed + args.count):
+        if args.kind is not None and params_for(seed).kind != args.kind:
+            continue
         try:
             res = run_seed(seed, args.ticks, args.proposals, off)
         except SafetyViolation as exc:
