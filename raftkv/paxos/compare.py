@@ -20,168 +20,21 @@ The run ends with its claims, each marked holds or FAILS; the exit code is 1 if 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import random
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from raftkv.paxos.basic import BasicConfig, BasicNode
-from raftkv.paxos.multi import MultiConfig, MultiNode
-from raftkv.paxos.sim import PaxosCluster, SimPaxosNode
-from raftkv.paxos.types import Ballot, MsgType
-from raftkv.paxos.types import Ready as PaxosReady
-from raftkv.raft import Message as RaftMessage
-from raftkv.raft import ProposalDropped, Ready
-from raftkv.simnet import SimNet
-from raftkv.simulation import SimCluster, SimConfig, SimNode
-
-ELECTION_TICK = 10
-HEARTBEAT_TICK = 3
-
-
-class Driver:
-    """One protocol's cluster on a SimNet, with the counters the scenarios read."""
-
-    name = ""
-    net: SimNet[Any]
-
-    def __init__(self) -> None:
-        self.sent: Counter[str] = Counter()  # message type -> messages handed to the network
-        self.commit_tick: dict[bytes, int] = {}  # value -> tick it was first committed
-
-    @property
-    def now(self) -> int:
-        raise NotImplementedError
-
-    def round(self) -> None:
-        raise NotImplementedError
-
-    def leader(self) -> int | None:
-        raise NotImplementedError
-
-    def propose(self, value: bytes) -> bool:
-        raise NotImplementedError
-
-    def crash(self, node: int) -> None:
-        raise NotImplementedError
-
-    def messages(self) -> int:
-        return sum(self.sent.values())
-
-
-class RaftDriver(Driver):
-    name = "Raft"
-
-    def __init__(self, n: int, seed: int) -> None:
-        super().__init__()
-        self.rng = random.Random(seed)
-        cfg = SimConfig(election_tick=ELECTION_TICK, heartbeat_tick=HEARTBEAT_TICK)
-        self.cluster = SimCluster(list(range(1, n + 1)), cfg, seed=seed)
-        self.net = SimNet[RaftMessage](self.rng)
-
-    @property
-    def now(self) -> int:
-        return self.net.now
-
-    def _hook(self, n: SimNode, rd: Ready) -> None:
-        for m in rd.messages:
-            self.sent[m.type.name] += 1
-        for e in rd.committed_entries:
-            if e.data:
-                self.commit_tick.setdefault(e.data, self.net.now)
-
-    def _readies(self) -> None:
-        for n in self.cluster.nodes.values():
-            self.net.send(n.handle_ready(self._hook))
-
-    def round(self) -> None:
-        for n in self.cluster.nodes.values():
-            if n.node is not None:
-                n.node.tick()
-        self._readies()
-        for _ in range(8):
-            due = self.net.take_due()
-            if due is None:
-                break
-            for m in due:
-                dest = self.cluster.nodes.get(m.to)
-                if not self.net.blocked(m) and dest is not None and dest.node is not None:
-                    dest.node.step(m)
-            self._readies()
-        self.net.now += 1
-
-    def leader(self) -> int | None:
-        lead = self.cluster.leader()
-        return None if lead is None else lead.id
-
-    def propose(self, value: bytes) -> bool:
-        lead = self.cluster.leader()
-        if lead is None or lead.node is None:
-            return False
-        with contextlib.suppress(ProposalDropped):
-            lead.node.propose(value)
-            return True
-        return False
-
-    def crash(self, node: int) -> None:
-        self.cluster.nodes[node].crash()
-
-
-class PaxosDriver(Driver):
-    def __init__(self, n: int, seed: int, kind: str = "multi",
-                 basic: BasicConfig | None = None) -> None:
-        super().__init__()
-        self.name = "Multi-Paxos" if kind == "multi" else "Basic Paxos"
-        self.cluster = PaxosCluster(
-            list(range(1, n + 1)), kind, random.Random(seed), basic=basic,
-            multi=MultiConfig(0, (), ELECTION_TICK, HEARTBEAT_TICK, retry_ticks=6))
-        self.cluster.hook = self._hook
-        self.net = self.cluster.net
-        self.ballots: set[Ballot] = set()
-
-    @property
-    def now(self) -> int:
-        return self.net.now
-
-    def _hook(self, n: SimPaxosNode, rd: PaxosReady) -> None:
-        for m in rd.messages:
-            self.sent[m.type.name] += 1
-            if m.type is MsgType.PREPARE:
-                self.ballots.add(m.ballot)
-        for _, v in rd.chosen:
-            if v:
-                self.commit_tick.setdefault(v, self.net.now)
-
-    def round(self) -> None:
-        self.cluster.round()
-
-    def leader(self) -> int | None:
-        return self.cluster.leader_id()
-
-    def propose(self, value: bytes) -> bool:
-        lead = self.cluster.leader()
-        return lead is not None and lead.propose(value) is not None
-
-    def crash(self, node: int) -> None:
-        self.cluster.nodes[node].crash()
-
-    def node(self, i: int) -> BasicNode | MultiNode | None:
-        return self.cluster.nodes[i].node
-
-
-def _wait(d: Driver, cond: Callable[[], bool], bound: int) -> int:
-    """Rounds until ``cond()`` holds; -1 if it did not within ``bound``."""
-    for t in range(bound):
-        if cond():
-            return t
-        d.round()
-    return bound if cond() else -1
-
+from raftkv.paxos.drivers import (
+    ELECTION_TICK,
+    HEARTBEAT_TICK,
+    Driver,
+    PaxosDriver,
+    RaftDriver,
+    wait_for,
+)
 
 # --- scenarios -----------------------------------------------------------------------
 
@@ -200,7 +53,7 @@ class Load:
 
 def workload(d: Driver, seed: int, entries: int, lossy: bool) -> Load:
     """Warm up (a leader), then one proposal per tick at the leader, then drain."""
-    if _wait(d, lambda: d.leader() is not None, 300) < 0:
+    if wait_for(d, lambda: d.leader() is not None, 300) < 0:
         raise RuntimeError(f"{d.name} seed {seed}: no leader within 300 ticks")
     for _ in range(HEARTBEAT_TICK * 2):
         d.round()
@@ -214,7 +67,7 @@ def workload(d: Driver, seed: int, entries: int, lossy: bool) -> Load:
         if d.propose(v):
             proposed[v] = d.now
         d.round()
-    _wait(d, lambda: all(v in d.commit_tick for v in proposed), 200)
+    wait_for(d, lambda: all(v in d.commit_tick for v in proposed), 200)
     done = [v for v in proposed if v in d.commit_tick]
     by_type = Counter(d.sent)
     by_type.subtract(types_before)
@@ -249,7 +102,7 @@ def duel(seed: int, backoff: bool, jitter: bool, window: int) -> Duel:
         node = d.node(i)
         assert isinstance(node, BasicNode)
         node.propose(f"duel-{seed}-{i}".encode())
-    at = _wait(d, lambda: bool(d.commit_tick), window)
+    at = wait_for(d, lambda: bool(d.commit_tick), window)
     return Duel(backoff, jitter, seed, at, len(d.ballots))
 
 
@@ -263,7 +116,7 @@ class Crash:
 def leader_crash(protocol: str, seed: int, bound: int = 300) -> Crash:
     """Steady proposals, one per tick; the leader crashes; ticks until something commits."""
     d = make(protocol, 3, seed, fixed=True)
-    if _wait(d, lambda: d.leader() is not None, 300) < 0:
+    if wait_for(d, lambda: d.leader() is not None, 300) < 0:
         return Crash(d.name, seed, -1)
     k = 0
 
@@ -297,7 +150,7 @@ def basic_single(seed: int) -> Load:
     v = f"basic-{seed}".encode()
     node.propose(v)
     start = d.now
-    _wait(d, lambda: v in d.commit_tick, 100)
+    wait_for(d, lambda: v in d.commit_tick, 100)
     msgs = sum(c for t, c in d.sent.items() if t not in ("CHOSEN", "LEARNED"))
     return Load(d.name, seed, 1 if v in d.commit_tick else 0, 1, msgs,
                 [d.commit_tick[v] - start] if v in d.commit_tick else [], d.sent["PREPARE"])
