@@ -271,6 +271,12 @@ def compare(seeds: list[int], entries: int = 50, window: int = 200) -> Report:
               f"{'delays 0-2 ticks' if j else '1 tick per message'} | {len(dec)} / {len(ds)} | "
               f"{_mean([x.ballots for x in ds]):.1f} | "
               f"{f'{_mean(dec):.1f} / {max(dec)}' if dec else 'none'} |")
+    r.add("")
+    r.add("Without backoff each proposer, pre-empted, prepares a higher ballot at once, and that "
+          "PREPARE reaches the acceptors before the other's ACCEPT: with every message taking "
+          "one tick this repeats for ever. Random delays break the symmetry by themselves "
+          "here, so the no-backoff duel decides within a few ballots; backoff decides in "
+          "both networks.")
     livelock = duels[(False, False)]
     r.claim(f"without backoff the duel livelocks: no decision in {window} ticks, "
             f"at least {window // 4} ballots started, on every seed",
