@@ -36,9 +36,27 @@ class Driver:
     name = ""
     net: SimNet[Any]
 
-    def __init__(self) -> None:
+    def __init__(self, first_index: int) -> None:
         self.sent: Counter[str] = Counter()  # message type -> messages handed to the network
         self.commit_tick: dict[bytes, int] = {}  # value -> tick it was first committed
+        self.first_index = first_index
+        self.decided: dict[int, set[int]] = {}  # node -> log positions it knows decided
+        self.next_open: dict[int, int] = {}  # node -> its lowest position not yet decided
+        self.out_of_order = 0  # positions decided at a node while a lower one was still open
+        self.decisions = 0
+
+    def _decide(self, node: int, index: int) -> None:
+        done = self.decided.setdefault(node, set())
+        if index in done:
+            return
+        nxt = self.next_open.get(node, self.first_index)
+        self.decisions += 1
+        if index > nxt:
+            self.out_of_order += 1
+        done.add(index)
+        while nxt in done:
+            nxt += 1
+        self.next_open[node] = nxt
 
     @property
     def now(self) -> int:
@@ -64,7 +82,7 @@ class RaftDriver(Driver):
     name = "Raft"
 
     def __init__(self, n: int, seed: int) -> None:
-        super().__init__()
+        super().__init__(first_index=1)
         self.rng = random.Random(seed)
         cfg = SimConfig(election_tick=ELECTION_TICK, heartbeat_tick=HEARTBEAT_TICK)
         self.cluster = SimCluster(list(range(1, n + 1)), cfg, seed=seed)
@@ -78,6 +96,7 @@ class RaftDriver(Driver):
         for m in rd.messages:
             self.sent[m.type.name] += 1
         for e in rd.committed_entries:
+            self._decide(n.id, e.index)
             if e.data:
                 self.commit_tick.setdefault(e.data, self.net.now)
 
@@ -121,7 +140,7 @@ class RaftDriver(Driver):
 class PaxosDriver(Driver):
     def __init__(self, n: int, seed: int, kind: str = "multi",
                  basic: BasicConfig | None = None) -> None:
-        super().__init__()
+        super().__init__(first_index=0)
         self.name = "Multi-Paxos" if kind == "multi" else "Basic Paxos"
         self.cluster = PaxosCluster(
             list(range(1, n + 1)), kind, random.Random(seed), basic=basic,
@@ -139,7 +158,8 @@ class PaxosDriver(Driver):
             self.sent[m.type.name] += 1
             if m.type is MsgType.PREPARE:
                 self.ballots.add(m.ballot)
-        for _, v in rd.chosen:
+        for i, v in rd.chosen:
+            self._decide(n.id, i)
             if v:
                 self.commit_tick.setdefault(v, self.net.now)
 
