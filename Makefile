@@ -66,6 +66,7 @@ unit: venv
 
 mutants: venv
 	$(BIN)/python -m tests.raft.mutants
+	$(BIN)/python -m tests.paxos.mutants
 
 bench: venv
 	$(BIN)/python bench/raft_core.py

@@ -16,7 +16,8 @@ Ready of every node the :class:`Checker` asserts Raft's safety properties:
 
 At the end the network heals and every node restarts: a leader must appear and fresh
 proposals must commit and be applied everywhere within a bounded number of ticks.
-Replay a seed with ``python -m tests.raft.sim_harness --seed N``.
+Replay a seed with ``python -m tests.raft.sim_harness --seed N``. The network and the
+crash/partition model are ``raftkv.simnet``'s, shared with the Paxos simulation.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from raftkv.raft import (
     Ready,
     StateType,
 )
+from raftkv.simnet import Faults, SimNet
 from raftkv.simulation import SimCluster, SimConfig, SimNode
 
 
@@ -202,44 +204,33 @@ class Simulation:
         self.checker.bootstrap_entries = p.nodes
         self.cluster.hook = self.checker.on_ready
         self.next_id = p.nodes + 1
-        self.now = 0
-        self.inflight: list[tuple[int, int, Message]] = []  # (due tick, seq, msg)
-        self.seq = 0
-        self.cut: set[tuple[int, int]] = set()
-        self.drop_rate = 0.0
-        self.dup_rate = 0.0
-        self.max_delay = 2
+        self.net: SimNet[Message] = SimNet(rng)
+        self.faults = Faults(self.net, self.cluster.nodes, self._leader_id, self.cov.counts)
         self.proposed = 0
-        self.faults = True
         # Churn (MIT 6.5840's TestFigure8Unreliable): leaders crash soon after taking
         # proposals, crashed members come back quickly, messages are slow and lossy, so
         # entries of old terms often reach a majority under a newer leader.
         self.churn = rng.random() < 0.3
         if self.churn:
-            self.drop_rate, self.max_delay = 0.1, 6
+            self.net.drop_rate, self.net.max_delay = 0.1, 6
 
-    # --- network -------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        return self.net.now
 
-    def send(self, msgs: list[Message]) -> None:
-        rng = self.rng
-        for m in msgs:
-            if self.faults and rng.random() < self.drop_rate:
-                continue
-            copies = 2 if self.faults and rng.random() < self.dup_rate else 1
-            for _ in range(copies):
-                self.seq += 1
-                delay = rng.randint(0, self.max_delay) if self.faults else rng.randint(0, 1)
-                self.inflight.append((self.now + delay, self.seq, m))
+    def _leader_id(self) -> int | None:
+        lead = self.leader()
+        return None if lead is None else lead.id
+
+    # --- network (raftkv.simnet) -----------------------------------------------------
 
     def deliver_due(self) -> bool:
-        due = [x for x in self.inflight if x[0] <= self.now]
-        if not due:
+        due = self.net.take_due()
+        if due is None:
             return False
-        self.inflight = [x for x in self.inflight if x[0] > self.now]
-        self.rng.shuffle(due)  # reordering
         nodes = self.cluster.nodes
-        for _, _, m in due:
-            if (m.sender, m.to) in self.cut:
+        for m in due:
+            if self.net.blocked(m):
                 continue
             dest = nodes.get(m.to)
             if dest is None or dest.node is None:
@@ -259,7 +250,7 @@ class Simulation:
 
     def process_readies(self) -> None:
         for n in list(self.cluster.nodes.values()):
-            self.send(n.handle_ready(self.checker.on_ready))
+            self.net.send(n.handle_ready(self.checker.on_ready))
 
     def round(self) -> None:
         self.checker.tick = self.now
@@ -271,66 +262,12 @@ class Simulation:
             if not self.deliver_due():
                 break
             self.process_readies()
-        self.now += 1
+        self.net.now += 1
 
     # --- faults and workload -------------------------------------------------------
 
-    def members(self) -> list[int]:
-        return sorted(self.cluster.nodes)
-
     def leader(self) -> SimNode | None:
         return self.cluster.leader()
-
-    def inject_fault(self) -> None:
-        rng = self.rng
-        nodes = self.cluster.nodes
-        roll = rng.random()
-        up = [i for i, n in nodes.items() if n.up]
-        down = [i for i, n in nodes.items() if not n.up]
-        if roll < 0.2 and len(up) > 1:
-            victim = rng.choice(up)
-            lead = self.leader()
-            if lead is not None and rng.random() < 0.5:
-                victim = lead.id
-            nodes[victim].crash()
-            self.cov.counts["crashes"] += 1
-        elif roll < 0.5 and down:
-            nodes[rng.choice(down)].start()
-        elif roll < 0.6:
-            ids = self.members()
-            rng.shuffle(ids)
-            k = rng.randint(1, max(1, len(ids) // 2))
-            a, b = ids[:k], ids[k:]
-            for x in a:
-                for y in b:
-                    self.cut.add((x, y))
-                    self.cut.add((y, x))
-        elif roll < 0.7:
-            lead = self.leader()
-            if lead is not None:
-                for o in self.members():
-                    if o != lead.id:
-                        self.cut.add((lead.id, o))
-                        if rng.random() < 0.5:  # one-way: it hears, but is not heard
-                            self.cut.add((o, lead.id))
-        elif roll < 0.8 and self.cut:
-            self.cut.clear()
-            self.cov.counts["partitions_healed"] += 1
-        else:
-            self.drop_rate = rng.choice([0.0, 0.0, 0.05, 0.2])
-            self.dup_rate = rng.choice([0.0, 0.05, 0.1])
-            self.max_delay = rng.choice([0, 2, 5])
-
-    def churn_step(self) -> None:
-        rng = self.rng
-        nodes = self.cluster.nodes
-        lead = self.leader()
-        if lead is not None and rng.random() < 0.04:
-            lead.crash()
-            self.cov.counts["crashes"] += 1
-        down = [n for n in nodes.values() if not n.up]
-        if down and rng.random() < 0.15:
-            rng.choice(down).start()
 
     def propose(self) -> None:
         rng = self.rng
@@ -378,9 +315,9 @@ class Simulation:
         proposal_rate = p.proposals / p.ticks
         for _ in range(p.ticks):
             if self.churn:
-                self.churn_step()
+                self.faults.churn()
             elif rng.random() < 0.02:
-                self.inject_fault()
+                self.faults.inject()
             if rng.random() < proposal_rate * 1.2 and self.proposed < p.proposals:
                 self.propose()
             if p.membership and rng.random() < 0.004:
@@ -394,9 +331,9 @@ class Simulation:
 
     def heal_and_check(self, bound: int = 600) -> int:
         """Heal everything; a leader must appear and fresh proposals must commit."""
-        self.cut.clear()
+        self.net.cut.clear()
         self.cov.counts["partitions_healed"] += 1
-        self.faults = False
+        self.net.faults = False
         for n in self.cluster.nodes.values():
             if not n.up:
                 n.start()
