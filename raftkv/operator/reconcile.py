@@ -60,6 +60,7 @@ class Reconciler:
     certs: CertStore | None = None  # made on first use, over ``kube``
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _missing: dict[str, str] = field(default_factory=dict)  # uid -> last CertsMissing
+    _legacy: set[str] = field(default_factory=set)  # uids warned of PlainTextBeforeTLS
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -83,7 +84,10 @@ class Reconciler:
                           (p.client_scheme for p in pods.values()))
         if decision.mode is not spec_mode:
             spec = replace(spec, tls=replace(spec.tls, mode=decision.mode))
-        if decision.legacy and recorded_mode(previous.get("tls")) is None:
+        uid = body["metadata"]["uid"]
+        if decision.legacy and recorded_mode(previous.get("tls")) is None \
+                and uid not in self._legacy:  # (the body of the next tick may be stale)
+            self._legacy.add(uid)
             self.events(body, "Warning", LEGACY_REASON, decision.message(spec_mode, spec.name))
         try:
             tls = await self.certs.client(spec, now)
