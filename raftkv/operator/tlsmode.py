@@ -42,8 +42,8 @@ class ModeDecision:
                 f"plain text; spec.tls.mode reads {spec_mode.value} (the default), but the "
                 "operator keeps them on plain text (status.tls.mode Disabled) rather than "
                 "change every member's URL at once. To run with TLS, create a new "
-                "RaftCluster (TLS is on by default) and restore a snapshot of this one "
-                "into it.")
+                "RaftCluster (TLS is on by default) and copy the data into it (e.g. "
+                "etcdctl make-mirror with --dest-cacert/--dest-cert/--dest-key).")
 
 
 def recorded_mode(status_tls: object) -> TLSMode | None:
