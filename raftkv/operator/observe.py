@@ -74,12 +74,12 @@ class Observation:
     tls: TLSConfig | None = None  # how the operator connects to the members
     tls_decision: ModeDecision | None = None  # None: spec.tls as the spec says
     spec_tls_mode: TLSMode | None = None  # what spec.tls.mode reads (None: as spec.tls)
-    client_not_after: int | None = None  # the operator's client certificate's expiry
+    client_not_after: int | None = None  # CertStore.client_not_after for this cluster
 
     @property
     def certs_not_after(self) -> int | None:
         """The earliest expiry among the members' certificates the operator knows of
-        (pods' annotations) and its own client certificate."""
+        (pods' annotations; the Secrets in mode Secrets) and its own client certificate."""
         known = [p.certs_not_after for p in self.pods.values()
                  if p.certs_not_after is not None and not p.terminating]
         if self.client_not_after is not None:

@@ -13,7 +13,7 @@ Invariants:
   not change;
 - ``tls.mode`` is the mode the members run (the operator's record of it, which later
   reconciles trust over the spec), ``tls.notAfter`` the earliest expiry it knows of
-  (members' certificates it issued, its client certificate), RFC 3339;
+  (members' certificates, its client certificate), RFC 3339;
 - readyReplicas counts healthy members, replicas all members in the Raft configuration
   (what /scale reads), selector selects the member pods;
 - a recorded step decodes to the same step (``decode_step(encode_step(s)) == s``), and
