@@ -5,7 +5,9 @@ the CA lives ten years); :meth:`CertStore.member` issues a member's server and p
 certificates when they are absent, unreadable, signed by another CA or due, and returns
 their expiry (the pod's ``raftkv.dev/certs-not-after``); :meth:`CertStore.client` does the
 same for the operator's client certificate and writes it, with the CA, to files the
-gRPC client reads. Secrets mode reads the client Secret the RaftCluster names.
+gRPC client reads (and keeps its expiry in :attr:`CertStore.client_not_after`). Secrets
+mode reads the client Secret the RaftCluster names, and the server and peer ones for
+their expiry (``client_not_after`` is then the earliest of the three).
 
 Invariants:
 - every write is idempotent and safe against a second operator replica racing: a create
@@ -41,6 +43,9 @@ class CertStore:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="raftkv-operator-tls-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
+        # (ns, cluster) -> expiry of the client certificate (Secrets mode: the earliest of
+        # the client, server and peer Secrets, which no pod annotation records)
+        self.client_not_after: dict[tuple[str, str], int] = {}
 
     async def ca(self, spec: ClusterSpec) -> KeyPair:
         got = certs.pair_of(await self.kube.secret_data(spec.namespace, spec.ca_secret))
@@ -92,6 +97,13 @@ class CertStore:
                     f"Secret {spec.client_secret} (spec.tls.secrets.client) is missing or "
                     "lacks tls.crt, tls.key or ca.crt; the operator cannot reach the members")
         pair, ca_cert = got
+        expiries = [pair.not_after]
+        if not spec.tls.auto:  # the members' Secrets carry no pod annotation: read them
+            for name in {spec.tls.server_secret, spec.tls.peer_secret}:
+                member = certs.pair_of(await self.kube.secret_data(spec.namespace, name))
+                if member is not None:
+                    expiries.append(member[0].not_after)
+        self.client_not_after[(spec.namespace, spec.name)] = min(expiries)
         return self._files(spec, pair, ca_cert)
 
     def _files(self, spec: ClusterSpec, pair: KeyPair, ca_cert: bytes) -> TLSConfig:

@@ -30,6 +30,7 @@ from raftkv.operator.objects import (
     ClusterSpec,
 )
 from raftkv.operator.observe import PodInfo
+from raftkv.operator.tlsmode import client_scheme
 
 T = TypeVar("T")
 
@@ -74,10 +75,13 @@ class Kube:
             if L_ORDINAL not in labels or not _owned_by(p.metadata, spec):
                 continue
             o = int(labels[L_ORDINAL])
-            image = str(p.spec.containers[0].image or "") if p.spec.containers else ""
+            c0 = p.spec.containers[0] if p.spec.containers else None
+            image = str(c0.image or "") if c0 is not None else ""
+            argv = [*(c0.command or []), *(c0.args or [])] if c0 is not None else []
             out[o] = PodInfo(o, image, (p.status.phase if p.status else "") or "",
                              p.metadata.deletion_timestamp is not None, labels.get(L_VOTER),
-                             _int((p.metadata.annotations or {}).get(A_CERTS_NOT_AFTER)))
+                             _int((p.metadata.annotations or {}).get(A_CERTS_NOT_AFTER)),
+                             client_scheme(argv))
         return out
 
     async def claims(self, spec: ClusterSpec) -> frozenset[int]:

@@ -28,6 +28,8 @@ from raftkv.client import EndpointStatus, EtcdClient, EtcdError, MemberList, par
 from raftkv.client.errors import ErrorKind
 from raftkv.client.tls import TLSConfig
 from raftkv.operator.objects import METRICS_PORT, ClusterSpec, ordinal_of
+from raftkv.operator.tls import TLSMode
+from raftkv.operator.tlsmode import ModeDecision
 from raftkv.operator.types import Member, Observed, Spec, Step
 
 T = TypeVar("T")
@@ -43,6 +45,7 @@ class PodInfo:
     terminating: bool = False
     voter_label: str | None = None
     certs_not_after: int | None = None  # annotation raftkv.dev/certs-not-after
+    client_scheme: str | None = None  # of its --listen-client-urls: "http" or "https"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,19 @@ class Observation:
     errors: list[str] = field(default_factory=list)
     now: int = 0  # Unix seconds, when observed
     tls: TLSConfig | None = None  # how the operator connects to the members
+    tls_decision: ModeDecision | None = None  # None: spec.tls as the spec says
+    spec_tls_mode: TLSMode | None = None  # what spec.tls.mode reads (None: as spec.tls)
+    client_not_after: int | None = None  # CertStore.client_not_after for this cluster
+
+    @property
+    def certs_not_after(self) -> int | None:
+        """The earliest expiry among the members' certificates the operator knows of
+        (pods' annotations; the Secrets in mode Secrets) and its own client certificate."""
+        known = [p.certs_not_after for p in self.pods.values()
+                 if p.certs_not_after is not None and not p.terminating]
+        if self.client_not_after is not None:
+            known.append(self.client_not_after)
+        return min(known) if known and self.spec.tls.enabled else None
 
     def healthy(self, m: MemberInfo) -> bool:
         s = m.status

@@ -16,7 +16,11 @@ Invariants:
   each member pod's voter label follows the Raft configuration (the PDB selects on it);
 - with TLS on, the operator's client certificate (and in Auto mode the CA) is ensured
   before the members are asked anything; a missing Secret the spec names is a blocked
-  wait with a Warning Event saying which, and nothing else happens meanwhile.
+  wait with a Warning Event saying which, and nothing else happens meanwhile;
+- the TLS mode acted on is the one the members run (``raftkv.operator.tlsmode``:
+  ``status.tls.mode``, else the pods' URLs, else the spec), recorded in ``status.tls``;
+  a cluster from before ``spec.tls`` stays on plain text, with one Warning Event when
+  the operator first finds it so.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +41,7 @@ from raftkv.operator.objects import ClusterSpec
 from raftkv.operator.observe import Observation, observe_members
 from raftkv.operator.planner import plan
 from raftkv.operator.status import decode_step, plan_message, plan_reason, status_of
+from raftkv.operator.tlsmode import LEGACY_REASON, decide, recorded_mode
 from raftkv.operator.types import Plan, Step, Wait, WaitKind
 
 log = logging.getLogger("raftkv.operator")
@@ -55,6 +60,7 @@ class Reconciler:
     certs: CertStore | None = None  # made on first use, over ``kube``
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _missing: dict[str, str] = field(default_factory=dict)  # uid -> last CertsMissing
+    _legacy: set[str] = field(default_factory=set)  # uids warned of PlainTextBeforeTLS
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -72,6 +78,17 @@ class Reconciler:
         if self.certs is None:
             self.certs = CertStore(self.kube)
         now = int(time.time())
+        pods = await self.kube.pods(spec)
+        spec_mode = spec.tls.mode
+        decision = decide(spec_mode, recorded_mode(previous.get("tls")),
+                          (p.client_scheme for p in pods.values()))
+        if decision.mode is not spec_mode:
+            spec = replace(spec, tls=replace(spec.tls, mode=decision.mode))
+        uid = body["metadata"]["uid"]
+        if decision.legacy and recorded_mode(previous.get("tls")) is None \
+                and uid not in self._legacy:  # (the body of the next tick may be stale)
+            self._legacy.add(uid)
+            self.events(body, "Warning", LEGACY_REASON, decision.message(spec_mode, spec.name))
         try:
             tls = await self.certs.client(spec, now)
         except CertsMissing as exc:
@@ -82,10 +99,12 @@ class Reconciler:
                 self.events(body, "Warning", "CertificatesMissing", wait.reason)
             return wait
         self._missing.pop(body["metadata"]["uid"], None)
-        pods = await self.kube.pods(spec)
         claims = await self.kube.claims(spec)
         members, leader_id = await observe_members(spec, pods, tls=tls)
-        obs = Observation(spec, pods, claims, members, leader_id, recorded, now=now, tls=tls)
+        obs = Observation(spec, pods, claims, members, leader_id, recorded, now=now, tls=tls,
+                          tls_decision=decision, spec_tls_mode=spec_mode,
+                          client_not_after=self.certs.client_not_after.get(
+                              (spec.namespace, spec.name)) if tls is not None else None)
         p = plan(obs.observed())
         voters = sum(1 for m in members or [] if not m.learner)
         await self.kube.ensure_services(spec, max(1, voters))

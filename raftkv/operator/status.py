@@ -6,9 +6,14 @@ status subresource; :func:`encode_step`/:func:`decode_step` carry the step in fl
 
 Invariants:
 - conditions are Available (a healthy quorum with a leader), Progressing (a step is
-  being taken or is settling) and Degraded (a member is unhealthy or the planner is
-  blocked); each has a CamelCase reason and a message a person can act on, and keeps its
-  lastTransitionTime while its status does not change;
+  being taken or is settling), Degraded (a member is unhealthy or the planner is
+  blocked) and TLS (False when the members run plain text from before spec.tls while
+  the spec asks for TLS: ``raftkv.operator.tlsmode``); each has a CamelCase reason and
+  a message a person can act on, and keeps its lastTransitionTime while its status does
+  not change;
+- ``tls.mode`` is the mode the members run (the operator's record of it, which later
+  reconciles trust over the spec), ``tls.notAfter`` the earliest expiry it knows of
+  (members' certificates, its client certificate), RFC 3339;
 - readyReplicas counts healthy members, replicas all members in the Raft configuration
   (what /scale reads), selector selects the member pods;
 - a recorded step decodes to the same step (``decode_step(encode_step(s)) == s``), and
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from raftkv.operator import types as t
 from raftkv.operator.observe import Observation
 from raftkv.operator.quorum import quorate
+from raftkv.operator.tlsmode import LEGACY_REASON, ModeDecision
 from raftkv.operator.types import Plan, Step, Wait, WaitKind
 
 STEP_TYPES: dict[str, type[Step]] = {
@@ -56,6 +63,10 @@ def decode_step(doc: Mapping[str, Any] | None) -> Step | None:
         return cls(**kwargs)
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def rfc3339(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def plan_reason(plan: Plan) -> str:
@@ -120,6 +131,7 @@ def status_of(obs: Observation, plan: Plan, *, generation: int, now: str,
         avail = ("NoLeader", message)
     else:
         avail = ("QuorumLost", message)
+    decision = obs.tls_decision or ModeDecision(obs.spec.tls.mode)
     if blocked:
         degraded = ("Blocked", message)
     elif unhealthy:
@@ -132,7 +144,14 @@ def status_of(obs: Observation, plan: Plan, *, generation: int, now: str,
                    prev_conditions),
         _condition("Degraded", blocked or bool(unhealthy), *degraded, now, generation,
                    prev_conditions),
+        _condition("TLS", not decision.legacy,
+                   LEGACY_REASON if decision.legacy else "AsSpecified",
+                   decision.message(obs.spec_tls_mode or obs.spec.tls.mode, cluster), now,
+                   generation, prev_conditions),
     ]
+    tls: dict[str, Any] = {"mode": obs.spec.tls.mode.value}
+    if obs.certs_not_after is not None:
+        tls["notAfter"] = rfc3339(obs.certs_not_after)
     leader = obs.leader
     out: dict[str, Any] = {
         "phase": _phase(obs, plan, available),
@@ -156,6 +175,7 @@ def status_of(obs: Observation, plan: Plan, *, generation: int, now: str,
             for mi in sorted(obs.members or [], key=lambda m: m.ordinal)
         ],
         "conditions": conditions,
+        "tls": tls,
         "inProgress": encode_step(in_progress) if in_progress is not None else None,
     }
     return out

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from raftkv.operator import certs
+from raftkv.operator import certs, pki
 from raftkv.operator.certstore import CertsMissing, CertStore
 from raftkv.operator.kube import Kube
 from raftkv.operator.objects import ClusterSpec
@@ -132,5 +132,10 @@ def test_secrets_mode_reads_the_named_client_secret_or_says_what_is_missing(
     assert tls is not None and tls.cacert is not None
     assert tls.cacert.read_bytes() == auto_ca.cert
     assert not [w for w in fake.writes if "cli" in w]  # never written by the operator
+    assert cs.client_not_after[("ns1", "demo")] == pair.not_after
+    soon = pki.issue(auto_ca, "srv", datetime.now(UTC), timedelta(seconds=300))
+    fake.store[("ns1", "srv")] = certs.secret(named, "srv", soon, auto_ca.cert)
+    asyncio.run(cs.client(named, int(time.time())))
+    assert cs.client_not_after[("ns1", "demo")] == soon.not_after < pair.not_after
     off = ClusterSpec.of({**BODY, "spec": {"tls": {"mode": "Disabled"}}}, "raftkv", "0.1.0")
     assert asyncio.run(cs.client(off, 0)) is None

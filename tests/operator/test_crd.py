@@ -194,7 +194,11 @@ STATUS = {
          "message": "2 of 3 voters are healthy.", "lastTransitionTime": "2026-01-01T00:00:00Z"},
         {"type": "Degraded", "status": "True", "reason": "MemberUnhealthy",
          "message": "demo-2 is unhealthy.", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "TLS", "status": "True", "reason": "AsSpecified",
+         "message": "The members run spec.tls.mode Auto.",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"},
     ],
+    "tls": {"mode": "Auto", "notAfter": "2026-03-01T00:00:00Z"},
 }
 
 
@@ -211,8 +215,11 @@ def test_status_written_through_subresource_and_printer_columns(k8s: ControlPlan
     assert get(k8s, "demo")["status"] == STATUS
 
     table = k8s.kubectl("get", "rkv", "demo", check=True).stdout.splitlines()
-    assert table[0].split() == ["NAME", "REPLICAS", "READY", "LEADER", "TERM", "AGE"]
-    assert table[1].split()[:5] == ["demo", "3", "2", "demo-1", "7"]
+    assert table[0].split() == ["NAME", "REPLICAS", "READY", "LEADER", "TERM", "TLS", "AGE"]
+    assert table[1].split()[:6] == ["demo", "3", "2", "demo-1", "7", "Auto"]
+    wide = k8s.kubectl("get", "rkv", "demo", "-o", "wide", check=True).stdout.splitlines()
+    assert wide[0].split()[5:7] == ["TLS", "CERTS-EXPIRE"], wide
+    assert wide[1].split()[5:7] == ["Auto", "2026-03-01T00:00:00Z"], wide
 
     scale = json.loads(k8s.kubectl(
         "get", "--raw", "/apis/raftkv.dev/v1alpha1/namespaces/default/raftclusters/demo/scale",

@@ -177,7 +177,9 @@ def test_status_of_a_converged_cluster() -> None:
     cond = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
     assert cond == {"Available": ("True", "QuorumHealthy"),
                     "Progressing": ("False", "Converged"),
-                    "Degraded": ("False", "AllMembersHealthy")}
+                    "Degraded": ("False", "AllMembersHealthy"),
+                    "TLS": ("True", "AsSpecified")}
+    assert st["tls"] == {"mode": "Auto"}  # no pod carries a certificate expiry here
     assert st["inProgress"] is None
 
 

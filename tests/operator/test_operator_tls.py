@@ -20,12 +20,11 @@ One RaftCluster with the default ``spec.tls`` (Auto) and minutes-long certificat
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,80 +34,48 @@ from raftkv.client import EtcdClient, EtcdError, parse_endpoint
 from raftkv.client.tls import TLSConfig
 from tests.support import pki
 from tests.support.k8s import ControlPlane
-from tests.support.podrunner import PodRunner
-from tests.support.proc import Proc, free_port, wait_until
+from tests.support.operatorenv import OperatorEnv
+from tests.support.proc import wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "manifests" / "crd" / "raftclusters.raftkv.dev.yaml"
-OPERATOR = Path(sys.executable).parent / "raftkv-operator"
 NS, NAME = "tlsops", "sec"
 LIFETIME, RENEW_BEFORE = 240, 150  # due 90 s after issue
 ANNOTATION = "raftkv.dev/certs-not-after"
 
 
-class Env:
+class Env(OperatorEnv):
     def __init__(self, k8s: ControlPlane, workdir: Path) -> None:
-        self.k8s, self.workdir = k8s, workdir
-        self.host_template = "127.91.{ordinal}.1"
-        self.runner = PodRunner(k8s.kubeconfig, NS, workdir, self.host_template)
-        self.operator = Proc("raftkv-operator", [
-            str(OPERATOR), "--namespace", NS, "--standalone",
-            "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
-        ], workdir / "operator.log", env={
-            "KUBECONFIG": str(k8s.kubeconfig), "RAFTKV_OPERATOR_INTERVAL": "1",
-            "RAFTKV_MEMBER_HOST_TEMPLATE": self.host_template})
-
-    def url(self, ordinal: int, scheme: str = "https") -> str:
-        return f"{scheme}://{self.host_template.format(ordinal=ordinal)}:2379"
-
-    def get(self, *args: str) -> Any:
-        out = self.k8s.kubectl("-n", NS, "get", "-o", "json", *args, check=True)
-        return json.loads(out.stdout)
+        super().__init__(k8s, workdir, NS, "127.91.{ordinal}.1")
 
     def status(self, name: str = NAME) -> dict[str, Any]:
-        return dict(self.get("raftcluster", name).get("status") or {})
+        return super().status(name)
 
-    def healthy(self, name: str = NAME) -> dict[str, Any] | None:
-        st = self.status(name)
-        ms = st.get("members") or []
-        ok = st.get("phase") == "Running" and len(ms) == 3 and all(
-            m["healthy"] and not m["learner"] for m in ms)
-        return st if ok else None
+    def healthy(self, name: str = NAME, replicas: int = 3) -> dict[str, Any] | None:
+        return super().healthy(name, replicas)
 
-    def client_tls(self) -> TLSConfig:
-        data = self.get("secret", f"{NAME}-client-tls")["data"]
-        d = self.workdir / "client"
-        d.mkdir(exist_ok=True)
-        for key in ("ca.crt", "tls.crt", "tls.key"):
-            (d / key).write_bytes(base64.b64decode(data[key]))
-        return TLSConfig(cacert=d / "ca.crt", cert=d / "tls.crt", key=d / "tls.key")
+    def client_tls(self, cluster: str = NAME) -> TLSConfig:
+        return super().client_tls(cluster)
 
     def not_after(self) -> dict[str, int]:
         pods = self.get("pods", "-l", f"raftkv.dev/cluster={NAME}")["items"]
         return {p["metadata"]["name"]: int(p["metadata"]["annotations"][ANNOTATION])
                 for p in pods if not p["metadata"].get("deletionTimestamp")}
 
-    def logs(self) -> str:
-        return f"--- operator ---\n{self.operator.log_tail(80)}\n{self.runner.logs()}"
-
 
 @pytest.fixture(scope="module")
 def env(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    control_plane.kubectl("apply", "-f", str(CRD), check=True)
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/raftclusters.raftkv.dev", check=True)
-    control_plane.kubectl("create", "namespace", NS)
     e = Env(control_plane, tmp_path_factory.mktemp("tlsops"))
-    e.runner.start()
-    e.operator.start()
     try:
+        e.start()
         yield e
     finally:
-        e.operator.stop()
+        e.stop()
         print(e.logs())
-        e.runner.stop()
+
+
+def rfc(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run(coro: Any) -> Any:
@@ -147,6 +114,9 @@ def test_1_bootstraps_on_mutual_tls(env: Env) -> None:
     assert "--client-cert-auth=true" in cmd and "--peer-client-cert-auth=true" in cmd
     assert f"--initial-advertise-peer-urls=https://{env.host_template.format(ordinal=1)}:2380" \
         in cmd
+    st = env.status()
+    earliest = datetime.fromtimestamp(min(env.not_after().values()), UTC)
+    assert st["tls"]["mode"] == "Auto" and st["tls"]["notAfter"] <= rfc(earliest), st["tls"]
 
     tls = env.client_tls()
     assert run(_put_get(env.url(1), tls)) == 1
@@ -297,6 +267,8 @@ def test_3_secrets_mode_runs_on_secrets_made_elsewhere(env: Env) -> None:
     assert env.k8s.kubectl("-n", NS, "get", "secret", "ext-ca").returncode != 0
     tls = TLSConfig(cacert=d / "ca.crt", cert=d / "client.crt", key=d / "client.key")
     assert run(_put_get(env.url(2), tls)) == 1
+    st = env.status("ext")  # notAfter read from the named Secrets (no pod annotation)
+    assert st["tls"]["mode"] == "Secrets" and st["tls"].get("notAfter"), st["tls"]
 
 
 def test_4_disabled_is_plain_text_without_secrets(env: Env) -> None:
@@ -316,3 +288,4 @@ def test_4_disabled_is_plain_text_without_secrets(env: Env) -> None:
     assert secrets == []
     cmd = env.get("pod", "plain-0")["spec"]["containers"][0]["command"]
     assert not [a for a in cmd if "cert" in a or "https" in a]
+    assert env.status("plain")["tls"] == {"mode": "Disabled"}

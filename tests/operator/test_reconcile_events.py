@@ -1,6 +1,7 @@
 """Which wait messages are news: a learner's progress is not, another member or another
 cause is (the key decides whether a wait gets a new Event); a missing TLS Secret is one
-Warning per cause, not one per tick."""
+Warning per cause, not one per tick; a cluster from before spec.tls gets one Warning, and
+its record in status.tls keeps it on plain text."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, cast
 
 from raftkv.operator.certstore import CertsMissing, CertStore
 from raftkv.operator.kube import Kube
+from raftkv.operator.observe import PodInfo
 from raftkv.operator.reconcile import Reconciler, _event_key
 from raftkv.operator.types import Wait, WaitKind
 
@@ -33,7 +35,10 @@ def test_a_missing_tls_secret_blocks_with_one_warning_per_cause() -> None:
         async def client(self, spec: Any, now: int) -> None:
             raise CertsMissing(causes.pop(0))
 
-    class NoKube:  # nothing else may be asked while the client Secret is missing
+    class NoKube:  # nothing but the pods (to know the TLS mode) while the Secret is missing
+        async def pods(self, spec: Any) -> dict[int, Any]:
+            return {}
+
         def __getattr__(self, name: str) -> Any:
             raise AssertionError(f"Kube.{name} called")
 
@@ -52,3 +57,57 @@ def test_a_missing_tls_secret_blocks_with_one_warning_per_cause() -> None:
     assert events == [
         ("Warning", "CertificatesMissing", "Secret cli (spec.tls.secrets.client) is missing."),
         ("Warning", "CertificatesMissing", "Secret cli is bad.")]
+
+
+class LegacyKube:
+    """Three plain-text member pods of a cluster the operator has no TLS record of; the
+    members themselves do not answer (nothing listens on 127.77.x.1)."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self.secret_calls = 0
+
+    async def pods(self, spec: Any) -> dict[int, PodInfo]:
+        return {o: PodInfo(o, "raftkv:0.1.0", "Running", client_scheme="http")
+                for o in range(3)}
+
+    async def claims(self, spec: Any) -> frozenset[int]:
+        return frozenset(range(3))
+
+    async def ensure_services(self, spec: Any, voters: int) -> None:
+        pass
+
+    async def patch_status(self, spec: Any, status: dict[str, Any]) -> None:
+        self.statuses.append(status)
+
+    async def secret_data(self, namespace: str, name: str) -> None:
+        self.secret_calls += 1
+
+    async def create_secret(self, body: Any) -> bool:
+        self.secret_calls += 1
+        return True
+
+
+def test_a_cluster_from_before_spec_tls_stays_plain_text_with_one_warning() -> None:
+    kube = LegacyKube()
+    events: list[tuple[str, str, str]] = []
+    r = Reconciler(cast(Kube, kube), lambda _b, t, reason, m: events.append((t, reason, m)),
+                   host_template="127.77.{ordinal}.1")
+    # what the API server returns for an object stored before spec.tls: the default Auto
+    body: dict[str, Any] = {"metadata": {"name": "old", "namespace": "ns", "uid": "u2"},
+                            "spec": {"replicas": 3, "tls": {"mode": "Auto"}}}
+
+    async def twice() -> None:
+        await r(body)
+        body["status"] = kube.statuses[-1]  # the next read sees what was written
+        await r(body)
+
+    asyncio.run(twice())
+    assert kube.secret_calls == 0, "no CA or client certificate for a plain-text cluster"
+    legacy = [e for e in events if e[1] == "PlainTextBeforeTLS"]
+    assert len(legacy) == 1 and legacy[0][0] == "Warning", events
+    st = kube.statuses[-1]
+    assert st["tls"] == {"mode": "Disabled"}
+    tls = next(c for c in st["conditions"] if c["type"] == "TLS")
+    assert tls["status"] == "False" and tls["reason"] == "PlainTextBeforeTLS"
+    assert "create a new RaftCluster" in tls["message"]

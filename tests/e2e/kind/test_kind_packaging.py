@@ -29,9 +29,13 @@ ALLOWED = [
     ("create", "events.events.k8s.io", None),
     ("patch", "clusterkopfpeerings.kopf.dev", None),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
+    ("get", "secrets", None),  # spec.tls: Secrets by name (get, create, update) only
+    ("create", "secrets", None),
 ]
 DENIED = [
-    ("get", "secrets", None),
+    ("list", "secrets", None),
+    ("watch", "secrets", None),
+    ("delete", "secrets", None),
     ("create", "deployments.apps", None),
     ("patch", "nodes", None),
     ("delete", "raftclusters.raftkv.dev", None),

@@ -3,13 +3,17 @@
 The operator is installed by the Helm chart (charts/raftkv-operator) with 2 replicas
 (kopf peering: one acts). The scenarios run in order on one RaftCluster ``demo`` in
 namespace ``e2e`` (each starts from the state the previous one left, a healthy 3-member
-cluster), except 2 (refused by the API server) and 9 (deletion, last).
+cluster), except 2 (refused by the API server) and 9 (deletion); 10 runs a second,
+one-member cluster ``plain`` with ``tls: Disabled`` so plain text stays covered.
 
-All client traffic runs inside the cluster: the writer, the member-list sampler and the
-verifier are pods on the raftkv image running ``traffic.py`` (mounted from a ConfigMap);
-etcdctl and diag run in a member pod (``kubectl exec``). Every wait polls a condition
-(status fields, pod phases, log lines) under a generous bound; nothing sleeps in place of
-readiness. Each scenario's duration is written to bench/results/operator-e2e.md.
+``demo`` runs on the default ``spec.tls`` (Auto): mutual TLS on client and peer ports. All
+client traffic runs inside the cluster with the operator-issued ``demo-client-tls`` Secret
+mounted at ``/tls``: the writer, the member-list sampler and the verifier are pods on the
+raftkv image running ``traffic.py`` (mounted from a ConfigMap); etcdctl and diag run in a
+``tools`` pod (``kubectl exec``) and dial https with ``--cacert/--cert/--key``. Every
+wait polls a condition (status fields, pod phases, log lines) under a generous bound;
+nothing sleeps in place of readiness. Each scenario's duration is written to
+bench/results/operator-e2e.md.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ ROOT = Path(__file__).resolve().parents[3]
 TRAFFIC = Path(__file__).with_name("traffic.py")
 RESULTS = ROOT / "bench" / "results" / "operator-e2e.md"
 NS, OP_NS, NAME = "e2e", "raftkv-system", "demo"
-CLIENT = f"{NAME}.{NS}.svc:2379"
+CLIENT = f"https://{NAME}.{NS}.svc:2379"
+TLS_DIR, TOOLS = "/tls", "tools"
+TLS_FLAGS = (f"--cacert={TLS_DIR}/ca.crt", f"--cert={TLS_DIR}/tls.crt",
+             f"--key={TLS_DIR}/tls.key")
 T = TypeVar("T")
 TIMINGS: list[tuple[str, float, str]] = []
 
@@ -94,19 +101,51 @@ class K:
     def exec(self, pod: str, *argv: str, check: bool = True) -> Any:
         return self("exec", "-n", NS, pod, "-c", "raftkv", "--", *argv, check=check)
 
+    def etcdctl(self, *argv: str, endpoints: str = CLIENT, check: bool = True) -> Any:
+        """etcdctl in the tools pod, over mTLS with the operator-issued client Secret."""
+        return self.exec(TOOLS, "etcdctl", f"--endpoints={endpoints}", *TLS_FLAGS, *argv,
+                         check=check)
+
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
         items = self.json("events", f"--field-selector=involvedObject.name={NAME}")["items"]
         return [e for e in items if e["involvedObject"].get("kind") == "RaftCluster"
                 and (reason is None or e["reason"] == reason)]
 
 
-def cluster(replicas: int = 3, version: str = "0.1.0") -> dict[str, Any]:
+def cluster(replicas: int = 3, version: str = "0.1.0", name: str = NAME,
+            tls: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A RaftCluster; without ``tls`` it gets the CRD's default (Auto)."""
+    spec: dict[str, Any] = {"replicas": replicas, "version": version,
+                            "storage": {"size": "64Mi"}}
+    if tls is not None:
+        spec["tls"] = tls
     return {"apiVersion": "raftkv.dev/v1alpha1", "kind": "RaftCluster",
-            "metadata": {"name": NAME, "namespace": NS},
-            # TODO(issue 13, next session): run these with spec.tls Auto (the default);
-            # etcdctl, diag and traffic.py here dial plain http and need the client Secret
-            "spec": {"replicas": replicas, "version": version,
-                     "storage": {"size": "64Mi"}, "tls": {"mode": "Disabled"}}}
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+def tls_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The client Secret as a read-only volume and its mount at TLS_DIR."""
+    return ({"name": "tls", "secret": {"secretName": f"{NAME}-client-tls"}},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+
+
+def tools_pod(image: str) -> dict[str, Any]:
+    """A pod on the raftkv image (etcdctl, diag) with the client Secret; it idles until
+    deleted (the loop wakes every second to notice SIGTERM)."""
+    vol, mount = tls_volume()
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": TOOLS, "namespace": NS, "labels": {"e2e": "tools"}},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "raftkv", "image": image,
+                                     "imagePullPolicy": "IfNotPresent",
+                                     "command": ["sh", "-c", "trap 'exit 0' TERM; "
+                                                 "while :; do sleep 1; done"],
+                                     # as in the member pods: gRPC's c-ares resolver may
+                                     # ignore the search domains short names need (diag)
+                                     "env": [{"name": "GRPC_DNS_RESOLVER",
+                                              "value": "native"}],
+                                     "volumeMounts": [mount]}],
+                     "volumes": [vol]}}
 
 
 def healthy(k: K, voters: int, version: str | None = None) -> dict[str, Any] | None:
@@ -124,15 +163,17 @@ def healthy(k: K, voters: int, version: str | None = None) -> dict[str, Any] | N
 def traffic_pod(name: str, mode: str, image: str) -> dict[str, Any]:
     # the interpreter that runs the image's console scripts has raftkv installed
     cmd = (f'py=$(head -1 "$(command -v raftkv)" | cut -c3-); '
-           f'exec "$py" -u /scripts/traffic.py {mode} {CLIENT}')
+           f'exec "$py" -u /scripts/traffic.py {mode} {CLIENT} {TLS_DIR}')
+    vol, mount = tls_volume()
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS, "labels": {"e2e": "traffic"}},
             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
                      "containers": [{"name": "raftkv", "image": image,
                                      "imagePullPolicy": "IfNotPresent",
                                      "command": ["sh", "-c", cmd],
-                                     "volumeMounts": [{"name": "s", "mountPath": "/scripts"}]}],
-                     "volumes": [{"name": "s", "configMap": {"name": "traffic"}}]}}
+                                     "volumeMounts": [{"name": "s", "mountPath": "/scripts"},
+                                                      mount]}],
+                     "volumes": [{"name": "s", "configMap": {"name": "traffic"}}, vol]}}
 
 
 class Traffic:
@@ -173,7 +214,7 @@ class Traffic:
         """Read back every acknowledged write (from inside the writer pod)."""
         acked = self.acked()
         cmd = (f'py=$(head -1 "$(command -v raftkv)" | cut -c3-); '
-               f'exec "$py" -u /scripts/traffic.py verify {CLIENT}')
+               f'exec "$py" -u /scripts/traffic.py verify {CLIENT} {TLS_DIR}')
         r = self.k("exec", "-i", "-n", NS, "writer", "--", "sh", "-c", cmd,
                    input=" ".join(map(str, acked)) + "\n", timeout=300)
         lost = [line for line in str(r.stdout).splitlines() if line.startswith("LOST")]
@@ -260,29 +301,42 @@ def test_rbac_denies_what_the_operator_must_not_do(k: K) -> None:
     dep = k.json("deployments", ns=OP_NS)["items"][0]
     sa = dep["spec"]["template"]["spec"].get("serviceAccountName", "default")
     who = f"--as=system:serviceaccount:{OP_NS}:{sa}"
-    for verb, res in [("get", "secrets"), ("list", "secrets"), ("create", "deployments"),
+    # Secrets by name only (spec.tls): get/create/update, never list, watch or delete
+    for verb, res in [("list", "secrets"), ("watch", "secrets"), ("delete", "secrets"),
+                      ("create", "deployments"),
                       ("create", "statefulsets"), ("delete", "nodes"), ("patch", "nodes"),
                       ("create", "clusterroles"), ("create", "configmaps")]:
         r = k("auth", "can-i", verb, res, "-A", who, check=False)
         assert r.stdout.strip() == "no", f"operator may {verb} {res}"
     for verb, res in [("create", "pods"), ("delete", "persistentvolumeclaims"),
                       ("patch", "raftclusters.raftkv.dev/status"),
-                      ("create", "poddisruptionbudgets.policy")]:
+                      ("create", "poddisruptionbudgets.policy"), ("get", "secrets"),
+                      ("create", "secrets"), ("update", "secrets")]:
         r = k("auth", "can-i", verb, res, "-A", who, check=False)
         assert r.stdout.strip() == "yes", f"operator may not {verb} {res}"
 
 
-def test_1_three_members_available_and_status_agrees_with_etcdctl_and_diag(k: K) -> None:
-    with Timer("1. apply 3 members -> Available") as t:
+def test_1_three_members_available_and_status_agrees_with_etcdctl_and_diag(
+        k: K, image: str) -> None:
+    with Timer("1. apply 3 members (TLS Auto) -> Available") as t:
         t0 = time.monotonic()
         assert k.apply(cluster(3)).returncode == 0
         st = poll(lambda: healthy(k, 3), 120, "3 healthy voters, Available, within 120 s")
         t.note = f"Available after {time.monotonic() - t0:.1f} s"
     table = k("get", "rkv", "-n", NS).stdout
     assert re.search(rf"{NAME}\s+3\s+3\s+{st['leader']}\s+\d+", table), table
-    leader = st["leader"]
-    out = k.exec(leader, "etcdctl", f"--endpoints={CLIENT}", "endpoint", "status",
-                 "--cluster", "-w", "json").stdout
+    pod = k.json("pod", f"{NAME}-0")["spec"]["containers"][0]
+    args = " ".join(pod.get("command", []) + pod.get("args", []))
+    assert "--listen-client-urls=https://" in args and "--client-cert-auth=true" in args, args
+    k("delete", "-n", NS, "pod", TOOLS, "--ignore-not-found", "--wait=true")
+    assert k.apply(tools_pod(image)).returncode == 0
+    poll(lambda: k.json("pod", TOOLS)["status"].get("phase") == "Running", 120,
+         "the tools pod (client Secret mounted) running")
+    # without the client certificate the member refuses (mTLS, not just TLS)
+    bare = k.exec(TOOLS, "etcdctl", f"--endpoints={CLIENT}", f"--cacert={TLS_DIR}/ca.crt",
+                  "--command-timeout=5s", "endpoint", "status", check=False)
+    assert bare.returncode != 0, bare.stdout
+    out = k.etcdctl("endpoint", "status", "--cluster", "-w", "json").stdout
     statuses = json.loads(out)
     ids = {f"{s['Status']['header']['member_id']:x}" for s in statuses}
     assert ids == {m["id"] for m in st["members"]}
@@ -290,10 +344,10 @@ def test_1_three_members_available_and_status_agrees_with_etcdctl_and_diag(k: K)
     assert lead == {next(m["id"] for m in st["members"] if m["leader"])}
     # diag reads each member's /metrics from the metrics port (not the gRPC client port)
     names = sorted(m["name"] for m in st["members"])
-    eps = ",".join(f"{n}.{NAME}-peer.{NS}.svc:2379" for n in names)
-    mets = ",".join(f"http://{n}.{NAME}-peer.{NS}.svc:2381/metrics" for n in names)
-    diag = json.loads(k.exec(leader, "diag", f"--endpoints={eps}", f"--metrics-urls={mets}",
-                             "-w", "json", "status").stdout)
+    eps = ",".join(f"https://{n}.{NAME}-peer.{NS}.svc:2379" for n in names)
+    mets = ",".join(f"http://{n}.{NAME}-peer.{NS}.svc:2381" for n in names)
+    diag = json.loads(k.exec(TOOLS, "diag", f"--endpoints={eps}", *TLS_FLAGS,
+                             f"--metrics-urls={mets}", "-w", "json", "status").stdout)
     leader_id = next(m["id"] for m in st["members"] if m["leader"])
     assert diag["cluster"]["leader"] == leader_id and diag["cluster"]["agree"]
     assert {r["id"] for r in diag["endpoints"]} == ids
@@ -353,7 +407,8 @@ def test_5_member_0_pod_and_pvc_deleted_healed_by_a_fresh_member(k: K) -> None:
         old_id = next(m["id"] for m in st["members"] if m["name"] == name0)
         if st["leader"] == name0:  # the planner never removes the leader: move it first
             other = next(m["id"] for m in st["members"] if m["name"] != name0)
-            k.exec(name0, "etcdctl", "--endpoints=127.0.0.1:2379", "move-leader", other)
+            k.etcdctl("move-leader", other,
+                      endpoints=f"https://{name0}.{NAME}-peer.{NS}.svc:2379")
         k("delete", "-n", NS, "pvc", name0, "--wait=false")
         k("delete", "-n", NS, "pod", name0, "--wait=true", timeout=180)
 
@@ -440,8 +495,9 @@ def test_8_operator_killed_right_after_member_add_resumes(k: K) -> None:
         k("scale", "-n", NS, "rkv", NAME, "--replicas=5")
         # In the leader's pod, poll the member list until a learner is added but not yet
         # started (etcdctl prints it "unstarted"): the moment right after MemberAdd.
-        k.exec(leader, "sh", "-c", "timeout 120 sh -c 'until etcdctl "
-               "--endpoints=127.0.0.1:2379 member list | grep -q unstarted; do :; done'")
+        ep = f"https://{leader}.{NAME}-peer.{NS}.svc:2379"
+        k.exec(TOOLS, "sh", "-c", f"timeout 120 sh -c 'until etcdctl --endpoints={ep} "
+               f"{' '.join(TLS_FLAGS)} member list | grep -q unstarted; do :; done'")
         ops = k.json("pods", "-l", "app.kubernetes.io/name=raftkv-operator", ns=OP_NS)
         k("delete", "-n", OP_NS, "pod", "--grace-period=0", "--force",
           *[p["metadata"]["name"] for p in ops["items"]], check=False)
@@ -463,3 +519,29 @@ def test_9_delete_removes_everything_it_created(k: K) -> None:
         for kind in ("pods", "pvc", "services", "pdb"):
             poll(lambda kind=kind: not k.json(kind, "-l", sel)["items"], 300,
                  f"{kind} of {NAME} deleted")
+
+
+def test_10_tls_disabled_cluster_runs_plain_text(k: K) -> None:
+    plain = "plain"
+    with Timer("10. tls Disabled (1 member) -> plain text, then deleted") as t:
+        t0 = time.monotonic()
+        assert k.apply(cluster(1, name=plain, tls={"mode": "Disabled"})).returncode == 0
+
+        def available() -> bool:
+            st = k.json("raftcluster", plain).get("status") or {}
+            return any(c["type"] == "Available" and c["status"] == "True"
+                       for c in st.get("conditions") or [])
+
+        poll(available, 180, f"{plain} Available")
+        t.note = f"Available after {time.monotonic() - t0:.1f} s"
+        pod = k.json("pod", f"{plain}-0")["spec"]["containers"][0]
+        args = " ".join(pod.get("command", []) + pod.get("args", []))
+        assert "--listen-client-urls=http://" in args and "--cert-file" not in args, args
+        assert not k.json("secrets", "-l", f"raftkv.dev/cluster={plain}")["items"]
+        ep = f"--endpoints=http://{plain}.{NS}.svc:2379"
+        k.exec(TOOLS, "etcdctl", ep, "put", "plain/k", "v")
+        got = k.exec(TOOLS, "etcdctl", ep, "get", "plain/k", "--print-value-only").stdout
+        assert got.strip() == "v", got
+        k("delete", "-n", NS, "rkv", plain, "--wait=true", timeout=300)
+        poll(lambda: not k.json("pods", "-l", f"raftkv.dev/cluster={plain}")["items"], 300,
+             f"pods of {plain} deleted")

@@ -12,6 +12,10 @@ and each member's own Status, printing ``SAMPLE <unix time> <voters> <healthy vo
 ``traffic.py verify ENDPOINT N...``: reads every ``w/<n>`` given and prints ``LOST n`` for
 each missing one, then ``VERIFIED <count>``.
 
+Each mode takes an optional last argument TLSDIR: a directory holding ``ca.crt``,
+``tls.crt`` and ``tls.key`` (a mounted ``kubernetes.io/tls`` Secret); with it every dial
+(the endpoint and the members' own https client URLs) uses mutual TLS.
+
 Both loops run until the pod is deleted (SIGTERM); every line is flushed at once.
 """
 
@@ -21,10 +25,18 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRPC_DNS_RESOLVER", "native")  # before grpc loads: search domains
 
-from raftkv.client import EtcdClient, EtcdError, parse_endpoint
+from raftkv.client import EtcdClient, EtcdError, TLSConfig, parse_endpoint
+
+TLS = TLSConfig()
+
+
+def dial(url: str, dial_timeout: float, command_timeout: float) -> EtcdClient:
+    return EtcdClient(parse_endpoint(url), dial_timeout=dial_timeout,
+                      command_timeout=command_timeout, tls=TLS)
 
 
 def out(line: str) -> None:
@@ -34,7 +46,7 @@ def out(line: str) -> None:
 
 async def writer(endpoint: str) -> None:
     n, last_acked = 0, 0
-    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=2, command_timeout=3)
+    c = dial(endpoint, 2, 3)
     while True:
         n += 1
         try:
@@ -47,12 +59,12 @@ async def writer(endpoint: str) -> None:
         except EtcdError as exc:
             out(f"ERR {n} {exc}")
             await c.close()
-            c = EtcdClient(parse_endpoint(endpoint), dial_timeout=2, command_timeout=3)
+            c = dial(endpoint, 2, 3)
             await asyncio.sleep(0.1)  # back off before dialing again, not a readiness wait
 
 
 async def _status_ok(url: str) -> tuple[int, bool, bool]:
-    c = EtcdClient(parse_endpoint(url), dial_timeout=0.5, command_timeout=0.5)
+    c = dial(url, 0.5, 0.5)
     try:
         s = await c.status()
         return s.member_id, s.leader != 0 and not s.errors, s.is_learner
@@ -63,7 +75,7 @@ async def _status_ok(url: str) -> tuple[int, bool, bool]:
 
 
 async def sampler(endpoint: str) -> None:
-    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=1, command_timeout=1)
+    c = dial(endpoint, 1, 1)
     while True:
         started = time.monotonic()
         try:
@@ -77,12 +89,12 @@ async def sampler(endpoint: str) -> None:
         except EtcdError as exc:
             out(f"SAMPLE-ERR {time.time():.3f} {exc}")
             await c.close()
-            c = EtcdClient(parse_endpoint(endpoint), dial_timeout=1, command_timeout=1)
+            c = dial(endpoint, 1, 1)
         await asyncio.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
 
 
 async def verify(endpoint: str, numbers: list[int]) -> None:
-    c = EtcdClient(parse_endpoint(endpoint), dial_timeout=3, command_timeout=5)
+    c = dial(endpoint, 3, 5)
     for n in numbers:
         got = await c.get(f"w/{n:08d}".encode())
         if got.count != 1:
@@ -92,7 +104,11 @@ async def verify(endpoint: str, numbers: list[int]) -> None:
 
 
 def main() -> None:
+    global TLS
     mode, endpoint = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        d = Path(sys.argv[3])
+        TLS = TLSConfig(cacert=d / "ca.crt", cert=d / "tls.crt", key=d / "tls.key")
     if mode == "writer":
         asyncio.run(writer(endpoint))
     elif mode == "sampler":
