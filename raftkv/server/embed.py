@@ -85,6 +85,7 @@ class Node:
         self.client_tls = autotls.source(
             cfg.client_tls, cfg.tls, cfg.data_dir,
             [*cfg.advertise_client_urls, *cfg.listen_client_urls])
+        self.server.client_tls = self.client_tls
         await self.server.start()
         if self.config.initial_corrupt_check:
             try:
