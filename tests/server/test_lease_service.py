@@ -84,6 +84,9 @@ class Server:
     async def clear_lease_checkpoint(self, lid: int) -> None:
         self.cleared.append(lid)
 
+    async def forward_metadata(self, caller: Any) -> Any:
+        return caller  # auth off: the caller's metadata, unchanged (RaftServer's rule)
+
 
 async def _one(*reqs: Any) -> AsyncIterator[Any]:
     for r in reqs:
