@@ -77,11 +77,6 @@ class Node:
     async def start(self) -> Node:
         cfg = self.config
         grpc_cipher_env(cfg)
-        if cfg.tls.min_version == "TLS1.3" and any(
-                u.startswith("https://") for u in cfg.listen_client_urls):
-            log.warning("--tls-min-version=TLS1.3: the gRPC port still accepts TLS 1.2 "
-                        "(gRPC's Python API cannot raise its minimum); the peer and metrics "
-                        "ports enforce TLS 1.3")
         self.client_tls = autotls.source(
             cfg.client_tls, cfg.tls, cfg.data_dir,
             [*cfg.advertise_client_urls, *cfg.listen_client_urls])

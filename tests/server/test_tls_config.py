@@ -85,6 +85,9 @@ def test_unreadable_files(pki: ClusterPKI, tmp_path: Path,
     (["--auto-tls", "--cipher-suites=TLS_FANCY"], "unknown or unsupported cipher suite"),
     (["--auto-tls", "--tls-min-version=TLS1.3",
       "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"], "cannot be used with"),
+    (["--auto-tls", "--tls-min-version=TLS1.3"],
+     "--tls-min-version=TLS1.3 cannot be enforced on the gRPC client port "
+     "https://127.0.0.1:1 (Python gRPC's server has no TLS version setting)"),
 ])
 def test_flag_errors(extra: list[str], says: str, tmp_path: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
