@@ -141,3 +141,17 @@ def test_a_trusted_ca_alone_requires_client_certificates(pki: ClusterPKI,
         f"--trusted-ca-file={pki.crt(pki.ca)}"]))
     assert cfg.client_tls.verify_clients and not cfg.client_tls.client_cert_auth
     assert CertSource(cfg.client_tls, cfg.tls).server_context().verify_mode is ssl.CERT_REQUIRED
+
+
+def test_lacks_client_auth(tmp_path: Path) -> None:
+    """A server certificate without clientAuth is flagged (the member warns at startup:
+    other members would refuse its dials to their client ports)."""
+    from raftkv.server.tlsconfig import lacks_client_auth
+    from tests.support.pki import issue, make_ca
+
+    make_ca(tmp_path, "ca", "eku-ca")
+    issue(tmp_path, "ca", "only-server", "/CN=s", usage="server")
+    issue(tmp_path, "ca", "both", "/CN=b", usage="peer")
+    assert lacks_client_auth(str(tmp_path / "only-server.crt"))
+    assert not lacks_client_auth(str(tmp_path / "both.crt"))
+    assert not lacks_client_auth(str(tmp_path / "missing.crt"))
