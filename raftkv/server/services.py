@@ -409,6 +409,8 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                 ttl = 0  # etcd answers a keep-alive for an unknown lease with TTL 0
             except errors.EtcdError as exc:
                 await _fail(context, exc)
+            except grpc.aio.AioRpcError as exc:  # the leader's answer (or its absence)
+                await context.abort(exc.code(), exc.details() or "")
             yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
 
     def _leader(self) -> bool:
