@@ -5,6 +5,7 @@ It speaks to real etcd and to raftkv alike through aetcd's generated etcd v3 stu
 failures are :class:`EtcdError` with an :class:`ErrorKind`.
 """
 
+from raftkv.client.auth import Credentials, parse_user
 from raftkv.client.client import EtcdClient
 from raftkv.client.endpoints import Endpoint, parse_endpoint, parse_endpoints
 from raftkv.client.errors import ErrorKind, EtcdError, classify
@@ -13,6 +14,7 @@ from raftkv.client.types import Alarm, EndpointStatus, Member, MemberList, ReadR
 
 __all__ = [
     "Alarm",
+    "Credentials",
     "Endpoint",
     "EndpointStatus",
     "ErrorKind",
@@ -25,4 +27,5 @@ __all__ = [
     "classify",
     "parse_endpoint",
     "parse_endpoints",
+    "parse_user",
 ]

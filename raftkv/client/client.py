@@ -7,7 +7,9 @@ Invariants:
 - dialing is bounded by ``dial_timeout``, every call by ``command_timeout``;
 - every failure leaves as a classified :class:`~raftkv.client.errors.EtcdError`; a TLS
   failure's cause is named by :mod:`raftkv.client.tlsprobe` (one more dial, on failure only);
-- ``close()`` is idempotent and the client is an async context manager.
+- ``close()`` is idempotent and the client is an async context manager;
+- with ``credentials``, the first connect authenticates (etcd's Authenticate) and every
+  call carries the token; a token the server no longer knows is renewed once per call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from raftkv.client.auth import AUTH_NOT_ENABLED, Credentials
 from raftkv.client.endpoints import Endpoint
 from raftkv.client.errors import ErrorKind, EtcdError, classify
 from raftkv.client.tls import TLSConfig
@@ -40,8 +43,11 @@ class EtcdClient:
         tls: TLSConfig | None = None,
         dial_timeout: float = 2.0,
         command_timeout: float = 5.0,
+        credentials: Credentials | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.credentials = credentials
+        self._token: str | None = None  # after Authenticate; "" when auth is off
         self.tls = tls or TLSConfig()
         self.use_tls = endpoint.scheme == "https" or self.tls.enabled
         self.dial_timeout = dial_timeout
@@ -100,6 +106,37 @@ class EtcdClient:
                 continue
             state = channel.get_state(try_to_connect=True)
         self._connected = True
+        if self.credentials is not None and self._token is None:
+            await self._authenticate()
+
+    def _kw(self) -> dict[str, Any]:
+        """Every call's timeout, and its token while there is one."""
+        return {"timeout": self.command_timeout,
+                "metadata": (("token", self._token),) if self._token else ()}
+
+    async def _authenticate(self) -> None:
+        """etcd clientv3's getToken: Authenticate once per client; a cluster with auth off
+        answers "authentication is not enabled", and the calls then go without a token."""
+        assert self._channel is not None and self.credentials is not None
+        req = rpc.AuthenticateRequest(name=self.credentials.user,
+                                      password=self.credentials.password)
+        try:
+            resp = await asyncio.wait_for(rpc.AuthStub(self._channel).Authenticate(
+                req, timeout=self.command_timeout), self.command_timeout + 0.5)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if (isinstance(exc, grpc.aio.AioRpcError)
+                    and AUTH_NOT_ENABLED in (exc.details() or "")):
+                self._token = ""
+                return
+            self._connected = False
+            err = classify(exc, self.name, self.use_tls)
+            if err.kind is ErrorKind.AUTH_FAILED:
+                err = EtcdError(ErrorKind.AUTH_FAILED, self.name,
+                                f"user {self.credentials.user!r}: {err.detail}")
+            raise err from None
+        self._token = str(resp.token)
 
     async def _probe_failure(self) -> None:
         assert self._channel is not None
@@ -109,7 +146,10 @@ class EtcdClient:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise await self._recheck(classify(exc, self.name, self.use_tls)) from None
+            err = classify(exc, self.name, self.use_tls)
+            if err.kind in (ErrorKind.RPC, ErrorKind.AUTH_FAILED, ErrorKind.AUTH_REQUIRED):
+                return  # the server answered (no token on a probe): the channel recovered
+            raise await self._recheck(err) from None
         # The call went through after all: the channel recovered.
 
     async def _recheck(self, err: EtcdError) -> EtcdError:
@@ -136,7 +176,8 @@ class EtcdClient:
 
     async def _explain_tls(self, err: EtcdError) -> EtcdError:
         """Name the TLS cause with a handshake of our own (grpc's text rarely says it)."""
-        if err.kind in (ErrorKind.TIMEOUT, ErrorKind.RPC, ErrorKind.USAGE) or (
+        if err.kind in (ErrorKind.TIMEOUT, ErrorKind.RPC, ErrorKind.USAGE,
+                        ErrorKind.AUTH_FAILED, ErrorKind.AUTH_REQUIRED) or (
                 "connection refused" in err.detail.lower()):
             return err
         host, port = self.endpoint.host, self.endpoint.port
@@ -164,22 +205,29 @@ class EtcdClient:
         await self.close()
 
     async def _call(self, make: Callable[[grpc.aio.Channel], Awaitable[T]]) -> T:
-        await self.connect()
-        assert self._channel is not None
-        try:
-            return await asyncio.wait_for(make(self._channel), self.command_timeout + 0.5)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._connected = False  # dial again (and classify why) on the next call
-            raise await self._recheck(classify(exc, self.name, self.use_tls)) from None
+        for attempt in (1, 2):
+            await self.connect()
+            assert self._channel is not None
+            try:
+                return await asyncio.wait_for(make(self._channel), self.command_timeout + 0.5)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self._connected = False  # dial again (and classify why) on the next call
+                err = classify(exc, self.name, self.use_tls)
+                if (attempt == 1 and err.kind is ErrorKind.AUTH_FAILED and self._token
+                        and "invalid auth token" in err.detail):
+                    self._token = None  # expired, or the member restarted: as clientv3,
+                    continue  # authenticate again and retry once
+                raise await self._recheck(err) from None
+        raise AssertionError("unreachable")
 
     # -- calls ------------------------------------------------------------------------
 
     async def status(self) -> EndpointStatus:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.MaintenanceStub(ch).Status(
-                rpc.StatusRequest(), timeout=self.command_timeout
+                rpc.StatusRequest(), **self._kw()
             )
 
         r = await self._call(call)
@@ -202,7 +250,7 @@ class EtcdClient:
     async def member_list(self, linearizable: bool = False) -> MemberList:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.ClusterStub(ch).MemberList(
-                rpc.MemberListRequest(linearizable=linearizable), timeout=self.command_timeout
+                rpc.MemberListRequest(linearizable=linearizable), **self._kw()
             )
 
         r = await self._call(call)
@@ -225,7 +273,7 @@ class EtcdClient:
     async def alarms(self) -> list[Alarm]:
         async def call(ch: grpc.aio.Channel) -> Any:
             req = rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=0)
-            return await rpc.MaintenanceStub(ch).Alarm(req, timeout=self.command_timeout)
+            return await rpc.MaintenanceStub(ch).Alarm(req, **self._kw())
 
         r = await self._call(call)
         return [Alarm(a.memberID, _ALARM_NAMES.get(a.alarm, str(a.alarm))) for a in r.alarms]
@@ -235,7 +283,7 @@ class EtcdClient:
 
         async def call(ch: grpc.aio.Channel) -> Any:
             req = rpc.RangeRequest(key=key, serializable=serializable, count_only=True)
-            return await rpc.KVStub(ch).Range(req, timeout=self.command_timeout)
+            return await rpc.KVStub(ch).Range(req, **self._kw())
 
         r = await self._call(call)
         return ReadResult(revision=r.header.revision, count=r.count)
@@ -245,7 +293,7 @@ class EtcdClient:
 
         async def call(ch: grpc.aio.Channel) -> Any:
             req = rpc.PutRequest(key=key, value=value, lease=lease)
-            return await rpc.KVStub(ch).Put(req, timeout=self.command_timeout)
+            return await rpc.KVStub(ch).Put(req, **self._kw())
 
         r = await self._call(call)
         return int(r.header.revision)
@@ -253,7 +301,7 @@ class EtcdClient:
     async def lease_grant(self, ttl: int) -> int:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.LeaseStub(ch).LeaseGrant(
-                rpc.LeaseGrantRequest(TTL=ttl, ID=0), timeout=self.command_timeout
+                rpc.LeaseGrantRequest(TTL=ttl, ID=0), **self._kw()
             )
 
         r = await self._call(call)
@@ -264,7 +312,7 @@ class EtcdClient:
     async def lease_revoke(self, lease_id: int) -> None:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.LeaseStub(ch).LeaseRevoke(
-                rpc.LeaseRevokeRequest(ID=lease_id), timeout=self.command_timeout
+                rpc.LeaseRevokeRequest(ID=lease_id), **self._kw()
             )
 
         await self._call(call)
@@ -276,7 +324,7 @@ class EtcdClient:
 
         async def call(ch: grpc.aio.Channel) -> Any:
             req = rpc.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner)
-            return await rpc.ClusterStub(ch).MemberAdd(req, timeout=self.command_timeout)
+            return await rpc.ClusterStub(ch).MemberAdd(req, **self._kw())
 
         r = await self._call(call)
         m = r.member
@@ -286,7 +334,7 @@ class EtcdClient:
     async def member_remove(self, member_id: int) -> None:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.ClusterStub(ch).MemberRemove(
-                rpc.MemberRemoveRequest(ID=member_id), timeout=self.command_timeout
+                rpc.MemberRemoveRequest(ID=member_id), **self._kw()
             )
 
         await self._call(call)
@@ -294,7 +342,7 @@ class EtcdClient:
     async def member_promote(self, member_id: int) -> None:
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.ClusterStub(ch).MemberPromote(
-                rpc.MemberPromoteRequest(ID=member_id), timeout=self.command_timeout
+                rpc.MemberPromoteRequest(ID=member_id), **self._kw()
             )
 
         await self._call(call)
@@ -304,7 +352,7 @@ class EtcdClient:
 
         async def call(ch: grpc.aio.Channel) -> Any:
             return await rpc.MaintenanceStub(ch).MoveLeader(
-                rpc.MoveLeaderRequest(targetID=target_id), timeout=self.command_timeout
+                rpc.MoveLeaderRequest(targetID=target_id), **self._kw()
             )
 
         await self._call(call)

@@ -2,7 +2,8 @@
 
 Invariant: every failure that leaves :mod:`raftkv.client` is an :class:`EtcdError` whose
 ``kind`` says what went wrong in terms of the endpoint (unreachable, TLS failure, not an
-etcd client port, timeout, or an error etcd itself returned); ``str(error)`` is one line.
+etcd client port, timeout, an auth refusal, or an error etcd itself returned);
+``str(error)`` is one line.
 TLS failures have one kind per cause a user fixes differently (unknown CA, client
 certificate required or rejected, hostname mismatch, expired; ``TLS`` for the rest); the
 cause is found by :mod:`raftkv.client.tlsprobe`, since grpc's text rarely names it.
@@ -27,6 +28,8 @@ class ErrorKind(enum.Enum):
     TLS_EXPIRED = "TLS failure (certificate expired)"
     NOT_ETCD = "not an etcd client port"
     TIMEOUT = "timeout"
+    AUTH_FAILED = "authentication failed"
+    AUTH_REQUIRED = "authentication required"
     RPC = "etcd error"
     USAGE = "bad option"
 
@@ -55,6 +58,26 @@ _NOT_ETCD_WORDS = (
     "http1.x", "http/1", "http status", "protocol error", "malformed", "parsing http/2",
     "settings frame",
 )
+
+
+_AUTH_FAILED = ("authentication failed", "invalid auth token")
+_AUTH_REQUIRED = ("user name is empty",)
+
+
+def _auth_error(code: grpc.StatusCode, detail: str, endpoint: str) -> EtcdError | None:
+    """etcd's auth refusals a user fixes differently: wrong user or password (or a token
+    that is no longer valid), and no user given while auth is on. Permission denied is
+    not one: the user is known, their role lacks the right (an etcd error)."""
+    if code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
+        return None
+    low = detail.lower()
+    if any(w in low for w in _AUTH_FAILED):
+        return EtcdError(ErrorKind.AUTH_FAILED, endpoint,
+                         f"wrong user name or password ({detail})")
+    if any(w in low for w in _AUTH_REQUIRED):
+        return EtcdError(ErrorKind.AUTH_REQUIRED, endpoint,
+                         f"the cluster has auth enabled; give --user (or DIAG_USER) ({detail})")
+    return None
 
 
 def classify(exc: BaseException, endpoint: str, tls: bool) -> EtcdError:
@@ -90,7 +113,8 @@ def classify(exc: BaseException, endpoint: str, tls: bool) -> EtcdError:
                                  f"the server closed the connection; it may expect TLS or "
                                  f"not be an etcd client port ({detail})", closed=True)
             return EtcdError(ErrorKind.UNREACHABLE, endpoint, detail)
-        return EtcdError(ErrorKind.RPC, endpoint, f"{code.name}: {detail}")
+        return (_auth_error(code, detail, endpoint)
+                or EtcdError(ErrorKind.RPC, endpoint, f"{code.name}: {detail}"))
     if isinstance(exc, OSError):
         return EtcdError(ErrorKind.UNREACHABLE, endpoint, str(exc))
     return EtcdError(ErrorKind.RPC, endpoint, f"{type(exc).__name__}: {exc}")

@@ -5,7 +5,10 @@ rejects (TLS 1.3 sends that alert after the client's handshake is done) only as
 "Unwrap failed (TSI_DATA_CORRUPTED)". So, after grpc fails, :func:`diagnose` repeats the
 handshake with the same CA, certificate and key and reads the server's first bytes: the
 server either answers (TLS is fine; the failure was something else) or its alert
-arrives, and OpenSSL names it. Verification failures carry X.509 verify codes.
+arrives, and OpenSSL names it. Verification failures carry X.509 verify codes. A server
+that verified fine from our side and then closes without an alert (gRPC's and asyncio's
+TLS servers, raftkv's, drop the connection where Go's etcd sends the alert) refused our
+client certificate: none given, expired (read from the file), or rejected.
 
 Invariants: :func:`diagnose` and :func:`classify_ssl_error` return ``None`` unless they
 can name the failure; each named failure is one :class:`TLSFinding` whose ``kind`` is one
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 from raftkv.client.errors import ErrorKind
@@ -117,8 +121,9 @@ def classify_ssl_error(exc: BaseException, host: str, tls: TLSConfig,
     return None
 
 
-def _await_verdict(s: ssl.SSLSocket, timeout: float) -> None:
+def _await_verdict(s: ssl.SSLSocket, timeout: float) -> bool:
     """Read the server's first bytes after the handshake; an alert raises ``SSLError``.
+    True if the server closed the connection without a byte or an alert.
 
     The alert is read before anything is sent: writing to a server that has already closed
     earns a reset that discards the alert. A server that accepted the certificate waits for
@@ -126,13 +131,46 @@ def _await_verdict(s: ssl.SSLSocket, timeout: float) -> None:
     """
     s.settimeout(min(0.5, timeout))
     try:
-        s.recv(9)
-        return
+        return s.recv(9) == b""
     except TimeoutError:
         pass
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError):
+        return True
     s.settimeout(timeout)
-    s.sendall(_H2_PREFACE)
-    s.recv(9)  # the server's SETTINGS frame, or its alert raises here
+    try:
+        s.sendall(_H2_PREFACE)
+        return s.recv(9) == b""  # the server's SETTINGS frame, or its alert raises here
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError, BrokenPipeError, ConnectionResetError):
+        return True
+
+
+def _expired(path: object) -> bool:
+    """Whether the PEM certificate at ``path`` is past its notAfter (False if unknown)."""
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
+    try:
+        not_after = decode(str(path)).get("notAfter") if decode else None
+    except (OSError, ssl.SSLError):
+        return False
+    return isinstance(not_after, str) and ssl.cert_time_to_seconds(not_after) < time.time()
+
+
+def _dropped(tls: TLSConfig) -> TLSFinding:
+    """The server closed right after a handshake that verified its certificate, with no
+    alert: what gRPC's and asyncio's TLS servers (raftkv's) do where Go's sends one about
+    our client certificate; so the client certificate is what it refused."""
+    why = "the server closed the connection after the handshake, without an alert"
+    if tls.cert is None:
+        return TLSFinding(ErrorKind.TLS_CLIENT_CERT_REQUIRED,
+                          "the server requires a client certificate (it runs with "
+                          f"--client-cert-auth; {why}); give --cert and --key")
+    if _expired(tls.cert):
+        return TLSFinding(ErrorKind.TLS_EXPIRED,
+                          f"the client certificate --cert {tls.cert} has expired ({why}); "
+                          "renew it")
+    return TLSFinding(ErrorKind.TLS_CLIENT_CERT_REJECTED,
+                      f"the server rejected the client certificate --cert {tls.cert} ({why}); "
+                      "it must be signed by the server's --trusted-ca-file and allow client "
+                      "authentication")
 
 
 def diagnose(host: str, port: int, tls: TLSConfig, timeout: float) -> TLSFinding | None:
@@ -144,7 +182,7 @@ def diagnose(host: str, port: int, tls: TLSConfig, timeout: float) -> TLSFinding
     try:
         with socket.create_connection((host, port), timeout) as raw, \
                 ctx.wrap_socket(raw, server_hostname=host) as s:
-            _await_verdict(s, timeout)
+            dropped = _await_verdict(s, timeout)
     except ssl.SSLCertVerificationError as exc:
         names = (_names_in_cert(host, port, tls, timeout)
                  if exc.verify_code in _NAME_MISMATCH else "")
@@ -153,7 +191,7 @@ def diagnose(host: str, port: int, tls: TLSConfig, timeout: float) -> TLSFinding
         return classify_ssl_error(exc, host, tls)
     except OSError:
         return None
-    return None
+    return _dropped(tls) if dropped else None
 
 
 def speaks_tls(host: str, port: int, timeout: float) -> bool:

@@ -130,7 +130,8 @@ class Watcher:
             raise EtcdError(errors[0].kind, errors[0].endpoint, errors[0].detail)
         short = min(self.o.command_timeout, max(2 * self.interval, 0.5))
         dial = min(self.o.dial_timeout, max(2 * self.interval, 0.5))
-        self.clients = [EtcdClient(ep, self.o.tls, dial, short) for ep in endpoints]
+        self.clients = [EtcdClient(ep, self.o.tls, dial, short, self.o.credentials)
+                        for ep in endpoints]
         await self._refresh_names()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

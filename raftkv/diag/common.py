@@ -2,8 +2,9 @@
 
 Invariants: data goes to stdout (a table for people, ``-w json`` for programs), messages
 to stderr, one line per bad endpoint, prefixed ``diag:``; the endpoint, TLS and metrics
-options may also come from ``DIAG_ENDPOINTS``, ``DIAG_CACERT``, ``DIAG_CERT``, ``DIAG_KEY``
-and ``DIAG_METRICS_URLS`` (a flag wins), as etcdctl reads ``ETCDCTL_*``; commands return an
+options may also come from ``DIAG_ENDPOINTS``, ``DIAG_CACERT``, ``DIAG_CERT``, ``DIAG_KEY``,
+``DIAG_METRICS_URLS``, ``DIAG_USER`` and ``DIAG_PASSWORD`` (a flag wins), as etcdctl reads
+``ETCDCTL_*``; commands return an
 :class:`~raftkv.diag.exitcodes.ExitCode` through ``typer.Exit``.
 """
 
@@ -41,7 +42,8 @@ app = typer.Typer(
 GLOBAL_OPTIONS: dict[str, bool] = {
     "--endpoints": True, "--cluster": False, "--cacert": True, "--cert": True,
     "--key": True, "--dial-timeout": True, "--command-timeout": True,
-    "--write-out": True, "-w": True, "--metrics-urls": True,
+    "--write-out": True, "-w": True, "--metrics-urls": True, "--user": True,
+    "--password": True,
 }
 
 
@@ -74,12 +76,17 @@ def global_options(
         help="comma-separated metrics URLs, one per endpoint in order, as etcd's "
         "--listen-metrics-urls gives them (http://host:2381 reads /metrics there; https "
         "uses --cacert/--cert/--key) (default: each client URL + /metrics)")] = None,
+    user: Annotated[str | None, typer.Option(
+        envvar="DIAG_USER", help="etcd user, name[:password], as etcdctl's --user")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="DIAG_PASSWORD", show_envvar=False,
+        help="the user's password (then --user is the whole name), as etcdctl's")] = None,
 ) -> None:
     try:
         ctx.obj = Options.build(
             endpoints, cluster, cacert, cert, key,
             duration_option(dial_timeout), duration_option(command_timeout),
-            write_out, metrics_urls,
+            write_out, metrics_urls, user, password,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -1,7 +1,8 @@
 """diag's exit codes, in one place, with the sentence ``--help`` prints for each.
 
 Invariants: ``check`` uses 0-3 like a Nagios plugin (OK, WARNING, CRITICAL, UNKNOWN);
-every other failure has its own code above 3, each TLS cause its own (5 and 12-16); a
+every other failure has its own code above 3, each TLS cause its own (5 and 12-16), each
+auth failure too (17 wrong user or password, 18 no user while auth is on); a
 usage error is 64 (sysexits' EX_USAGE), never click's 2, which would read as CRITICAL to
 a monitoring system.
 """
@@ -32,6 +33,8 @@ class ExitCode(enum.IntEnum):
     TLS_CLIENT_CERT_REJECTED = 14
     TLS_HOSTNAME_MISMATCH = 15
     TLS_CERT_EXPIRED = 16
+    AUTH_FAILED = 17
+    AUTH_REQUIRED = 18
     USAGE = 64
     INTERRUPTED = 130
 
@@ -54,6 +57,8 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.TLS_CLIENT_CERT_REJECTED: "TLS: the server rejected the client certificate",
     ExitCode.TLS_HOSTNAME_MISMATCH: "TLS: the server's certificate does not name the endpoint",
     ExitCode.TLS_CERT_EXPIRED: "TLS: a certificate (the server's or --cert) has expired",
+    ExitCode.AUTH_FAILED: "auth: wrong user name or password (--user/--password)",
+    ExitCode.AUTH_REQUIRED: "auth: the cluster has auth enabled and no --user was given",
     ExitCode.USAGE: "bad command line (unknown option, bad duration, bad endpoint)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -68,6 +73,8 @@ FOR_KIND: dict[ErrorKind, ExitCode] = {
     ErrorKind.TLS_EXPIRED: ExitCode.TLS_CERT_EXPIRED,
     ErrorKind.NOT_ETCD: ExitCode.NOT_ETCD,
     ErrorKind.TIMEOUT: ExitCode.TIMEOUT,
+    ErrorKind.AUTH_FAILED: ExitCode.AUTH_FAILED,
+    ErrorKind.AUTH_REQUIRED: ExitCode.AUTH_REQUIRED,
     ErrorKind.RPC: ExitCode.ETCD_ERROR,
     ErrorKind.USAGE: ExitCode.USAGE,
 }

@@ -2,7 +2,7 @@
 
 Invariant: an :class:`Options` is validated on construction (endpoints parsed, TLS files
 paired, timeouts positive, metrics URLs aligned with endpoints, a bare metrics base URL
-completed with ``/metrics``); any problem is a
+completed with ``/metrics``, ``--user``/``--password`` split as etcdctl does); any problem is a
 ``ValueError`` with one sentence, which the app turns into the usage exit code.
 """
 
@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from raftkv.client import Endpoint, EtcdClient, TLSConfig, parse_endpoints
+from raftkv.client import (
+    Credentials,
+    Endpoint,
+    EtcdClient,
+    TLSConfig,
+    parse_endpoints,
+    parse_user,
+)
 
 
 def metrics_url(text: str) -> str:
@@ -38,6 +45,7 @@ class Options:
     command_timeout: float = 5.0
     write_out: str = "table"
     metrics_urls: list[str] | None = None
+    credentials: Credentials | None = None
 
     @classmethod
     def build(
@@ -51,6 +59,8 @@ class Options:
         command_timeout: float,
         write_out: str,
         metrics_urls: str | None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> Options:
         if write_out not in ("table", "json"):
             raise ValueError(f"--write-out must be table or json, not {write_out!r}")
@@ -66,10 +76,12 @@ class Options:
             command_timeout=command_timeout,
             write_out=write_out,
             metrics_urls=urls,
+            credentials=parse_user(user, password),
         )
 
     def client(self, endpoint: Endpoint) -> EtcdClient:
-        return EtcdClient(endpoint, self.tls, self.dial_timeout, self.command_timeout)
+        return EtcdClient(endpoint, self.tls, self.dial_timeout, self.command_timeout,
+                          self.credentials)
 
     def metrics_url_for(self, index: int, endpoint: Endpoint) -> str:
         if self.metrics_urls is not None:

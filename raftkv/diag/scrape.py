@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from raftkv.client import ErrorKind, TLSConfig
-from raftkv.client.tlsprobe import classify_ssl_error
+from raftkv.client.tlsprobe import classify_ssl_error, diagnose
 from raftkv.diag.histogram import Histogram
 
 WAL_FSYNC = "etcd_disk_wal_fsync_duration_seconds"
@@ -108,6 +108,17 @@ def _tls_failure(url: str, exc: BaseException, tls: TLSConfig | None) -> Metrics
     return MetricsError(url, detail, kind=found.kind if found is not None else ErrorKind.TLS)
 
 
+def _dropped(url: str, exc: BaseException, timeout: float,
+             tls: TLSConfig | None) -> MetricsError | None:
+    """An https server that closed without answering (raftkv's refuses a client certificate
+    so, with no alert): a handshake of our own names why, as for the client port."""
+    if not url.startswith("https") or not isinstance(exc, ConnectionError):
+        return None
+    parts = urlsplit(url)
+    found = diagnose(parts.hostname or "", parts.port or 443, tls or TLSConfig(), timeout)
+    return MetricsError(url, found.detail, kind=found.kind) if found is not None else None
+
+
 def scrape(url: str, timeout: float, tls: TLSConfig | None = None) -> Scrape:
     """GET ``url`` (https: verified with ``tls``'s CA, client certificate if given)."""
     req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
@@ -128,7 +139,7 @@ def scrape(url: str, timeout: float, tls: TLSConfig | None = None) -> Scrape:
         # first: a member killed mid-request raises RemoteDisconnected, which is both an
         # OSError (ConnectionResetError) and an HTTPException (BadStatusLine); a TLS 1.3
         # server's alert about our client certificate arrives here, after the handshake
-        failure = _tls_failure(url, exc, tls)
+        failure = _tls_failure(url, exc, tls) or _dropped(url, exc, timeout, tls)
         if failure is not None:
             raise failure from None
         raise MetricsError(url, f"unreachable ({exc})", unreachable=True) from None

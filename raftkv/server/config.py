@@ -185,6 +185,15 @@ class ServerConfig:
             check_files(self.peer_tls)
         except TLSConfigError as exc:
             raise ConfigError(str(exc)) from None
+        https_client = [u for u in self.listen_client_urls if u.startswith("https://")]
+        if self.tls.min_version == "TLS1.3" and https_client:
+            # gRPC's Python server has no minimum-version setting (nor an environment
+            # variable): accepting the flag would advertise a floor that is not there
+            raise ConfigError(
+                f"--tls-min-version=TLS1.3 cannot be enforced on the gRPC client port "
+                f"{https_client[0]} (Python gRPC's server has no TLS version setting), so "
+                "raftkv refuses it there; use TLS1.2 or plain-text client URLs (the peer "
+                "and metrics ports enforce TLS1.3)")
 
     def restarting(self) -> bool:
         """The data dir holds a WAL: --initial-cluster and its token no longer matter."""

@@ -1,7 +1,8 @@
 """The leader's periodic corruption check, as etcd's ``--corrupt-check-time``.
 
 Every interval the leader computes its HashKV at its current revision and asks every
-other member (over their client URLs, Maintenance.HashKV) for theirs at the same
+other member (over their client URLs, Maintenance.HashKV; https ones with this member's
+client-port certificate, :mod:`raftkv.server.memberdial`) for theirs at the same
 revision. Among the members whose compacted revision is the leader's, a member whose
 hash differs from the one a majority of the cluster shares (or, without such a majority,
 from the leader's) holds data the log did not write: the leader proposes
@@ -26,7 +27,6 @@ is logged and never stops the member; an alarm already active is not proposed ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -36,6 +36,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from raftkv.mvcc import errors
 from raftkv.server import maintenance
+from raftkv.server.memberdial import MemberDialer
 from raftkv.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class CorruptChecker:
     def __init__(self, server: RaftServer, interval: float) -> None:
         self.s = server
         self.interval = interval
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._dialer = MemberDialer(lambda: server.client_tls)
         self.rounds = 0  # completed check rounds (tests wait on it)
         self._metadata: tuple[tuple[str, str], ...] = ()  # a root token while auth is on
 
@@ -116,28 +117,22 @@ class CorruptChecker:
             await self.close()
 
     async def close(self) -> None:
-        for ch in self._channels.values():
-            with contextlib.suppress(Exception):
-                await ch.close()
-        self._channels.clear()
-
-    def _stub(self, url: str) -> rpc_pb2_grpc.MaintenanceStub:
-        target = url.removeprefix("http://")
-        ch = self._channels.get(target)
-        if ch is None:
-            ch = self._channels[target] = grpc.aio.insecure_channel(target)
-        return rpc_pb2_grpc.MaintenanceStub(ch)
+        await self._dialer.close()
 
     async def _peer_hash(self, url: str, rev: int,
                          timeout: float | None = None) -> rpc_pb2.HashKVResponse | None:
         try:
-            resp: rpc_pb2.HashKVResponse = await self._stub(url).HashKV(
+            stub = rpc_pb2_grpc.MaintenanceStub(await self._dialer.channel(url))
+            resp: rpc_pb2.HashKVResponse = await stub.HashKV(
                 rpc_pb2.HashKVRequest(revision=rev), timeout=timeout or self.s.request_timeout,
                 metadata=self._metadata)
             return resp
         except grpc.aio.AioRpcError as exc:
             log.info("corruption check: no hash from %s at revision %d: %s", url, rev,
                      exc.details())
+            return None
+        except OSError as exc:  # auto TLS: the peer's certificate could not be read
+            log.info("corruption check: no hash from %s: %s", url, exc)
             return None
 
     async def check_once(self) -> list[int]:

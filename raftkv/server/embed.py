@@ -30,7 +30,7 @@ from raftkv.server.services import (
     LeaseService,
     MaintenanceService,
 )
-from raftkv.server.tlsconfig import GRPC_CIPHERS_ENV
+from raftkv.server.tlsconfig import GRPC_CIPHERS_ENV, lacks_client_auth
 from raftkv.server.tlsfiles import CertSource
 from raftkv.server.transport import host_port
 from raftkv.server.watchservice import WatchService
@@ -77,14 +77,19 @@ class Node:
     async def start(self) -> Node:
         cfg = self.config
         grpc_cipher_env(cfg)
-        if cfg.tls.min_version == "TLS1.3" and any(
-                u.startswith("https://") for u in cfg.listen_client_urls):
-            log.warning("--tls-min-version=TLS1.3: the gRPC port still accepts TLS 1.2 "
-                        "(gRPC's Python API cannot raise its minimum); the peer and metrics "
-                        "ports enforce TLS 1.3")
         self.client_tls = autotls.source(
             cfg.client_tls, cfg.tls, cfg.data_dir,
             [*cfg.advertise_client_urls, *cfg.listen_client_urls])
+        self.server.client_tls = self.client_tls
+        info = self.client_tls.info if self.client_tls is not None else None
+        if (info is not None and info.verify_clients and not info.auto_tls
+                and any(u.startswith("https://") for u in cfg.listen_client_urls)
+                and lacks_client_auth(info.cert_file)):
+            log.warning("--cert-file %s lacks the clientAuth key usage: the other members "
+                        "verify client certificates, so they will refuse this member's "
+                        "forwarded calls and corruption checks (give it serverAuth and "
+                        "clientAuth, as kubeadm's etcd server certificates have)",
+                        info.cert_file)
         await self.server.start()
         if self.config.initial_corrupt_check:
             try:

@@ -138,6 +138,10 @@ class RaftServer:
         self.auth_gate = AuthGate(lambda: self.applier.auth, lambda: self.applier.tokens,
                                   lambda: self.cfg.client_tls.client_cert_auth)
         self.peer_tls: CertSource | None = None  # the peer port's certificates (start())
+        # the client port's (set by the Node before start()): members dial each other's
+        # https client URLs with them (forwarding to the leader, the corruption check)
+        self.client_tls: CertSource | None = None
+        self._forward_token: tuple[tuple[tuple[str, str], ...], float] | None = None
 
     # --- startup -------------------------------------------------------------------------
 
@@ -358,6 +362,21 @@ class RaftServer:
             return ()
         resp = await self.propose(rpc_pb2.AuthenticateRequest(name=ROOT, password=new_prefix()))
         return (("token", resp.token),)
+
+    async def forward_metadata(self, caller: tuple[tuple[str, str], ...]
+                               ) -> tuple[tuple[str, str], ...]:
+        """Metadata for a call this member forwards to the leader after checking the caller
+        itself: the caller's token if it sent one; otherwise, while auth is on (a caller
+        named by its client certificate's CN, which the leader cannot see: it sees this
+        member's certificate), a root token of this member's own, as etcd forwards over
+        its peer port with no user. The token is reused for half the token TTL."""
+        if caller or not self.applier.auth.enabled:
+            return caller
+        now = time.monotonic()
+        cached = self._forward_token
+        if cached is None or now - cached[1] > self.applier.tokens.ttl / 2:
+            cached = self._forward_token = (await self.root_metadata(), now)
+        return cached[0]
 
     def as_root(self) -> AuthInfo | None:
         """The member itself (expired leases) and an embedding program act as the root

@@ -13,8 +13,10 @@ their revision, as etcd's do.
 Auth (etcd 3.6's rules, :mod:`raftkv.server.authgate`): writes carry the caller's user and
 auth revision into the log (checked at apply); reads are checked here; Maintenance and
 membership changes and Compact need a root user, Status and alarm listing need some user; lease
-queries need the right to the lease's keys; a request forwarded to the leader carries
-the caller's token.
+queries need the right to the lease's keys; a request forwarded to the leader (over TLS
+when the leader's client URL is https, :mod:`raftkv.server.memberdial`) carries the
+caller's token, or, for a caller named by its certificate's CN, this member's root token
+(the follower checked the caller first).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from raftkv.mvcc import authcheck, errors, kv
 from raftkv.server import maintenance, validate
 from raftkv.server.authgate import token_metadata
 from raftkv.server.config import ConfigError, member_id, parse_urls
+from raftkv.server.memberdial import MemberDialer
 from raftkv.server.membership import Member
 from raftkv.server.raftserver import RaftServer
 
@@ -121,17 +124,17 @@ def _all_serializable(r: rpc_pb2.TxnRequest) -> bool:
     return True
 
 
-def _leader_channel(server: RaftServer, cache: dict[str, grpc.aio.Channel]) -> grpc.aio.Channel:
-    """A client channel to the current leader's first client URL (cached per service: a
-    channel belongs to the event loop that made it)."""
+async def _leader_channel(server: RaftServer, dialer: MemberDialer) -> grpc.aio.Channel:
+    """A client channel to the current leader's first client URL (TLS with this member's
+    client-port credentials when the URL is https; a dialer per service: a channel
+    belongs to the event loop that made it)."""
     m = server.membership.members.get(server.leader_id())
     if m is None or not m.client_urls:
         raise errors.NoLeader()
-    target = m.client_urls[0].removeprefix("http://")
-    ch = cache.get(target)
-    if ch is None:
-        ch = cache[target] = grpc.aio.insecure_channel(target)
-    return ch
+    try:
+        return await dialer.channel(m.client_urls[0])
+    except OSError:  # auto TLS: the leader's certificate could not be read
+        raise errors.NoLeader() from None
 
 
 class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
@@ -236,7 +239,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
         self.gate = server.auth_gate
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._dialer = MemberDialer(lambda: server.client_tls)
 
     def _members(self) -> list[rpc_pb2.Member]:
         return [_member_pb(m) for m in sorted(self.s.membership.members.values(),
@@ -302,9 +305,9 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
             if not self.s.is_leader():
                 try:
                     return await rpc_pb2_grpc.ClusterStub(
-                        _leader_channel(self.s, self._channels)).MemberUpdate(
+                        await _leader_channel(self.s, self._dialer)).MemberUpdate(
                         request, timeout=self.s.request_timeout,
-                        metadata=token_metadata(context))
+                        metadata=await self.s.forward_metadata(token_metadata(context)))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             await self.s.update_member(request.ID, urls)
@@ -327,9 +330,9 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
                 # there silently and time out here
                 try:
                     return await rpc_pb2_grpc.ClusterStub(
-                        _leader_channel(self.s, self._channels)).MemberPromote(
+                        await _leader_channel(self.s, self._dialer)).MemberPromote(
                         request, timeout=self.s.request_timeout,
-                        metadata=token_metadata(context))
+                        metadata=await self.s.forward_metadata(token_metadata(context)))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             await self.s.promote_member(m.id)
@@ -347,7 +350,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     def __init__(self, server: RaftServer) -> None:
         self.s = server
         self.gate = server.auth_gate
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._dialer = MemberDialer(lambda: server.client_tls)
 
     def _check_lease_keys(self, context: grpc.aio.ServicerContext, lease_ids: list[int],
                           write: bool) -> None:
@@ -388,8 +391,8 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         except errors.EtcdError as exc:
             await _fail(context, exc)
 
-    def _leader_stub(self) -> rpc_pb2_grpc.LeaseStub:
-        return rpc_pb2_grpc.LeaseStub(_leader_channel(self.s, self._channels))
+    async def _leader_stub(self) -> rpc_pb2_grpc.LeaseStub:
+        return rpc_pb2_grpc.LeaseStub(await _leader_channel(self.s, self._dialer))
 
     async def LeaseKeepAlive(self, request_iterator: Any,
                              context: grpc.aio.ServicerContext) -> Any:
@@ -398,13 +401,16 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                 self._check_lease_keys(context, [req.ID], write=True)
                 renewed = await self._renew_as_leader(req.ID) if self._leader() else None
                 if renewed is None:
-                    resp = await self._forward_keepalive(req, token_metadata(context))
+                    md = await self.s.forward_metadata(token_metadata(context))
+                    resp = await self._forward_keepalive(req, md)
                     renewed = resp.TTL
                 ttl = renewed
             except errors.LeaseNotFound:
                 ttl = 0  # etcd answers a keep-alive for an unknown lease with TTL 0
             except errors.EtcdError as exc:
                 await _fail(context, exc)
+            except grpc.aio.AioRpcError as exc:  # the leader's answer (or its absence)
+                await context.abort(exc.code(), exc.details() or "")
             yield _fill(self.s, rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl))
 
     def _leader(self) -> bool:
@@ -431,7 +437,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
 
     async def _forward_keepalive(self, req: rpc_pb2.LeaseKeepAliveRequest,
                                  metadata: tuple[tuple[str, str], ...]) -> Any:
-        stub = self._leader_stub()
+        stub = await self._leader_stub()
         call = stub.LeaseKeepAlive(iter([req]), timeout=self.s.request_timeout,
                                    metadata=metadata)
         async for resp in call:
@@ -447,9 +453,9 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
                 self._check_lease_keys(context, [request.ID], write=False)
             if not self._leader() or not await self._leader_barrier():
                 try:
-                    return await self._leader_stub().LeaseTimeToLive(
+                    return await (await self._leader_stub()).LeaseTimeToLive(
                         request, timeout=self.s.request_timeout,
-                        metadata=token_metadata(context))
+                        metadata=await self.s.forward_metadata(token_metadata(context)))
                 except grpc.aio.AioRpcError as exc:
                     await context.abort(exc.code(), exc.details() or "")
             if not self.s.leases.exists(request.ID):

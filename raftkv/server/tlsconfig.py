@@ -207,3 +207,18 @@ def check_files(info: TLSInfo, now: datetime.datetime | None = None) -> None:
     _check_validity(info.flag("cert-file"), info.cert_file, when)
     if info.trusted_ca_file:
         _check_signed(info)
+
+
+def lacks_client_auth(cert_file: str) -> bool:
+    """Whether the certificate's extended key usage leaves out clientAuth (so a member
+    cannot dial other members' client ports with it when they verify clients). A
+    certificate without the extension, or one that cannot be read, is not flagged."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH not in eku

@@ -39,6 +39,8 @@ class _Loaded:
     server: ssl.SSLContext
     client: ssl.SSLContext
     grpc_config: grpc.ServerCertificateConfiguration
+    pair: tuple[bytes, bytes]  # (key, certificate chain) PEM, to dial with
+    ca: bytes  # the trusted CA PEM ("" without one)
 
 
 class CertSource:
@@ -101,7 +103,7 @@ class CertSource:
             pair = (kf.read(), cf.read())
         config = grpc.ssl_server_certificate_configuration(
             [pair], root_certificates=ca or None)
-        return _Loaded(signature, server, client, config)
+        return _Loaded(signature, server, client, config, pair, ca)
 
     def _current(self) -> _Loaded:
         with self._lock:
@@ -130,6 +132,19 @@ class CertSource:
     def client_context(self) -> ssl.SSLContext:
         """For dialing a peer: our certificate, and the trusted CA to verify the peer."""
         return self._current().client
+
+    def channel_credentials(self, pinned: bytes | None = None
+                            ) -> tuple[grpc.ChannelCredentials, Signature]:
+        """gRPC credentials for dialing another member's port of this side, as etcd dials
+        with the side's certificate and trusted CA; and the files' signature they were
+        made from (a channel made from an older signature should be replaced). ``pinned``
+        (auto TLS: peers' self-signed certificates no CA vouches for) is the certificate
+        to trust instead of the CA."""
+        loaded = self._current()
+        key, chain = loaded.pair
+        roots = pinned if pinned is not None else (loaded.ca or None)
+        return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key,
+                                            certificate_chain=chain), loaded.signature
 
     def listening_context(self) -> ssl.SSLContext:
         """One context for a listener; every handshake is switched to the current one."""

@@ -33,8 +33,9 @@ class DiagResult:
         return json.loads(self.out)
 
 
-def run_diag(*args: str, timeout: float = 60.0) -> DiagResult:
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+def run_diag(*args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+             ) -> DiagResult:
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", **(env or {})}
     p = subprocess.run([str(DIAG), *args], capture_output=True, text=True, timeout=timeout,
                        env=env)
     return DiagResult(p.returncode, p.stdout, p.stderr)

@@ -1,9 +1,10 @@
-"""diag against etcd 3.6.16 run as kubeadm runs it: mutual TLS on client, metrics and peer
-ports. Each TLS failure gets its own exit code and sentence (unknown CA, client
-certificate required, client certificate rejected, hostname mismatch, expired), and
-etcdctl 3.6.16 with the same certificates fails too; with good certificates
-status/health/members agree with etcdctl, fsync reads https /metrics from a bare base URL,
-and check is OK.
+"""diag against etcd 3.6.16 run as kubeadm runs it, and against raftkv with the same flags
+and certificates: mutual TLS on client, metrics and peer ports. Each TLS failure gets its
+own exit code and sentence (unknown CA, client certificate required, client certificate
+rejected, hostname mismatch, expired), the same for both servers, and etcdctl 3.6.16 with
+the same certificates fails too; with good certificates status/health/members agree with
+etcdctl, fsync reads https /metrics from a bare base URL, and check is OK. (raftkv refuses
+to start with an expired server certificate, so that case is etcd's only.)
 
 The hostname mismatch is real: each member also listens on 127.0.0.2 (loopback too),
 which its certificate (DNS:localhost, IP:127.0.0.1) does not name.
@@ -23,7 +24,7 @@ import pytest
 from raftkv.diag.exitcodes import ExitCode
 from tests.diag.certs import Certs, Pair, make_certs
 from tests.diag.conftest import DiagResult, run_diag
-from tests.support.etcd import Cluster, Member, etcd_bin
+from tests.support.etcd import Cluster, Member, etcd_bin, raftkv_bin
 from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real etcd processes
@@ -35,9 +36,18 @@ def _https(m: Member, host: str = "127.0.0.1", metrics: bool = False) -> str:
     return f"https://{host}:{m.metrics_port if metrics else m.client_port}"
 
 
-def tls_cluster(workdir: Path, certs: Certs, size: int, server: Pair | None = None) -> Cluster:
-    """etcd 3.6.16 with mTLS everywhere; returns once etcdctl (with certs) finds it healthy."""
-    c = Cluster(workdir, size=size, binary=etcd_bin("etcd", "3.6"),
+SERVERS = ["etcd", "raftkv"]
+
+
+def _binary(server: str) -> Path:
+    return etcd_bin("etcd", "3.6") if server == "etcd" else raftkv_bin()
+
+
+def tls_cluster(workdir: Path, certs: Certs, size: int, server: Pair | None = None,
+                binary: Path | None = None) -> Cluster:
+    """etcd 3.6.16 (or ``binary``, raftkv) with mTLS everywhere; returns once etcdctl (with
+    certs) finds it healthy."""
+    c = Cluster(workdir, size=size, binary=binary or etcd_bin("etcd", "3.6"),
                 extra_args=certs.server_args(server),
                 peer_url_for=lambda m: f"https://127.0.0.1:{m.peer_port}")
     for m in c.members:
@@ -79,9 +89,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture(scope="module")
-def mtls(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Cluster]:
-    c = tls_cluster(tmp_path_factory.mktemp("mtls"), certs, 3)
+@pytest.fixture(scope="module", params=SERVERS)
+def mtls(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         certs: Certs) -> Iterator[Cluster]:
+    """Three members of etcd 3.6.16 or raftkv: every test on it runs against both, with the
+    same certificates, and must give the same exit code and sentence."""
+    c = tls_cluster(tmp_path_factory.mktemp(f"mtls-{request.param}"), certs, 3,
+                    binary=_binary(request.param))
     yield c
     c.stop()
 
@@ -178,6 +192,25 @@ def test_https_metrics_failures_are_named_too(mtls: Cluster, certs: Certs) -> No
     r = run_diag("--endpoints", _https(m), "--metrics-urls", _https(m, metrics=True),
                  "--cacert", str(certs.ca), "fsync", "--lifetime")
     assert r.code == ExitCode.TLS_CLIENT_CERT_REQUIRED, r.err  # no --cert: no https metrics
+
+
+def test_raftkv_refuses_to_start_with_an_expired_certificate(tmp_path: Path,
+                                                             certs: Certs) -> None:
+    """etcd serves an expired certificate (diag then says so, below); raftkv refuses it at
+    startup, with one sentence and exit code 2, so there is nothing for diag to see."""
+    c = Cluster(tmp_path / "raftkv", size=1, binary=raftkv_bin(),
+                extra_args=certs.server_args(certs.expired_server))
+    m = c.members[0]
+    m.extra_args = [f"--listen-client-urls={_https(m)}", f"--advertise-client-urls={_https(m)}"]
+    c.workdir.mkdir(parents=True)
+    try:
+        c.start_member(m)
+        proc = m.proc
+        assert proc is not None and proc.popen is not None
+        assert proc.popen.wait(timeout=30) == 2
+        assert "expired" in proc.log_tail() and "Traceback" not in proc.log_tail()
+    finally:
+        c.stop()
 
 
 def test_expired_server_certificate(tmp_path: Path, certs: Certs) -> None:

@@ -150,3 +150,50 @@ def test_global_options_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("DIAG_CERT", "/etc/client.crt")  # without DIAG_KEY: refused up front
     assert run(["status"]) == ExitCode.USAGE
     assert "--cert and --key must be given together" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def silent_port(certs: Certs) -> Iterator[int]:
+    """A TLS server that completes the handshake, then closes without a byte or an alert,
+    as raftkv's gRPC and asyncio servers do when they refuse a client certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certs.server_cert), str(certs.server_key))
+    ctx.set_alpn_protocols(["h2"])
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    t = ctx.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    continue
+                t.close()  # no unwrap(): no close_notify, a bare TCP close
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        t.join(5)
+
+
+def test_a_silent_close_after_the_handshake_names_the_client_certificate(
+        silent_port: int, certs: Certs) -> None:
+    found = diagnose("127.0.0.1", silent_port, _tls(certs, no_cert=True), 2.0)
+    assert found is not None and found.kind is ErrorKind.TLS_CLIENT_CERT_REQUIRED
+    found = diagnose("127.0.0.1", silent_port, _tls(certs, client=certs.expired_client), 2.0)
+    assert found is not None and found.kind is ErrorKind.TLS_EXPIRED
+    assert str(certs.expired_client.cert) in found.detail
+    found = diagnose("127.0.0.1", silent_port, _tls(certs), 2.0)
+    assert found is not None and found.kind is ErrorKind.TLS_CLIENT_CERT_REJECTED
+
+
+def test_a_server_that_answers_is_no_tls_failure(port: int, certs: Certs) -> None:
+    assert diagnose("127.0.0.1", port, _tls(certs), 2.0) is None

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 from aetcd.rpc import rpc_pb2
 
@@ -83,6 +84,9 @@ class Server:
 
     async def clear_lease_checkpoint(self, lid: int) -> None:
         self.cleared.append(lid)
+
+    async def forward_metadata(self, caller: Any) -> Any:
+        return caller  # auth off: the caller's metadata, unchanged (RaftServer's rule)
 
 
 async def _one(*reqs: Any) -> AsyncIterator[Any]:
@@ -158,3 +162,19 @@ async def test_a_non_leader_renews_nothing_itself(state: StateType) -> None:
     resp = await svc.LeaseKeepAlive(_one(pb.LeaseKeepAliveRequest(ID=7)),
                                     Context()).__anext__()
     assert resp.TTL == 9 and s.leases.renewed == [] and s.barriers == 0
+
+
+async def test_a_failed_forward_keeps_the_leaders_code() -> None:
+    """The leader's refusal (or an unreachable leader) reaches the client with its own
+    code and text, not as gRPC's "Unexpected AioRpcError" (UNKNOWN)."""
+    s = Server()
+    s.role = StateType.FOLLOWER
+    svc = LeaseService(s)  # type: ignore[arg-type]
+
+    async def forward(req: Any, metadata: Any = ()) -> Any:
+        raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                   grpc.aio.Metadata(), details="the leader is away")
+    svc._forward_keepalive = forward  # type: ignore[method-assign]
+    with pytest.raises(Aborted) as got:
+        await svc.LeaseKeepAlive(_one(pb.LeaseKeepAliveRequest(ID=7)), Context()).__anext__()
+    assert got.value.args == (grpc.StatusCode.UNAVAILABLE, "the leader is away")

@@ -85,6 +85,9 @@ def test_unreadable_files(pki: ClusterPKI, tmp_path: Path,
     (["--auto-tls", "--cipher-suites=TLS_FANCY"], "unknown or unsupported cipher suite"),
     (["--auto-tls", "--tls-min-version=TLS1.3",
       "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"], "cannot be used with"),
+    (["--auto-tls", "--tls-min-version=TLS1.3"],
+     "--tls-min-version=TLS1.3 cannot be enforced on the gRPC client port "
+     "https://127.0.0.1:1 (Python gRPC's server has no TLS version setting)"),
 ])
 def test_flag_errors(extra: list[str], says: str, tmp_path: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +141,17 @@ def test_a_trusted_ca_alone_requires_client_certificates(pki: ClusterPKI,
         f"--trusted-ca-file={pki.crt(pki.ca)}"]))
     assert cfg.client_tls.verify_clients and not cfg.client_tls.client_cert_auth
     assert CertSource(cfg.client_tls, cfg.tls).server_context().verify_mode is ssl.CERT_REQUIRED
+
+
+def test_lacks_client_auth(tmp_path: Path) -> None:
+    """A server certificate without clientAuth is flagged (the member warns at startup:
+    other members would refuse its dials to their client ports)."""
+    from raftkv.server.tlsconfig import lacks_client_auth
+    from tests.support.pki import issue, make_ca
+
+    make_ca(tmp_path, "ca", "eku-ca")
+    issue(tmp_path, "ca", "only-server", "/CN=s", usage="server")
+    issue(tmp_path, "ca", "both", "/CN=b", usage="peer")
+    assert lacks_client_auth(str(tmp_path / "only-server.crt"))
+    assert not lacks_client_auth(str(tmp_path / "both.crt"))
+    assert not lacks_client_auth(str(tmp_path / "missing.crt"))

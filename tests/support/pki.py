@@ -150,7 +150,9 @@ def cluster_pki(pki: Path, ca_cn: str = "raftkv-test-ca") -> ClusterPKI:
     pki.mkdir(parents=True, exist_ok=True)
     out = ClusterPKI(pki)
     make_ca(pki, out.ca, ca_cn)
-    issue(pki, out.ca, out.server, "/CN=raftkv-server", usage="server")
+    # serverAuth and clientAuth, as kubeadm's etcd server certificate: a member dials the
+    # other members' client ports with it (etcd's gateway and raftkv's forwarding do)
+    issue(pki, out.ca, out.server, "/CN=raftkv-server", usage="peer")
     issue(pki, out.ca, out.peer, "/CN=raftkv-peer", usage="peer")
     issue(pki, out.ca, out.client, "/CN=root", usage="client")
     return out
