@@ -45,7 +45,6 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 from tests.support.etcd import Cluster, Member, etcd36_bin, raftkv_cluster
-from tests.support.proc import wait_until
 
 SERVERS = ("raftkv", "etcd 3.6.16")
 CLIENTS = ("grpc", "etcdctl")
@@ -55,6 +54,7 @@ CLIENTS = ("grpc", "etcdctl")
 class Trial:
     elected: float  # seconds from the kill to a new leader
     first_ack: float  # seconds from the kill to the first ack of a write sent after it
+    timeline: list[str] = field(default_factory=list)  # the attempts around the kill
 
     @property
     def gap(self) -> float:
@@ -69,20 +69,21 @@ class Writer:
     deadline: float
     client: str
     acks: list[tuple[float, float]] = field(default_factory=list)
+    attempts: list[tuple[float, float, str, str]] = field(default_factory=list)
     failures: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
-    async def put_grpc(self, ep: str, key: bytes) -> bool:
+    async def put_grpc(self, ep: str, key: bytes) -> str:
         ch = self._channels.setdefault(ep, grpc.aio.insecure_channel(ep))
         try:
             await rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=key, value=b"v"),
                                               timeout=self.deadline)
-            return True
-        except grpc.aio.AioRpcError:
-            return False
+            return "OK"
+        except grpc.aio.AioRpcError as exc:
+            return f"{exc.code().name}: {exc.details()}"
 
-    async def put_etcdctl(self, key: bytes) -> bool:
+    async def put_etcdctl(self, key: bytes) -> str:
         eps = ",".join(f"http://{e}" for e in self.endpoints)
         d = f"{int(self.deadline * 1000)}ms"
         proc = await asyncio.create_subprocess_exec(
@@ -90,18 +91,20 @@ class Writer:
             f"--dial-timeout={d}", "put", key.decode(), "v",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "ETCDCTL_API": "3"})
-        return await proc.wait() == 0
+        return "OK" if await proc.wait() == 0 else "etcdctl failed"
 
     async def run(self) -> None:
         i, member = 0, 0
         while not self.stop.is_set():
             key = b"/gap/%08d" % i
             sent = time.monotonic()
+            ep = self.endpoints[member] if self.client == "grpc" else "all"
             if self.client == "grpc":
-                ok = await self.put_grpc(self.endpoints[member], key)
+                outcome = await self.put_grpc(ep, key)
             else:
-                ok = await self.put_etcdctl(key)
-            if ok:
+                outcome = await self.put_etcdctl(key)
+            self.attempts.append((sent, time.monotonic(), ep, outcome))
+            if outcome == "OK":
                 self.acks.append((sent, time.monotonic()))
             else:
                 self.failures += 1
@@ -184,7 +187,13 @@ async def trial(c: Cluster, client: str, deadline: float) -> Trial:
                                lambda: _true(any(s > killed for s, _ in w.acks)), 60)
         first = min(a for s, a in w.acks if s > killed)
         del acked
-        return Trial(elected - killed, first - killed)
+        names = {endpoint(m): m.name + (" (killed leader)" if m is lead else "")
+                 for m in c.members}
+        timeline = [f"sent {(s - killed) * 1000:+6.0f} ms, ended {(e - killed) * 1000:+6.0f} "
+                    f"ms, {names.get(ep, ep)}: {out}"
+                    for s, e, ep, out in w.attempts if e > killed and s <= first]
+        timeline.append(f"new leader seen at {(elected - killed) * 1000:+.0f} ms")
+        return Trial(elected - killed, first - killed, timeline)
     finally:
         w.stop.set()
         await task
@@ -206,7 +215,8 @@ def start(server: str, workdir: Path) -> Cluster:
     return Cluster(workdir, 3, binary=etcd36_bin()).start()
 
 
-def measure(server: str, client: str, runs: int, deadline: float, workdir: Path) -> list[Trial]:
+def measure(server: str, client: str, runs: int, deadline: float, workdir: Path,
+            timeline: bool = False) -> list[Trial]:
     c = start(server, workdir)
     try:
         out: list[Trial] = []
@@ -215,6 +225,8 @@ def measure(server: str, client: str, runs: int, deadline: float, workdir: Path)
             print(f"{server:12} {client:8} run {i + 1}: elected {t.elected * 1000:.0f} ms, "
                   f"first ack {t.first_ack * 1000:.0f} ms, gap {t.gap * 1000:.0f} ms",
                   flush=True)
+            if timeline:
+                print("\n".join(f"    {line}" for line in t.timeline), flush=True)
             out.append(t)
         return out
     except BaseException:
@@ -245,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--clients", default=",".join(CLIENTS))
     p.add_argument("--out", type=Path)
+    p.add_argument("--timeline", action="store_true",
+                   help="print every attempt from the kill to the first ack (the evidence)")
     a = p.parse_args(argv)
     servers = [s for s in a.servers.split(",") if s]
     clients = [s for s in a.clients.split(",") if s]
@@ -264,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             for client in clients:
                 wd = Path(tmp) / f"{server.split()[0]}-{client}"
-                results[(server, client)] = measure(server, client, a.runs, a.deadline, wd)
+                results[(server, client)] = measure(server, client, a.runs, a.deadline, wd,
+                                                   a.timeline)
     text = "\n".join([
         f"Command: `.venv/bin/python -m bench.failover_gap {' '.join(argv or sys.argv[1:])}`",
         f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
