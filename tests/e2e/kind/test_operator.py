@@ -198,6 +198,11 @@ class Traffic:
     def acked(self) -> list[int]:
         return [int(line.split()[1]) for line in self.log("writer") if line.startswith("ACK ")]
 
+    def acks_near(self, when: float, within: float) -> list[int]:
+        """The writes acknowledged within ``within`` seconds of unix time ``when``."""
+        return [int(n) for line in self.log("writer") if line.startswith("ACK ")
+                for n, t in [line.split()[1:3]] if abs(float(t) - when) <= within]
+
     def samples(self) -> list[tuple[float, int, int]]:
         return [(float(a), int(b), int(c)) for line in self.log("sampler")
                 if line.startswith("SAMPLE ") for a, b, c in [line.split()[1:4]]]
@@ -378,7 +383,8 @@ def test_3_scale_3_5_3_under_traffic_no_write_lost_quorum_always(k: K, image: st
         samples = traffic.samples()
         assert len(samples) > 20
         below = [s for s in samples if s[2] < s[1] // 2 + 1]
-        assert not below, f"samples below quorum: {below[:5]}"
+        assert not below, (f"samples below quorum: {below[:5]}; writes acknowledged within "
+                           f"2 s of the first: {traffic.acks_near(below[0][0], 2.0)}")
         assert not traffic.missing_reads()
         n = traffic.verify_no_loss()
         t.note = (f"3->5 {up:.0f} s, 5->3 {time.monotonic() - t0 - up:.0f} s; {n} acked "

@@ -1,13 +1,14 @@
 """Client traffic run inside the kind cluster (in a pod on the raftkv image), for the e2e tests.
 
 ``traffic.py writer ENDPOINT``: writes ``w/<n>`` = n sequentially through ENDPOINT (the
-client Service), printing ``ACK n`` only after the write was acknowledged, and every tenth
-write reads the last acknowledged key back (linearizable), printing ``READ n ok`` or
-``READ n MISSING``; errors print ``ERR ...`` and the next attempt dials again.
+client Service), printing ``ACK n <unix time>`` only after the write was acknowledged, and
+every tenth write reads the last acknowledged key back (linearizable), printing ``READ n ok``
+or ``READ n MISSING``; errors print ``ERR ...`` and the next attempt dials again.
 
 ``traffic.py sampler ENDPOINT``: about every 200 ms, reads the member list through ENDPOINT
 and each member's own Status, printing ``SAMPLE <unix time> <voters> <healthy voters>``
-(a healthy voter answers its Status, knows a leader and reports no error).
+(a healthy voter answers its Status within 1 s, knows a leader and reports no error;
+each member's connection is kept across samples).
 
 ``traffic.py verify ENDPOINT N...``: reads every ``w/<n>`` given and prints ``LOST n`` for
 each missing one, then ``VERIFIED <count>``.
@@ -51,7 +52,7 @@ async def writer(endpoint: str) -> None:
         n += 1
         try:
             await c.put(f"w/{n:08d}".encode(), str(n).encode())
-            out(f"ACK {n}")
+            out(f"ACK {n} {time.time():.3f}")
             last_acked = n
             if n % 10 == 0:
                 got = await c.get(f"w/{last_acked:08d}".encode())
@@ -63,26 +64,32 @@ async def writer(endpoint: str) -> None:
             await asyncio.sleep(0.1)  # back off before dialing again, not a readiness wait
 
 
-async def _status_ok(url: str) -> tuple[int, bool, bool]:
-    c = dial(url, 0.5, 0.5)
+async def _status_ok(c: EtcdClient) -> tuple[int, bool, bool]:
     try:
         s = await c.status()
         return s.member_id, s.leader != 0 and not s.errors, s.is_learner
     except EtcdError:
         return 0, False, False
-    finally:
-        await c.close()
 
 
 async def sampler(endpoint: str) -> None:
     c = dial(endpoint, 1, 1)
+    # one client per member URL, kept across samples: a sample asks each member how it is,
+    # it does not time a fresh TLS handshake on a loaded node
+    members: dict[str, EtcdClient] = {}
+
+    def member(url: str) -> EtcdClient:
+        if url not in members:
+            members[url] = dial(url, 1, 1)
+        return members[url]
+
     while True:
         started = time.monotonic()
         try:
             ml = await c.member_list()
             voters = [m for m in ml.members if not m.is_learner]
-            results = await asyncio.gather(*(_status_ok(m.client_urls[0]) for m in voters
-                                             if m.client_urls))
+            results = await asyncio.gather(*(_status_ok(member(m.client_urls[0]))
+                                             for m in voters if m.client_urls))
             healthy = sum(1 for mid, ok, learner in results
                           if ok and not learner and any(v.id == mid for v in voters))
             out(f"SAMPLE {time.time():.3f} {len(voters)} {healthy}")
