@@ -8,6 +8,8 @@ end-to-end test, except that its server accepts invalid URLs (only etcdctl check
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,18 +67,31 @@ def test_update_node_leaves_the_raft_configuration_alone() -> None:
 # --- end to end with etcdctl 3.6.16 ----------------------------------------------------------
 
 
+NO_LEADER = "etcdserver: no leader"
+
+
+def _etcdctl(c: Cluster, *args: str, endpoint: str | None) -> subprocess.CompletedProcess[str]:
+    """etcdctl 3.6.16, asked again while the answer is "no leader" (an election on a loaded
+    machine: etcd answers so too, and a client retries), for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = c.etcdctl(*args, endpoints=[endpoint] if endpoint else None, version="3.6",
+                      check=False)
+        if NO_LEADER not in r.stderr or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)  # between attempts, as a client backs off
+
+
 def _ctl(c: Cluster, *args: str, endpoint: str | None = None,
          check: bool = True) -> str:
-    r = c.etcdctl(*args, endpoints=[endpoint] if endpoint else None, version="3.6",
-                  check=False)
+    r = _etcdctl(c, *args, endpoint=endpoint)
     if check:
         assert r.returncode == 0, r.stderr
     return r.stdout + r.stderr
 
 
 def _json(c: Cluster, *args: str, endpoint: str | None = None) -> Any:
-    r = c.etcdctl(*args, "-w", "json", endpoints=[endpoint] if endpoint else None,
-                  version="3.6", check=False)
+    r = _etcdctl(c, *args, "-w", "json", endpoint=endpoint)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
