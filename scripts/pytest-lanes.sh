@@ -3,13 +3,15 @@
 #   k8s:  the Kubernetes tests (kube-apiserver on both stores, kind, the operator envtest),
 #         which mostly wait on kube-apiserver, the kubelet and the watch cache's
 #         consistency checker's fixed 5-minute period;
+#         and, to even out the two lanes' times (the k8s lane's own tests end about 7 min
+#         before the core lane's), the Paxos simulation, the fuzz comparison and the demos;
 #   core: everything else.
 # Each lane has its own --basetemp, and so its own files; the k8s lane's output is kept
 # in a log printed, in full, when both lanes are done (and the files kept if one failed). Exit code: 0 only if both passed.
 # Usage: pytest-lanes.sh PYTEST [ARGS...]; LANES=serial runs the two one after the other.
 set -uo pipefail
 pytest="$1"; shift
-K8S_PATHS=(tests/e2e/apiserver tests/e2e/kind tests/operator)
+K8S_PATHS=(tests/e2e/apiserver tests/e2e/kind tests/operator tests/paxos tests/fuzz tests/e2e/demo)
 IGNORE=(); for p in "${K8S_PATHS[@]}"; do IGNORE+=("--ignore=$p"); done
 tmp="${TMPDIR:-/tmp}/raftkv-lanes-$$"
 mkdir -p "$tmp"
