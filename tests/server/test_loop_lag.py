@@ -7,6 +7,7 @@ stalls (bench/results/loop_lag.txt)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ async def test_heavy_operations_do_not_stall_the_loop(tmp_path: Path) -> None:
                 if op.p99 >= out.heartbeat]
         if not slow:
             return
-        misses.append(f"attempt {attempt}: " + "; ".join(slow))
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        misses.append(f"attempt {attempt} (load average {load}): " + "; ".join(slow))
     raise AssertionError(f"loop lag p99 at or above the heartbeat ({out.heartbeat}s) in "
                          f"every attempt:\n" + "\n".join(misses))
