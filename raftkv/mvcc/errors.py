@@ -57,6 +57,10 @@ BadLeaderTransferee = _err("BadLeaderTransferee", "FAILED_PRECONDITION",
                            "etcdserver: bad leader transferee")
 LeaderChanged = _err("LeaderChanged", "UNAVAILABLE",
                      "etcdserver: leader changed")
+# the proposal's outcome is unknown: it was proposed in a term whose leader is gone
+TimeoutDueToLeaderFail = _err("TimeoutDueToLeaderFail", "UNAVAILABLE",
+                              "etcdserver: request timed out, possibly due to previous "
+                              "leader failure")
 MemberNotFound = _err("MemberNotFound", "NOT_FOUND", "etcdserver: member not found")
 MemberExist = _err("MemberExist", "FAILED_PRECONDITION", "etcdserver: member ID already exist")
 PeerURLExist = _err("PeerURLExist", "FAILED_PRECONDITION",

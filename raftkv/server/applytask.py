@@ -4,9 +4,10 @@ Job: as etcd's apply goroutine, take the batches of committed entries the Ready 
 hands over and apply them a chunk (``APPLY_CHUNK``) at a time under ``backend_lock``
 (failpoints ``raftBeforeApply``/``raftAfterApply`` around each chunk), yielding to the
 event loop between chunks; resolve the proposals and configuration-change waiters they
-answer; serve the reads they release; take a snapshot every ``snapshot_count`` applied
-entries. Also here: installing a leader's snapshot (called by the Ready loop once this
-task drained) and deleting a scheduled compaction's rows a page (``COMPACT_PAGE``) at a time.
+answer, and fail the proposals of older terms once a newer term's entry applies; serve
+the reads they release; take a snapshot every ``snapshot_count`` applied entries. Also
+here: installing a leader's snapshot (called by the Ready loop once this task drained)
+and deleting a scheduled compaction's rows a page (``COMPACT_PAGE``) at a time.
 
 Invariants: entries are applied once, in log order, and the applied index only grows
 between snapshot installs; entries at or below the backend's consistent index were
@@ -24,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from raftkv import failpoints
+from raftkv.mvcc import errors
 from raftkv.raft import ConfChangeType, Entry, EntryType, Snapshot
 from raftkv.raft.codec import decode_conf_change
 from raftkv.server.apply import MEMBERS_META
@@ -99,10 +101,25 @@ class ApplyTask:
             elif e.index > consistent:
                 self.apply_normal(e)
             s.applied_index = e.index
+            if e.term > s.applied_term:
+                self.fail_stale_waiters(e.term)
         if s.backend.compact_pending():
             s._compact_wake.set()
         s.metrics.proposals_applied.set(s.applied_index)
         s.metrics.proposals_committed.set(s.node.raft.raft_log.committed)
+
+    def fail_stale_waiters(self, term: int) -> None:
+        """An entry of ``term`` applied: an entry proposed in an older term and not applied
+        by now never commits in that term (a log's terms never decrease), and its
+        forwarded proposal may have died with that term's leader. Its client hears so at
+        once (etcd's "possibly due to previous leader failure", the outcome unknown)
+        instead of waiting out the request timeout; a retry reaches the new leader."""
+        s = self.s
+        s.applied_term = term
+        for rid, proposed in list(s._waiter_terms.items()):
+            fut = s._waiters.get(rid)
+            if proposed < term and fut is not None and not fut.done():
+                fut.set_exception(errors.TimeoutDueToLeaderFail())
 
     def apply_normal(self, e: Entry) -> None:
         s = self.s
@@ -152,6 +169,8 @@ class ApplyTask:
         # holds (up to its consistent index) are skipped when applied. Our applied index
         # follows Raft's log, never the database's: a later snapshot must lie in the log.
         s.applied_index = meta.index
+        if meta.term > s.applied_term:
+            self.fail_stale_waiters(meta.term)
         log.info("installed the leader's snapshot at index %d (term %d)", meta.index, meta.term)
 
     async def maybe_snapshot(self) -> None:

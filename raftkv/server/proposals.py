@@ -10,8 +10,9 @@ leader's lease checkpoints (etcd's LeaseCheckpoint: remaining TTLs, every
 ``--lease-checkpoint-interval``, at most ``CHECKPOINT_BATCH`` leases per entry).
 
 Invariants: nothing here applies an entry or writes the backend; a proposal's waiter is
-registered before the entry can commit and removed on every exit (answered, refused,
-timed out, cancelled); leadership is read from the server's Ready soft state
+registered, with the term it was proposed in, before the entry can commit and removed on
+every exit (answered, refused, timed out, cancelled, or failed by the apply task once a
+newer term's entry applies); leadership is read from the server's Ready soft state
 (``is_leader()``/``lead``), never from the Raft core; at most one publish and one
 revocation per lease and one round of checkpoints are in flight.
 """
@@ -94,6 +95,7 @@ class Proposals:
             raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         s._waiters[cmd.request_id] = fut
+        s._waiter_terms[cmd.request_id] = s.term()
         s.metrics.proposals_pending.inc()
         try:
             try:
@@ -113,6 +115,7 @@ class Proposals:
                 raise errors.Timeout() from None
         finally:
             s._waiters.pop(cmd.request_id, None)
+            s._waiter_terms.pop(cmd.request_id, None)
             s.metrics.proposals_pending.dec()
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:

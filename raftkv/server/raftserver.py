@@ -92,6 +92,8 @@ class RaftServer:
         self.metrics = ServerMetrics()
         self.membership = Membership()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._waiter_terms: dict[int, int] = {}  # request ID -> the term it was proposed in
+        self.applied_term = 0  # the term of the last applied entry (0: none since start)
         self._conf_waiters: list[tuple[ConfChange, int, asyncio.Future[ConfState]]] = []
         self.reads = ReadIndexQueue(self.id)
         self._inbox: deque[Message] = deque()

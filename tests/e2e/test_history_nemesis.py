@@ -32,6 +32,8 @@ def rpc_error(code: grpc.StatusCode, details: str) -> AioRpcError:
     (grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests", Status.FAILED),
     (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out", Status.UNKNOWN),
     (grpc.StatusCode.UNAVAILABLE, "etcdserver: leader changed", Status.UNKNOWN),
+    (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out, possibly due to previous "
+     "leader failure", Status.UNKNOWN),
     (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", Status.UNKNOWN),
     (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", Status.UNKNOWN),
     (grpc.StatusCode.UNKNOWN, "Stream removed", Status.UNKNOWN),
