@@ -18,7 +18,9 @@ EXIT_CODE = 86
 NAMES = frozenset({
     # the Ready loop, the apply task, snapshots (raftkv/server/readyloop.py, applytask.py,
     # snapshots.py)
-    "raftBeforeSave", "raftAfterSave", "raftBeforeSend", "raftBeforeApply", "raftAfterApply",
+    "raftBeforeSave", "raftAfterSave", "raftBeforeLeaderSend", "raftAfterLeaderSend",
+    "raftBeforeFollowerSend",
+    "raftBeforeApply", "raftAfterApply",
     "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
     "raftBeforeInstallSnapshot", "raftAfterInstallSnapFile", "raftAfterInstallWALMarker",
     "raftAfterInstallBackend",

@@ -7,8 +7,10 @@ Job: drive the member's ``RawNode``. It is the one module that names the order o
    task drained: file, WAL marker, backend swap, crash-atomic with ``recovery``), then
    entries and hard state to the WAL in a worker thread under the WAL lock (fdatasync
    unless ``Ready.must_sync`` is false); append them to the in-memory Raft storage;
-2. send (``raftBeforeSend``): the Ready's messages, which may promise what step 1 made
-   durable, so never before it;
+2. send (``raftBeforeFollowerSend``): the Ready's messages, which may promise what step 1
+   made durable, so never before it; a leader sends its messages before step 1 instead
+   (``raftBeforeLeaderSend``), writing its disk while the followers write theirs, as
+   etcd does;
 3. apply: hand the committed entries to the apply task (never applied here, so a long
    apply or a defragmentation does not stop heartbeats);
 4. note the read states, serve the reads they release, then ``advance()``.
@@ -86,6 +88,15 @@ class ReadyLoop:
         s = self.s
         if rd.soft_state is not None:
             self.on_soft_state(rd.soft_state.lead, rd.soft_state.state)
+        leading = s._role is StateType.LEADER
+        if leading:
+            # 0. a leader replicates while it writes its own disk (Raft thesis 10.2.1, as
+            # etcd): its messages promise nothing of its own log, and no entry commits
+            # before this Ready's write is done, for the acknowledgements that could
+            # commit it are stepped only after this Ready is handled
+            failpoints.hit("raftBeforeLeaderSend")
+            s.transport.send(rd.messages)
+            failpoints.hit("raftAfterLeaderSend")  # sent, its own disk not yet written
         # 1. persist
         failpoints.hit("raftBeforeSave")
         if rd.snapshot is not None:
@@ -103,9 +114,11 @@ class ReadyLoop:
         if hs is not None:
             s.storage.set_hard_state(hs)
         failpoints.hit("raftAfterSave")
-        # 2. send
-        failpoints.hit("raftBeforeSend")
-        s.transport.send(rd.messages)
+        # 2. send: a follower's or candidate's messages (votes, acknowledgements) promise
+        # what step 1 made durable, so never before it
+        if not leading:
+            failpoints.hit("raftBeforeFollowerSend")
+            s.transport.send(rd.messages)
         # 3. hand committed entries to the apply task
         s.metrics.ready_committed_bytes.set(sum(len(e.data) for e in rd.committed_entries))
         if rd.committed_entries:

@@ -7,6 +7,7 @@ converge on the same data.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _cluster(tmp_path: Path, extra: list[str] | None = None) -> Cluster:
     "raftBeforeSave", "raftAfterSave", "raftBeforeApply", "raftAfterApply",
     "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
     "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
-    "raftBeforeSend",
+    "raftBeforeFollowerSend",
 ])
 def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> None:
     c = _cluster(tmp_path, SMALL)
@@ -84,6 +85,40 @@ def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> Non
         acked[b"fp/final"] = b"x"
         asyncio.run(put_retry(victim.client_url, b"fp/final", b"x"))
         wait_until(lambda: converged(c, b"fp/", acked), 30, "members to converge")
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("failpoint", ["raftBeforeLeaderSend", "raftAfterLeaderSend"])
+def test_leader_crash_around_its_parallel_send_then_converge(tmp_path: Path,
+                                                             failpoint: str) -> None:
+    """The leader sends its appends before writing them itself (etcd's parallel write):
+    killed after sending and before its own fdatasync, its followers may hold entries it
+    lacks; nothing acknowledged is lost and all converge."""
+    c = _cluster(tmp_path)
+    try:
+        c.start()
+        victim, others = c.members[0], c.members[1:]
+        victim.env = {"RAFTKV_FAILPOINTS": f"{failpoint}@40"}  # counted while it leads
+        c.restart(victim)
+        c.wait_healthy()
+        status = json.loads(c.etcdctl("endpoint", "status", "-w", "json",
+                                      endpoints=[victim.client_url]).stdout)
+        c.etcdctl("move-leader", f"{status[0]['Status']['header']['member_id']:x}")
+        assert victim.proc is not None
+        proc = victim.proc
+        acked = asyncio.run(write_until(c, others, lambda: not proc.alive(), b"lf/"))
+        assert not proc.alive(), f"{failpoint} was never reached"
+        assert proc.popen is not None and proc.popen.returncode == FAILPOINT_EXIT
+        victim.env = {}
+        c.restart(victim)
+        c.wait_healthy()
+        acked[b"lf/final"] = b"x"
+        asyncio.run(put_retry(victim.client_url, b"lf/final", b"x"))
+        wait_until(lambda: converged(c, b"lf/", acked), 30, "members to converge")
     except BaseException:
         print(c.logs())
         raise
