@@ -5,8 +5,9 @@ Job: drive the member's ``RawNode``. It is the one module that names the order o
 
 1. persist (``raftBeforeSave`` .. ``raftAfterSave``): a received snapshot (after the apply
    task drained: file, WAL marker, backend swap, crash-atomic with ``recovery``), then
-   entries and hard state to the WAL in a worker thread under the WAL lock (fdatasync
-   unless ``Ready.must_sync`` is false); append them to the in-memory Raft storage;
+   entries and hard state to the WAL under the WAL lock (fdatasync unless
+   ``Ready.must_sync`` is false; inline or in a worker, as ``walwriter`` decides); append
+   them to the in-memory Raft storage;
 2. send (``raftBeforeFollowerSend``): the Ready's messages, which may promise what step 1
    made durable, so never before it; a leader sends its messages before step 1 instead
    (``raftBeforeLeaderSend``), writing its disk while the followers write theirs, as
@@ -24,7 +25,6 @@ snapshots; a peer's bad message is dropped, never fatal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -60,29 +60,48 @@ class ReadyLoop:
     async def run(self) -> None:
         """Tick, step, and handle every Ready until the server stops."""
         s = self.s
+        loop = asyncio.get_running_loop()
         tick = s.cfg.heartbeat_interval_ms / 1000
         next_tick = time.monotonic() + tick
-        while not s._stopping:
-            timeout = max(0.0, next_tick - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(s._wake.wait(), timeout)
-            s._wake.clear()
-            now = time.monotonic()
-            if now >= next_tick:
-                s.node.tick()
-                next_tick = now + tick
-                s._on_tick(now)
-            while s._inbox:
-                m = s._inbox.popleft()
-                s.metrics.peer_inbox.set(len(s._inbox))
-                try:
-                    s.node.step(m)
-                except Exception as exc:  # a peer's bad message must not kill us
-                    log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
-                                exc)
-            s._start_read()
-            while s.node.has_ready():
-                await self.handle_ready(s.node.ready())
+        timer: asyncio.TimerHandle | None = None
+        timer_for = 0.0
+        due = [False]  # the tick timer fired (it may fire a hair before ``next_tick``)
+
+        def fire() -> None:
+            due[0] = True
+            s._wake.set()
+
+        try:
+            while not s._stopping:
+                if timer_for != next_tick:  # one timer per tick, not one per wake-up
+                    if timer is not None:
+                        timer.cancel()
+                    timer = loop.call_later(max(0.0, next_tick - time.monotonic()), fire)
+                    timer_for = next_tick
+                if s._wake.is_set():
+                    await asyncio.sleep(0)  # busy: let the other tasks run between rounds
+                await s._wake.wait()
+                s._wake.clear()
+                now = time.monotonic()
+                if due[0] or now >= next_tick:
+                    due[0] = False
+                    s.node.tick()
+                    next_tick = now + tick
+                    s._on_tick(now)
+                while s._inbox:
+                    m = s._inbox.popleft()
+                    s.metrics.peer_inbox.set(len(s._inbox))
+                    try:
+                        s.node.step(m)
+                    except Exception as exc:  # a peer's bad message must not kill us
+                        log.warning("dropping message %s from %x: %s", m.type.name, m.sender,
+                                    exc)
+                s._start_read()
+                while s.node.has_ready():
+                    await self.handle_ready(s.node.ready())
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def handle_ready(self, rd: Ready) -> None:
         s = self.s
@@ -108,7 +127,7 @@ class ReadyLoop:
         hs = rd.hard_state if not rd.hard_state.is_empty() else None
         if hs is not None or rd.entries:
             async with s._wal_lock:
-                await asyncio.to_thread(s.wal.save, hs, rd.entries, rd.must_sync)
+                await s.wal_writer.save(hs, rd.entries, rd.must_sync)
         if rd.entries:
             s.storage.append(rd.entries)
         if hs is not None:

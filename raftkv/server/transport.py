@@ -8,9 +8,13 @@ carries only Raft's peer message types, and term 0 only on forwarded proposals a
 ReadIndex requests (Raft takes any other term-0 message for a local one). DISCOVER (a
 joining member asking for the cluster ID and member list) is answered only to a dialer
 naming peer URLs that are a member's; anyone else learns nothing. One outbound
-stream per peer carries ordinary messages in batches from a bounded queue (when it is
-full, messages are dropped, which Raft tolerates, and the peer is reported
-unreachable); the stream reconnects with capped exponential backoff. A snapshot goes on
+stream per peer carries ordinary messages: ``send`` writes each Ready's messages for a
+peer in one write, at once, with no task between Raft and the socket; while the stream
+is down they wait in a bounded list that its connection flushes (and a failed
+connection discards: Raft resends what matters). When that list is full, or the
+stream's unsent bytes pass ``MAX_UNSENT`` (a peer that stopped reading), messages are
+dropped, which Raft tolerates, and the peer is reported unreachable; the stream
+reconnects with capped exponential backoff. A snapshot goes on
 a connection of its own, the backend file streamed in chunks with a CRC, so a large
 transfer never delays heartbeats; the receiver writes it to a file and only then hands
 the snapshot message to Raft. At most one snapshot transfer runs per peer (Raft asking
@@ -53,8 +57,8 @@ log = logging.getLogger("raftkv.transport")
 PROTOCOL_VERSION = 1
 MAX_FRAME = 64 << 20
 SNAPSHOT_CHUNK = 1 << 20
-QUEUE_LIMIT = 4096
-BATCH_LIMIT = 256
+QUEUE_LIMIT = 4096  # messages held for a peer whose stream is not connected
+MAX_UNSENT = 32 << 20  # bytes a connected stream may buffer before messages are dropped
 
 HELLO, MSG, SNAP_HEADER, SNAP_CHUNK, SNAP_END, MEMBERS, WHO = 1, 2, 3, 4, 5, 6, 7
 STREAM, SNAPSHOT, DISCOVER = 1, 2, 3  # connection purposes, named in HELLO
@@ -153,7 +157,8 @@ TMP_GLOB = "*.snap.db.*.tmp"  # receives in progress
 class _Peer:
     id: int
     url: str
-    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    pending: list[bytes] = field(default_factory=list)  # frames sent before it connected
+    writer: asyncio.StreamWriter | None = None  # the connected stream
     task: asyncio.Task[None] | None = None
     connected: bool = False
     sending_snapshot: bool = False  # one transfer at a time per peer
@@ -248,6 +253,7 @@ class Transport:
     # --- sending ---------------------------------------------------------------------------
 
     def send(self, msgs: list[Message]) -> None:
+        frames: dict[int, list[bytes]] = {}
         for m in msgs:
             p = self.peers.get(m.to)
             if p is None:
@@ -264,10 +270,21 @@ class Transport:
                 self.snapshots_sent += 1
                 self._spawn(self._send_snapshot(p, m), f"snapshot-to-{p.id:x}")
                 continue
-            try:
-                p.queue.put_nowait(m)
-            except asyncio.QueueFull:
+            frames.setdefault(m.to, []).append(frame(MSG, encode_message(m)))
+        for pid, out in frames.items():
+            self._write(self.peers[pid], out)
+
+    def _write(self, p: _Peer, out: list[bytes]) -> None:
+        w = p.writer
+        if w is None or w.is_closing():
+            if len(p.pending) + len(out) > QUEUE_LIMIT:
                 self.on_unreachable(p.id)
+                return
+            p.pending.extend(out)
+        elif w.transport.get_write_buffer_size() > MAX_UNSENT:
+            self.on_unreachable(p.id)  # it stopped reading: drop, Raft resends
+        else:
+            w.write(b"".join(out))
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         t = asyncio.ensure_future(coro)
@@ -290,13 +307,19 @@ class Transport:
                 await w.drain()
                 p.connected = True
                 backoff = 0.05
-                # The receiver never writes on a stream: anything readable means the far
-                # end closed (perhaps only half-closed, by a proxy or a dead process).
-                closed = asyncio.ensure_future(r.read(1))
+                if p.pending:
+                    w.write(b"".join(p.pending))
+                    p.pending.clear()
+                p.writer = w
                 try:
-                    await self._pump(p, w, closed)
+                    # The receiver never writes on a stream: anything readable (or EOF)
+                    # means the far end closed (perhaps only half-closed, by a proxy or a
+                    # dead process); a failed write closes the transport, which ends this
+                    # read too.
+                    await r.read(1)
                 finally:
-                    closed.cancel()
+                    p.writer = None
+                raise ConnectionResetError("peer closed the stream")
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, ValueError) as exc:
@@ -307,29 +330,12 @@ class Transport:
                     log.info("lost stream to peer %x: %s", p.id, exc)
                 p.connected = False
                 self.on_unreachable(p.id)
-                # messages queued while down are stale; Raft resends what matters
-                while not p.queue.empty():
-                    p.queue.get_nowait()
+                p.pending.clear()  # stale once this attempt failed; Raft resends
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
                 if writer is not None:
                     writer.close()
-
-    async def _pump(self, p: _Peer, w: asyncio.StreamWriter, closed: asyncio.Future[bytes],
-                    ) -> None:
-        while True:
-            get: asyncio.Future[Message] = asyncio.ensure_future(p.queue.get())
-            waiting: set[asyncio.Future[Message] | asyncio.Future[bytes]] = {get, closed}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if closed in done:
-                get.cancel()
-                raise ConnectionResetError("peer closed the stream")
-            batch = [get.result()]
-            while len(batch) < BATCH_LIMIT and not p.queue.empty():
-                batch.append(p.queue.get_nowait())
-            w.write(b"".join(frame(MSG, encode_message(m)) for m in batch))
-            await w.drain()
 
     async def _send_snapshot(self, p: _Peer, m: Message) -> None:
         ok = False
