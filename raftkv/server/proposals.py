@@ -39,6 +39,7 @@ from raftkv.raft import (
     UncommittedSizeExceeded,
 )
 from raftkv.raft.quorum import majority
+from raftkv.server.deadline import answered
 from raftkv.server.membership import Member
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class Proposals:
     def over_quota(self, cost: int = 0) -> bool:
         s = self.s
         quota = s.cfg.quota_backend_bytes or DEFAULT_QUOTA_BYTES
-        size = s._db_size if s.backend_lock.locked() else s.backend.size()
-        return size + cost > quota
+        # the size as of the last tick (``_update_size_metrics``), not a query per write
+        return s._db_size + cost > quota
 
     async def propose(self, request: Any, auth: AuthInfo | None = None) -> Any:
         s = self.s
@@ -108,15 +109,15 @@ class Proposals:
                 s.metrics.proposals_failed.inc()
                 raise errors.NoLeader() if s.lead == NONE else errors.LeaderChanged() from exc
             s._wake.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), s.request_timeout)
-            except TimeoutError:
-                s.metrics.proposals_failed.inc()
-                raise errors.Timeout() from None
+            return await answered(fut, s.request_timeout, self._timed_out)
         finally:
             s._waiters.pop(cmd.request_id, None)
             s._waiter_terms.pop(cmd.request_id, None)
             s.metrics.proposals_pending.dec()
+
+    def _timed_out(self) -> BaseException:
+        self.s.metrics.proposals_failed.inc()
+        return errors.Timeout()
 
     async def propose_conf_change(self, cc: ConfChange) -> ConfState:
         s = self.s

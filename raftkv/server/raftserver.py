@@ -57,6 +57,7 @@ from raftkv.server.applytask import ApplyTask
 from raftkv.server.authgate import AuthGate
 from raftkv.server.config import ConfigError, ServerConfig
 from raftkv.server.corruptcheck import CorruptChecker
+from raftkv.server.deadline import answered
 from raftkv.server.looplag import LoopLag
 from raftkv.server.membership import Member, Membership
 from raftkv.server.metrics import ServerMetrics
@@ -442,9 +443,8 @@ class RaftServer:
         self.reads.enqueue(fut)
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
-        except TimeoutError:
-            raise (errors.NoLeader() if self.lead == NONE else errors.Timeout()) from None
+            await answered(fut, self.request_timeout,
+                           lambda: errors.NoLeader() if self.lead == NONE else errors.Timeout())
         finally:
             self.reads.discard(fut)  # timed out or cancelled: nobody waits for it any more
 
