@@ -77,7 +77,6 @@ from raftkv.server.transport import (
     discover,
 )
 from raftkv.server.waiters import ReadIndexQueue
-from raftkv.server.walwriter import WALWriter
 from raftkv.storage.lock import DataDirLock
 from raftkv.storage.wal import WAL
 
@@ -160,7 +159,6 @@ class RaftServer:
         self.id, self.cluster_id = rec.member_id, rec.cluster_id
         self.reads = ReadIndexQueue(self.id)
         self._lock, self.wal, self.storage = rec.lock, rec.wal, rec.storage
-        self.wal_writer = WALWriter(self.wal)
         self.backend = rec.backend
         self.snapshots = SnapshotLifecycle(
             rec.snap_dir, rec.snapshotter, rec.wal, rec.storage, self._wal_lock,
