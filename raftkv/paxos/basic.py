@@ -26,7 +26,6 @@ from raftkv.paxos.types import (
     Accepted,
     Message,
     MsgType,
-    Persist,
     RandomSource,
     Ready,
     quorum,
@@ -70,9 +69,7 @@ class BasicNode:
         self.rounds_started = 0
         self.learned_by: set[int] = {cfg.id}
         self.resend = 0
-        self._persist = Persist()
-        self._msgs: list[Message] = []
-        self._chosen: list[tuple[int, bytes]] = []
+        self._out = Ready()  # what the next ready() hands over
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -101,12 +98,12 @@ class BasicNode:
         t = m.type
         if t is MsgType.PREPARE:
             self.rounds.see(m.ballot)
-            self._send(self.acceptor.on_prepare(m, self._persist))
+            self._send(self.acceptor.on_prepare(m, self._out.persist))
             self._tell_if_chosen(m.sender)
             self._preempted(m)
         elif t is MsgType.ACCEPT:
             self.rounds.see(m.ballot)
-            self._send(self.acceptor.on_accept(m, self._persist))
+            self._send(self.acceptor.on_accept(m, self._out.persist))
             self._tell_if_chosen(m.sender)
             self._preempted(m)
         elif t is MsgType.PROMISE:
@@ -124,17 +121,16 @@ class BasicNode:
             self.learned_by.add(m.sender)
 
     def has_ready(self) -> bool:
-        return bool(self._msgs or self._chosen or not self._persist.is_empty())
+        return not self._out.is_empty()
 
     def ready(self) -> Ready:
-        rd = Ready(self._persist, self._msgs, self._chosen)
-        self._persist, self._msgs, self._chosen = Persist(), [], []
+        rd, self._out = self._out, Ready()
         return rd
 
     # --- proposer -------------------------------------------------------------------
 
     def _start_round(self) -> None:
-        self.ballot = self.rounds.next(self.id, self._persist)
+        self.ballot = self.rounds.next(self.id, self._out.persist)
         self.phase = Phase.PREPARING
         self.promises, self.accepts = {}, set()
         self.rounds_started += 1
@@ -188,7 +184,7 @@ class BasicNode:
     def _learn(self, value: bytes) -> None:
         if self.chosen is None:
             self.chosen = value
-            self._chosen.append((INSTANCE, value))
+            self._out.chosen.append((INSTANCE, value))
             self.phase = Phase.IDLE
 
     def _announce(self) -> None:
@@ -207,4 +203,4 @@ class BasicNode:
         if m.to == self.id:
             self.step(m)
         else:
-            self._msgs.append(m)
+            self._out.messages.append(m)

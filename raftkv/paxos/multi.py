@@ -32,7 +32,6 @@ from raftkv.paxos.types import (
     Ballot,
     Message,
     MsgType,
-    Persist,
     RandomSource,
     Ready,
     quorum,
@@ -85,9 +84,7 @@ class MultiNode:
         self.next_instance = 0
         self.campaigns = 0
         self.noops = 0
-        self._persist = Persist()
-        self._msgs: list[Message] = []
-        self._chosen: list[tuple[int, bytes]] = []
+        self._out = Ready()  # what the next ready() hands over
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -122,7 +119,7 @@ class MultiNode:
     def campaign(self) -> None:
         """Phase 1 for every instance from the first unchosen one on."""
         self._become(Role.CANDIDATE)
-        self.ballot = self.rounds.next(self.id, self._persist)
+        self.ballot = self.rounds.next(self.id, self._out.persist)
         self.campaigns += 1
         self.promises = {}
         self.prepare_first = self.first_unchosen
@@ -133,14 +130,14 @@ class MultiNode:
         t = m.type
         if t is MsgType.PREPARE:
             self.rounds.see(m.ballot)
-            reply = self.acceptor.on_prepare(m, self._persist)
+            reply = self.acceptor.on_prepare(m, self._out.persist)
             if reply.type is MsgType.PROMISE and m.sender != self.id:
                 self._yield_to(m.ballot)
                 self.elapsed = 0
             self._send(reply)
         elif t is MsgType.ACCEPT:
             self.rounds.see(m.ballot)
-            reply = self.acceptor.on_accept(m, self._persist)
+            reply = self.acceptor.on_accept(m, self._out.persist)
             if reply.type is MsgType.ACCEPTED and m.sender != self.id:
                 self._heard_leader(m.ballot)
             self._send(reply)
@@ -160,11 +157,10 @@ class MultiNode:
             self._learn(m.instance, m.value)
 
     def has_ready(self) -> bool:
-        return bool(self._msgs or self._chosen or not self._persist.is_empty())
+        return not self._out.is_empty()
 
     def ready(self) -> Ready:
-        rd = Ready(self._persist, self._msgs, self._chosen)
-        self._persist, self._msgs, self._chosen = Persist(), [], []
+        rd, self._out = self._out, Ready()
         return rd
 
     # --- leadership -------------------------------------------------------------------
@@ -267,7 +263,7 @@ class MultiNode:
         if i in self.chosen:
             return
         self.chosen[i] = value
-        self._chosen.append((i, value))
+        self._out.chosen.append((i, value))
         self._advance_first()
 
     def _advance_first(self) -> None:
@@ -278,4 +274,4 @@ class MultiNode:
         if m.to == self.id:
             self.step(m)
         else:
-            self._msgs.append(m)
+            self._out.messages.append(m)

@@ -59,21 +59,21 @@ def _cluster(tmp_path: Path, extra: list[str] | None = None) -> Cluster:
     return raftkv_cluster(tmp_path, 3, extra_args=extra or [])
 
 
-@pytest.mark.parametrize("failpoint", [
-    "raftBeforeSave", "raftAfterSave", "raftBeforeApply", "raftAfterApply",
-    "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
-    "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
-    "raftBeforeFollowerSend",
-])
-def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> None:
-    c = _cluster(tmp_path, SMALL)
+def crash_at_then_converge(c: Cluster, failpoint: str, nth: int, lead: bool) -> None:
+    """Arm ``failpoint`` on member 0 for its ``nth`` hit (so the crash lands while the
+    client writes), make it the leader if ``lead``, write through the others until it
+    dies there, restart it: nothing acknowledged is lost and all converge."""
     try:
         c.start()
         victim, others = c.members[0], c.members[1:]
-        # armed for a later hit, so the crash lands while the client is writing
-        victim.env = {"RAFTKV_FAILPOINTS": f"{failpoint}@{3 if 'Snap' in failpoint else 40}"}
+        victim.env = {"RAFTKV_FAILPOINTS": f"{failpoint}@{nth}"}
         c.restart(victim)
         c.wait_healthy(members=others)
+        if lead:
+            c.wait_healthy()
+            status = json.loads(c.etcdctl("endpoint", "status", "-w", "json",
+                                          endpoints=[victim.client_url]).stdout)
+            c.etcdctl("move-leader", f"{status[0]['Status']['header']['member_id']:x}")
         assert victim.proc is not None
         proc = victim.proc
         acked = asyncio.run(write_until(c, others, lambda: not proc.alive(), b"fp/"))
@@ -92,38 +92,24 @@ def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> Non
         c.stop()
 
 
+@pytest.mark.parametrize("failpoint", [
+    "raftBeforeSave", "raftAfterSave", "raftBeforeApply", "raftAfterApply",
+    "raftBeforeSaveSnap", "raftAfterSaveSnap", "raftAfterWALRelease",
+    "raftBeforeSnapshotRename", "backendBeforeCommit", "backendAfterCommit",
+    "raftBeforeFollowerSend",
+])
+def test_crash_at_failpoint_then_converge(tmp_path: Path, failpoint: str) -> None:
+    crash_at_then_converge(_cluster(tmp_path, SMALL), failpoint,
+                           3 if "Snap" in failpoint else 40, lead=False)
+
+
 @pytest.mark.parametrize("failpoint", ["raftBeforeLeaderSend", "raftAfterLeaderSend"])
 def test_leader_crash_around_its_parallel_send_then_converge(tmp_path: Path,
                                                              failpoint: str) -> None:
     """The leader sends its appends before writing them itself (etcd's parallel write):
     killed after sending and before its own fdatasync, its followers may hold entries it
-    lacks; nothing acknowledged is lost and all converge."""
-    c = _cluster(tmp_path)
-    try:
-        c.start()
-        victim, others = c.members[0], c.members[1:]
-        victim.env = {"RAFTKV_FAILPOINTS": f"{failpoint}@40"}  # counted while it leads
-        c.restart(victim)
-        c.wait_healthy()
-        status = json.loads(c.etcdctl("endpoint", "status", "-w", "json",
-                                      endpoints=[victim.client_url]).stdout)
-        c.etcdctl("move-leader", f"{status[0]['Status']['header']['member_id']:x}")
-        assert victim.proc is not None
-        proc = victim.proc
-        acked = asyncio.run(write_until(c, others, lambda: not proc.alive(), b"lf/"))
-        assert not proc.alive(), f"{failpoint} was never reached"
-        assert proc.popen is not None and proc.popen.returncode == FAILPOINT_EXIT
-        victim.env = {}
-        c.restart(victim)
-        c.wait_healthy()
-        acked[b"lf/final"] = b"x"
-        asyncio.run(put_retry(victim.client_url, b"lf/final", b"x"))
-        wait_until(lambda: converged(c, b"lf/", acked), 30, "members to converge")
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
+    lacks. These points are reached only while leading, so the crash is the leader's."""
+    crash_at_then_converge(_cluster(tmp_path), failpoint, 40, lead=True)
 
 
 def test_whole_cluster_sigkill_and_restart(tmp_path: Path) -> None:
