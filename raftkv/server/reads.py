@@ -20,7 +20,7 @@ from raftkv.mvcc import errors, kv
 from raftkv.server import validate
 from raftkv.storage.backend import Backend, KeyValue
 
-PAGE = 500  # keys per page: a few milliseconds of SQLite and protobuf work
+PAGE = 200  # keys per page: a millisecond or two of SQLite and protobuf work
 
 
 async def range_paged(backend: Backend, lock: asyncio.Lock, r: rpc_pb2.RangeRequest,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.isolated]
 
 
 ATTEMPTS = 3
+QUIET_LOAD = 0.7  # 1-minute load average at which the machine counts as quiet
+QUIET_WAIT = 240.0  # seconds to wait for it at most
+
+
+async def wait_for_quiet() -> str:
+    """Wait (bounded) until the machine is quiet: right after pip, a docker build or
+    mypy, every attempt read 0.11-0.19 s in CI, and the same clone read 0.05 s a few
+    minutes later. Returns what it saw, for the report."""
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= QUIET_LOAD and time.monotonic() - t0 < QUIET_WAIT:
+        await asyncio.sleep(1.0)  # polling the condition, not standing in for it
+    return f"waited {time.monotonic() - t0:.0f} s for load average {os.getloadavg()[0]:.2f}"
 
 
 async def test_heavy_operations_do_not_stall_the_loop(tmp_path: Path) -> None:
@@ -30,7 +43,8 @@ async def test_heavy_operations_do_not_stall_the_loop(tmp_path: Path) -> None:
     samples per operation, so its p99 is nearly its worst sample) and one collector
     pause on a busy CI machine can cross 100 ms once; the synchronous code this
     replaced stalls 0.1 to 1 s on every run, so it fails all three."""
-    misses: list[str] = []
+    misses: list[str] = [await wait_for_quiet()]
+    print(misses[0])
     for attempt in range(ATTEMPTS):
         # other processes' unwritten pages (a build, pip, the lanes) are written back
         # meanwhile and throttle this process's writes: measured 0.077 s p99 with 2 GB
