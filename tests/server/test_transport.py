@@ -250,3 +250,52 @@ async def test_leftovers_of_a_crashed_process_are_deleted_at_start(tmp_path: Pat
         assert [p.name for p in snap.iterdir()] == [keep.name]
     finally:
         await tr.close()
+
+
+def app_msg(to: int, data: bytes = b"x") -> Message:
+    from raftkv.raft.types import Entry
+    return Message(MessageType.APP, to=to, sender=SENDER, term=2, index=1, log_term=2,
+                   entries=(Entry(2, 2, data=data),))
+
+
+async def test_messages_sent_before_the_stream_connects_arrive(node: Node,
+                                                                tmp_path: Path) -> None:
+    """Sent in the same step as set_peers, before the dial finished: held, then flushed
+    when the stream connects (Raft's first votes go out this way)."""
+    tr = t.Transport(SENDER, CLUSTER, lambda m: None, lambda pid: None,
+                     lambda pid, f: None, lambda m: None, tmp_path / "s")  # type: ignore[arg-type, return-value]
+    tr.set_peers({ME: node.url})
+    try:
+        tr.send([app_msg(ME, b"first"), app_msg(ME, b"second")])
+        await _until(lambda: len(node.received) == 2, "both messages")
+        assert [m.entries[0].data for m in node.received] == [b"first", b"second"]
+    finally:
+        await tr.close()
+
+
+async def test_a_peer_that_stops_reading_is_reported_and_its_buffer_bounded(
+        tmp_path: Path) -> None:
+    """A listener that takes the connection and never reads (a SIGSTOPped member): the
+    sender's unsent bytes stop at about ``MAX_UNSENT`` and the peer is reported
+    unreachable, instead of memory growing with every message."""
+    async def never_reads(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await asyncio.Event().wait()
+
+    port = free_port()
+    server = await asyncio.start_server(never_reads, "127.0.0.1", port)
+    unreachable: list[int] = []
+    tr = t.Transport(SENDER, CLUSTER, lambda m: None, unreachable.append,
+                     lambda pid, f: None, lambda m: None, tmp_path / "s")  # type: ignore[arg-type, return-value]
+    tr.set_peers({ME: f"http://127.0.0.1:{port}"})
+    try:
+        await _until(lambda: tr.connected(ME), "the stream to connect")
+        big = app_msg(ME, b"x" * (1 << 20))
+        for _ in range(t.MAX_UNSENT // (1 << 20) + 64):  # beyond the kernel's buffers too
+            tr.send([big])
+        w = tr.peers[ME].writer
+        assert w is not None
+        assert ME in unreachable
+        assert w.transport.get_write_buffer_size() <= t.MAX_UNSENT + (2 << 20)
+    finally:
+        await tr.close()
+        server.close()
