@@ -13,8 +13,10 @@
   start by ``clean``). At most ``MAX_STREAMS`` run at once per member (each holds a
   copy on disk); more wait for a slot.
 - ``hash_kv``: etcd's HashKV at a revision (0: current), refused with etcd's errors
-  below the compacted or above the current revision; computed in a worker through a
-  read connection, after a commit, so a big keyspace never stalls the loop.
+  below the compacted or above the current revision; computed through a read connection
+  of its own (one read transaction, begun after a commit under the backend lock) a page
+  of rows at a time on the loop, so a big keyspace never stalls it; ``hash_all``, etcd's
+  Hash, the same way over every row.
 
 The aetcd protobufs predate etcd 3.6's ``SnapshotResponse.version`` and
 ``HashKVResponse.hash_revision`` (both field 4): they are appended as unknown fields,
@@ -27,13 +29,14 @@ import asyncio
 import hashlib
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetcd.rpc import rpc_pb2
 
 from raftkv.mvcc import errors
+from raftkv.storage import hashkv
 from raftkv.storage.backend import Backend
 from raftkv.storage.errors import CompactedError
 
@@ -131,6 +134,14 @@ async def _stream(s: RaftServer) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
         path.unlink(missing_ok=True)
 
 
+async def _stepped(steps: Iterator[int]) -> int:
+    """Run a hash a step at a time on the loop, yielding between steps: a CPU-bound hash
+    in a worker thread would hold the GIL against the loop's timers and I/O."""
+    for h in steps:  # noqa: B007 - the last value is the hash
+        await asyncio.sleep(0)
+    return h
+
+
 async def hash_kv(s: RaftServer, revision: int) -> rpc_pb2.HashKVResponse:
     current = s.backend.current_revision()
     if revision > current:
@@ -142,9 +153,12 @@ async def hash_kv(s: RaftServer, revision: int) -> rpc_pb2.HashKVResponse:
         await asyncio.to_thread(s.backend.force_commit)
         reader = s.backend.open_reader()
     try:
-        h, compacted = await asyncio.to_thread(Backend.hash_kv_of, reader, rev)
+        compacted = Backend.reader_compacted(reader, rev)
+        h = await _stepped(hashkv.kv_steps(reader, rev, compacted))
     except CompactedError:
         raise errors.Compacted() from None
+    finally:
+        reader.close()
     resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compacted)
     resp.header.CopyFrom(s.header(s.backend.current_revision()))
     return with_field(resp, 4, rev)
@@ -152,7 +166,12 @@ async def hash_kv(s: RaftServer, revision: int) -> rpc_pb2.HashKVResponse:
 
 async def hash_all(s: RaftServer) -> rpc_pb2.HashResponse:
     async with s.backend_lock:
-        h = await asyncio.to_thread(s.backend.hash_all)
+        await asyncio.to_thread(s.backend.force_commit)
+        reader = s.backend.open_reader()
+    try:
+        h = await _stepped(hashkv.all_steps(reader))
+    finally:
+        reader.close()
     resp = rpc_pb2.HashResponse(hash=h)
     resp.header.CopyFrom(s.header(s.backend.current_revision()))
     return resp

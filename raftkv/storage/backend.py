@@ -408,23 +408,25 @@ class Backend:
         return src
 
     @staticmethod
-    def hash_kv_of(reader: sqlite3.Connection, rev: int) -> tuple[int, int]:
-        """(HashKV at ``rev``, compacted revision) from an ``open_reader`` connection
-        (closed here); the caller committed first, so rows at or below ``rev`` are in it."""
+    def reader_compacted(reader: sqlite3.Connection, rev: int) -> int:
+        """The compacted revision an ``open_reader`` connection sees, after refusing a
+        ``rev`` below it (CompactedError)."""
+        row = reader.execute("SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
+        compacted = int(row[0]) if row else 0
+        if 0 < rev < compacted:
+            raise CompactedError(f"revision {rev} has been compacted (compacted "
+                                 f"revision {compacted})")
+        return compacted
+
+    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
+        """(HashKV at ``rev``, compacted revision) through a reader opened now, as the
+        HashKV RPC reads it (callers that cannot hold the lock: tests)."""
+        reader = self.open_reader()
         try:
-            row = reader.execute(
-                "SELECT value FROM state WHERE name = 'compacted_rev'").fetchone()
-            compacted = int(row[0]) if row else 0
-            if 0 < rev < compacted:
-                raise CompactedError(f"revision {rev} has been compacted (compacted "
-                                     f"revision {compacted})")
+            compacted = self.reader_compacted(reader, rev)
             return hashkv.hash_kv(reader, rev, compacted), compacted
         finally:
             reader.close()
-
-    def hash_kv_committed(self, rev: int) -> tuple[int, int]:
-        """``hash_kv_of`` a reader opened now (callers that cannot hold the lock: tests)."""
-        return self.hash_kv_of(self.open_reader(), rev)
 
     def load_history(self, rows: Iterable[tuple[bytes, int, int, bytes, int, int, int, int]],
                      current_rev: int, compacted_rev: int, compact_pending: int) -> None:
