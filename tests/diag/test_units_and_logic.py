@@ -4,6 +4,9 @@ rules and the leader tracker."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +110,17 @@ def test_tracker_measures_the_leaderless_spell() -> None:
     assert t.observe(3.5, {"a": st(1, 2, term=5), "b": st(2, 2, term=5)}) == []
     assert t.observe(3.75, a_leads) == []
     assert (t.leader, t.term, t.elections) == (1, 4, 2)
+
+
+@pytest.mark.parametrize("given, want", [(None, "native"), ("ares", "ares")])
+def test_diag_picks_the_native_resolver_unless_told(given: str | None, want: str) -> None:
+    """In a pod, gRPC's c-ares resolver may ignore the search domains a short Service
+    name needs; diag selects the native one before grpc loads, and a user's choice stays
+    (the kind e2e runs diag against <cluster>.<ns>.svc from a pod without the variable)."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_DNS_RESOLVER"}
+    if given:
+        env["GRPC_DNS_RESOLVER"] = given
+    out = subprocess.run([sys.executable, "-c", "import os, raftkv.diag.app; "
+                          "print(os.environ['GRPC_DNS_RESOLVER'])"],
+                         env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == want

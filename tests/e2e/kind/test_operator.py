@@ -140,10 +140,8 @@ def tools_pod(image: str) -> dict[str, Any]:
                                      "imagePullPolicy": "IfNotPresent",
                                      "command": ["sh", "-c", "trap 'exit 0' TERM; "
                                                  "while :; do sleep 1; done"],
-                                     # as in the member pods: gRPC's c-ares resolver may
-                                     # ignore the search domains short names need (diag)
-                                     "env": [{"name": "GRPC_DNS_RESOLVER",
-                                              "value": "native"}],
+                                     # no GRPC_DNS_RESOLVER here: diag and traffic.py
+                                     # choose gRPC's native resolver themselves
                                      "volumeMounts": [mount]}],
                      "volumes": [vol]}}
 
