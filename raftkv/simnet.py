@@ -6,7 +6,10 @@ crashes and restarts nodes, partitions the cluster, isolates the leader, heals, 
 the network's rates. The protocol stays outside: messages only need ``sender`` and ``to``,
 nodes only ``up``, ``crash()`` and ``start()``, where ``crash()`` must lose everything its
 node had not persisted (that is the crash model; each protocol's node implements it over its
-own storage) and ``start()`` rebuilds from what was.
+own storage) and ``start()`` rebuilds from what was. :func:`receivers` and
+:func:`lockstep_round` are the delivery and the round every cluster harness steps the same
+way (tick every node, handle Readies, then up to ``DELIVERY_PASSES`` passes of delivering
+due messages, each followed by Readies).
 
 Invariant: the order in which the model draws from the rng is part of every seed's meaning.
 Raft's seeds were recorded before this module existed (``tests/raft/test_sim_replay_pinned.py``
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, Protocol, TypeVar
 
 
@@ -39,6 +42,49 @@ class Crashable(Protocol):
 
 
 M = TypeVar("M", bound=Addressed)
+N = TypeVar("N")
+N_co = TypeVar("N_co", covariant=True)
+DELIVERY_PASSES = 8  # passes of delivery per round (part of every seed's meaning)
+
+
+class Hosting(Protocol[N_co]):
+    """A harness's slot for a node: ``node`` is None while it is down."""
+
+    @property
+    def node(self) -> N_co | None: ...
+
+
+class Ticking(Protocol):
+    def tick(self) -> None: ...
+
+
+def receivers(msgs: Iterable[M], blocked: Callable[[M], bool],
+              hosts: Mapping[int, Hosting[N]]) -> Iterator[tuple[M, N]]:
+    """Each message that reaches a node (not blocked by the network, addressed to a node
+    that is up), with that node, in order."""
+    for m in msgs:
+        if blocked(m):
+            continue
+        host = hosts.get(m.to)
+        if host is not None and host.node is not None:
+            yield m, host.node
+
+
+def lockstep_round(net: SimNet[M], hosts: Mapping[int, Hosting[Ticking]],
+                   process_readies: Callable[[], None],
+                   deliver_due: Callable[[], bool]) -> None:
+    """One tick of a cluster: tick every up node, handle Readies, then up to
+    ``DELIVERY_PASSES`` passes of delivering due messages (``deliver_due``: False when none
+    were due), each followed by Readies; then the network's clock moves on."""
+    for h in hosts.values():
+        if h.node is not None:
+            h.node.tick()
+    process_readies()
+    for _ in range(DELIVERY_PASSES):
+        if not deliver_due():
+            break
+        process_readies()
+    net.now += 1
 
 
 class SimNet(Generic[M]):

@@ -29,6 +29,7 @@ from raftkv.raft import (
     bootstrap,
 )
 from raftkv.raft.codec import decode_conf_change
+from raftkv.simnet import receivers
 
 ReadyHook = Callable[["SimNode", Ready], None]
 
@@ -240,13 +241,8 @@ class SimCluster:
         delivered = 0
         while self.net.queue:
             queue, self.net.queue = self.net.queue, []
-            for m in queue:
-                if self.net.blocked(m):
-                    continue
-                dest = self.nodes.get(m.to)
-                if dest is None or dest.node is None:
-                    continue
-                dest.node.step(m)
+            for m, node in receivers(queue, self.net.blocked, self.nodes):
+                node.step(m)
                 delivered += 1
             self.process_readies()
         return delivered

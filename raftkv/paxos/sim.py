@@ -5,22 +5,21 @@ take its Ready, let the hook (a checker) see it, persist it to its :class:`Paxos
 (the node's disk), then hand the messages to the network. ``crash()`` drops the node object
 with everything it had not persisted (unsent messages, proposer and leader state, a client's
 value); ``start()`` rebuilds it from storage. :class:`PaxosCluster` steps all nodes in
-lockstep rounds exactly as the Raft harness does: tick every node, handle Readies, then up
-to eight passes of delivering due messages, each followed by Readies.
+lockstep rounds exactly as the Raft harness does (``raftkv.simnet.lockstep_round``).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from raftkv.paxos.basic import BasicConfig, BasicNode
 from raftkv.paxos.multi import MultiConfig, MultiNode, Role
 from raftkv.paxos.storage import PaxosStorage
 from raftkv.paxos.types import Message, Ready
-from raftkv.simnet import Faults, SimNet
+from raftkv.simnet import Faults, Hosting, SimNet, lockstep_round, receivers
 
 PaxosNode = BasicNode | MultiNode
 ReadyHook = Callable[["SimPaxosNode", Ready], None]
@@ -112,23 +111,11 @@ class PaxosCluster:
         due = self.net.take_due()
         if due is None:
             return False
-        for m in due:
-            if self.net.blocked(m):
-                continue
-            dest = self.nodes.get(m.to)
-            if dest is None or dest.node is None:
-                continue
-            dest.node.step(m)
+        hosts: Mapping[int, Hosting[PaxosNode]] = self.nodes
+        for m, node in receivers(due, self.net.blocked, hosts):
+            node.step(m)
             self.counts["delivered"] += 1
         return True
 
     def round(self) -> None:
-        for n in self.nodes.values():
-            if n.node is not None:
-                n.node.tick()
-        self.process_readies()
-        for _ in range(8):
-            if not self.deliver_due():
-                break
-            self.process_readies()
-        self.net.now += 1
+        lockstep_round(self.net, self.nodes, self.process_readies, self.deliver_due)

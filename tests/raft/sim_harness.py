@@ -39,7 +39,7 @@ from raftkv.raft import (
     Ready,
     StateType,
 )
-from raftkv.simnet import Faults, SimNet
+from raftkv.simnet import Faults, SimNet, lockstep_round, receivers
 from raftkv.simulation import SimCluster, SimConfig, SimNode
 
 
@@ -228,20 +228,14 @@ class Simulation:
         due = self.net.take_due()
         if due is None:
             return False
-        nodes = self.cluster.nodes
-        for m in due:
-            if self.net.blocked(m):
-                continue
-            dest = nodes.get(m.to)
-            if dest is None or dest.node is None:
-                continue
-            r = dest.node.raft
+        for m, node in receivers(due, self.net.blocked, self.cluster.nodes):
+            r = node.raft
             stale = 0 < m.term < r.term and m.type in (
                 MessageType.APP, MessageType.SNAP, MessageType.HEARTBEAT)
             if stale:
                 seen = (r.raft_log.last_index(), r.raft_log.last_term(), r.raft_log.committed,
                         r.lead, r.term)
-            dest.node.step(m)
+            node.step(m)
             if stale and seen != (r.raft_log.last_index(), r.raft_log.last_term(),
                                   r.raft_log.committed, r.lead, r.term):
                 self.checker.fail(f"stale message: {m.type.name} of term {m.term} from "
@@ -254,15 +248,7 @@ class Simulation:
 
     def round(self) -> None:
         self.checker.tick = self.now
-        for n in self.cluster.nodes.values():
-            if n.node is not None:
-                n.node.tick()
-        self.process_readies()
-        for _ in range(8):
-            if not self.deliver_due():
-                break
-            self.process_readies()
-        self.net.now += 1
+        lockstep_round(self.net, self.cluster.nodes, self.process_readies, self.deliver_due)
 
     # --- faults and workload -------------------------------------------------------
 
