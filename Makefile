@@ -60,7 +60,7 @@ test:
 	$(STAGE) etcd3 $(MAKE) --no-print-directory etcd3
 	$(STAGE) kind $(MAKE) --no-print-directory kind
 	$(STAGE) lint $(MAKE) --no-print-directory lint
-	$(STAGE) looplag $(BIN)/pytest -m isolated $(PYTEST_ARGS)
+	$(STAGE) looplag $(BIN)/pytest -m isolated -rP $(PYTEST_ARGS)
 	$(STAGE) pytest bash scripts/pytest-lanes.sh $(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 unit: venv
