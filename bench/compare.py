@@ -146,12 +146,14 @@ def puts(c: Cluster, server: str, label: str, endpoints: list[Member], clients: 
     return Row(server, label, rps, p50, p99, cpu)
 
 
-def ranges(c: Cluster, server: str, consistency: str, clients: int, total: int) -> Row:
-    rps, p50, p99 = run_benchmark(c.members, [
+def ranges(c: Cluster, server: str, consistency: str, clients: int, total: int,
+           endpoints: list[Member] | None = None, via: str = "") -> Row:
+    rps, p50, p99 = run_benchmark(endpoints or c.members, [
         f"--clients={clients}", f"--conns={min(clients, 16)}", "range", "bench-key",
         f"--consistency={consistency}", f"--total={total}"])
     kind = "linearizable" if consistency == "l" else "serializable"
-    return Row(server, f"range {kind}, {clients} clients", rps, p50, p99)
+    who = f"{clients} client{'s' if clients > 1 else ''}" + (f" via {via}" if via else "")
+    return Row(server, f"range {kind}, {who}", rps, p50, p99)
 
 
 def watch_latency(c: Cluster, server: str, total: int) -> Row:
@@ -183,6 +185,8 @@ def measure(server: str, workdir: Path, a: argparse.Namespace) -> list[Row]:
         rows.append(puts(c, server, "put, 1 client via follower", [follower], 1, single))
         for cons in ("l", "s"):
             rows.append(ranges(c, server, cons, 16, a.total))
+        rows.append(ranges(c, server, "l", 1, single, [leader], "leader"))
+        rows.append(ranges(c, server, "l", 1, single, [follower], "follower"))
         rows.append(watch_latency(c, server, a.watch_puts))
         rows.append(rss_after(c, server, a.keys))
         return rows
@@ -224,6 +228,46 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+NULL_SERVICER = 2148  # check perf l on the null grpc.aio servicer (issue 14's figure)
+# (test, what is compared, bound, True: raftkv/etcd must be at least the bound, else at most)
+FLOORS = [
+    ("check perf --load=l", "writes/s", 0.8, True),
+    ("put, 1 client via leader", "p50", 1.5, False),
+    ("put, 1 client via follower", "p50", 1.5, False),
+    ("range linearizable, 1 client via leader", "p50", 2.0, False),
+    ("range linearizable, 1 client via follower", "p50", 2.0, False),
+    ("put, 1 client via leader", "p99", 2.0, False),
+    ("put, 16 clients", "p99", 2.0, False),
+    ("put, 256 clients", "p99", 2.0, False),
+]
+
+
+def floors(rows: list[Row]) -> str:
+    """Issue 14's floors against this run: raftkv / etcd per floor, and whether it holds."""
+    by = {(r.server, r.test): r for r in rows}
+    rk, et = SERVERS
+    lines = ["| floor | needed | raftkv | etcd | ratio | holds |", "|---|---|---:|---:|---:|---|"]
+
+    def line(name: str, need: str, a: float | None, b: float | None, ok: bool) -> None:
+        r = f"{a / b:.2f}x" if a and b else ""
+        lines.append(f"| {name} | {need} | {fmt(a, 1)} | {fmt(b, 1)} | {r} | "
+                     f"{'yes' if ok else '**no**'} |")
+
+    for test, what, bound, at_least in FLOORS:
+        a, b = by.get((rk, test)), by.get((et, test))
+        if a is None or b is None:
+            continue
+        field = {"writes/s": "per_s", "p50": "p50_ms", "p99": "p99_ms"}[what]
+        x, y = getattr(a, field), getattr(b, field)
+        ok = bool(x and y) and (x / y >= bound if at_least else x / y <= bound)
+        line(f"{test}: {what}", f"{'>=' if at_least else '<='} {bound}x etcd", x, y, ok)
+    a = by.get((rk, "check perf --load=l"))
+    if a is not None and a.per_s:
+        line("check perf --load=l vs the null grpc.aio servicer", ">= 1.0x",
+             a.per_s, NULL_SERVICER, a.per_s >= NULL_SERVICER)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loads", type=lambda s: [x for x in s.split(",") if x],
@@ -248,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
         f"3 members each on loopback, fsync on; load from etcdctl 3.6.16 and etcd's "
         f"benchmark {BENCHMARK_VERSION} on the same machine. Ratios are raftkv / etcd.", "",
-        table(rows), ""])
+        table(rows), "", "## Against issue 14's floors (this run)", "",
+        f"The null servicer's figure is the issue's ({NULL_SERVICER} writes/s, "
+        "bench/grpc_servicer.py), not re-measured here.", "", floors(rows), ""])
     print(text)
     if a.out:
         a.out.write_text(text)

@@ -3,7 +3,7 @@ outside ``make test``): a failed check perf still reports its throughput."""
 
 from __future__ import annotations
 
-from bench.compare import parse_benchmark, read_check_perf
+from bench.compare import SERVERS, Row, floors, parse_benchmark, read_check_perf
 
 PASS = """ 60 / 60 Booooooooooo! 100.00% 1m0s
 PASS: Throughput is 972 writes/s
@@ -41,3 +41,17 @@ Latency distribution:
   99% in 0.5584 secs.
 """
     assert parse_benchmark(out) == (1506.2, 144.8, 558.4)
+
+
+def test_floors_hold_or_not_per_row() -> None:
+    rk, et = SERVERS
+    rows = [Row(rk, "check perf --load=l", 2200.0), Row(et, "check perf --load=l", 2600.0),
+            Row(rk, "put, 1 client via leader", 255.0, 3.7, 8.7),
+            Row(et, "put, 1 client via leader", 761.0, 1.1, 5.9)]
+    text = floors(rows)
+    assert ("| check perf --load=l: writes/s | >= 0.8x etcd | 2200.0 | 2600.0 | 0.85x | yes |"
+            in text)
+    assert "| put, 1 client via leader: p50 | <= 1.5x etcd | 3.7 | 1.1 | 3.36x | **no** |" in text
+    assert "| put, 1 client via leader: p99 | <= 2.0x etcd | 8.7 | 5.9 | 1.47x | yes |" in text
+    assert "null grpc.aio servicer | >= 1.0x | 2200.0 | 2148.0 | 1.02x | yes |" in text
+    assert "via follower" not in text  # a floor without both rows is left out
