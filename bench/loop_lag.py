@@ -82,8 +82,8 @@ async def _writer(node: raftkv.Node, stop: asyncio.Event, out: Outcome) -> None:
 
 async def run(workdir: Path, keys: int, mode: str, repeat: int = 1) -> Outcome:
     """``repeat``: how many times each read-only operation runs back to back inside its
-    window (a 100k-key range lasts about a second: some 80 lag samples, whose p99 is
-    their maximum; three runs give a p99 that is not just the worst sample)."""
+    window (a 100k-key range lasts about a second: some 60-80 lag samples, whose p99 is
+    their maximum; three runs give ~200, whose p99 is not just the worst sample)."""
     c = InProcCluster(workdir, heartbeat_ms=100, election_ms=1000, max_txn_ops=1024)
     out = Outcome(heartbeat=0.1)
     try:

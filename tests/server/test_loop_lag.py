@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.isolated]
 
 
 ATTEMPTS = 3
-REPEAT = 3  # runs of each read-only operation per window: a p99 over ~250 samples, not ~80
+REPEAT = 3  # runs of each read-only operation per window: a p99 over ~200 samples, not ~80
 QUIET_LOAD = 0.7  # 1-minute load average at which the machine counts as quiet
 QUIET_WAIT = 240.0  # seconds to wait for it at most
 
