@@ -14,8 +14,8 @@ as for testing only).
 
 ``kv_steps``/``all_steps`` are the same hashes a step at a time (the running CRC after each
 ``STEP`` rows), for callers that interleave them with other work on an event loop: a CPU-
-bound hash in a worker thread holds the GIL against the loop's thread, and on a busy
-machine that showed as 0.08-0.1 s of loop lag.
+bound hash in a worker thread holds the GIL against the loop's thread (with one, CI's
+machine read 0.08-0.1 s of loop lag during a HashKV).
 
 Invariant: the encoding of a row is fixed-width integers and length-prefixed bytes, never
 ``repr``, so the hash does not depend on Python's formatting.
