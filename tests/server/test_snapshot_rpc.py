@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.etcd import VENV_BIN, Cluster, etcd36_bin, raftkv_cluster, running
+from tests.support.proc import wait_until
 
 pytestmark = pytest.mark.slow  # real raftkv and etcd processes
 
@@ -65,6 +66,11 @@ def _assert_sha_trailer(path: Path) -> None:
 
 def test_snapshot_save_on_both_has_etcd_framing(raftkv3: Cluster, etcd1: Cluster,
                                                  tmp_path: Path) -> None:
+    # etcd's save prints "Server version" only once its version monitor has written the
+    # storage version (seconds after bootstrap) and the backend has committed it.
+    probe = tmp_path / "probe.db"
+    wait_until(lambda: "Server version 3.6.0" in _save(etcd1, probe), 30,
+               "etcd's storage version in its snapshot")
     for c, name in ((raftkv3, "raftkv.db"), (etcd1, "etcd.db")):
         _fill(c)
         out = _save(c, tmp_path / name)
