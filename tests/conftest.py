@@ -1,4 +1,5 @@
-"""Suite-wide hooks: the time each test group took, printed at the end of the run.
+"""Suite-wide hooks: the time each test group took, printed at the end of the run, and the
+log tails of the processes still running when a test fails, in its report.
 
 A group is a test file's directory below tests/ (tests/raft, tests/e2e/kind, ...). The
 time of a group is the sum of its tests' setup, call and teardown durations, so a
@@ -8,9 +9,12 @@ session fixture's start-up counts in the group whose first test used it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Generator
 from pathlib import PurePosixPath
 
 import pytest
+
+from tests.support.proc import live_log_tails
 
 _group_seconds: defaultdict[str, float] = defaultdict(float)
 _group_tests: defaultdict[str, int] = defaultdict(int)
@@ -25,6 +29,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _group_seconds[group] += report.duration
     if report.when == "call":
         _group_tests[group] += 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        tails = live_log_tails()  # before teardown stops them
+        if tails:
+            report.sections.append(("logs of the processes still running", tails))
+    return report
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

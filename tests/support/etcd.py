@@ -274,7 +274,8 @@ class Cluster:
 
 
 def running(c: Cluster) -> Iterator[Cluster]:
-    """A fixture body: start ``c``, yield it, print its logs if the test failed, stop it."""
+    """A fixture body: start ``c``, yield it, stop it; its logs are printed if it fails to
+    start (a failing test's report carries them through ``tests/conftest.py``)."""
     try:
         c.start()
         yield c

@@ -141,6 +141,12 @@ class Proc:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def live_log_tails() -> str:
+    """The log tails of every process still running (what a failing test prints)."""
+    return "\n".join(f"--- {p.name} (pid {pid}) ---\n{p.log_tail()}"
+                     for pid, p in list(_LIVE.items()))
+
+
 @atexit.register
 def _kill_leftovers() -> None:
     for proc in list(_LIVE.values()):
