@@ -372,12 +372,15 @@ class RaftServer:
         itself: the caller's token if it sent one; otherwise, while auth is on (a caller
         named by its client certificate's CN, which the leader cannot see: it sees this
         member's certificate), a root token of this member's own, as etcd forwards over
-        its peer port with no user. The token is reused for half the token TTL."""
+        its peer port with no user. The token is reused for half the token TTL while this
+        member still knows it: every member drops it alike when root's password changes or
+        auth goes off (the leader may have applied that first: then one call fails)."""
         if caller or not self.applier.auth.enabled:
             return caller
         now = time.monotonic()
         cached = self._forward_token
-        if cached is None or now - cached[1] > self.applier.tokens.ttl / 2:
+        if (cached is None or now - cached[1] > self.applier.tokens.ttl / 2
+                or self.applier.tokens.user_of(dict(cached[0])["token"]) != ROOT):
             cached = self._forward_token = (await self.root_metadata(), now)
         return cached[0]
 

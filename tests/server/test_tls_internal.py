@@ -4,7 +4,8 @@ members with mutual TLS and ``--client-cert-auth`` on both ports, auth enabled.
 - a lease keep-alive and time-to-live sent to a follower reach the leader over TLS with
   the caller's token (alice's: the follower's own certificate names no user);
 - member update and promote sent to a follower are forwarded to the leader over TLS
-  (member add and list work on the follower too);
+  (member add and list work on the follower too), also right after root's password
+  changed or auth went off and on (the follower's root token is then a new one);
 - the periodic corruption check gets its peers' HashKV over TLS and raises CORRUPT;
 - ``--experimental-initial-corrupt-check`` compares with its peers over TLS and refuses
   to start on a mismatch.
@@ -133,6 +134,43 @@ def test_follower_forwards_member_calls_over_tls(tls_auth: Cluster, pki: Cluster
     assert promote.returncode != 0
     assert "can only promote a learner member which is in sync with leader" in promote.stderr
     assert ctl(c, pki, "member", "remove", mid, endpoint=on).returncode == 0
+
+
+def _applied_everything(c: Cluster, pki: ClusterPKI, leader: Member, m: Member) -> None:
+    index = _status(c, pki, leader)["raftIndex"]
+    wait_until(lambda: _status(c, pki, m)["raftAppliedIndex"] >= index, 20,
+               f"{m.name} applied up to {index}")
+
+
+def test_forwarded_cn_calls_survive_roots_password_change(tls_auth: Cluster,
+                                                          pki: ClusterPKI) -> None:
+    """The follower forwards a CN=root caller's member call with a root token of its own;
+    changing root's password (or auth off and on) drops that token on every member, and
+    the next forwarded call must get a fresh one, not fail until the cache ages out."""
+    c = tls_auth
+    leader, follower = _roles(c, pki)
+    on = follower.client_url
+    add = ctl(c, pki, "member", "add", "m4", "--learner",
+              f"--peer-urls=https://127.0.0.1:{free_port()}", endpoint=on)
+    assert add.returncode == 0, add.stderr
+    listed = json.loads(ctl(c, pki, "member", "list", "-w=json", endpoint=on).stdout)
+    mid = f"{next(m for m in listed['members'] if m.get('isLearner'))['ID']:x}"
+
+    def update() -> subprocess.CompletedProcess[str]:
+        return ctl(c, pki, "member", "update", mid,
+                   f"--peer-urls=https://127.0.0.1:{free_port()}", endpoint=on)
+
+    first = update()  # forwarded: the follower mints and keeps its root token
+    assert first.returncode == 0, first.stderr
+    for change in (["user", "passwd", "root", "--interactive=false"],
+                   ["auth", "disable"], ["auth", "enable"]):
+        r = subprocess.run([str(etcd36_bin("etcdctl")), f"--endpoints={leader.client_url}",
+                            "--command-timeout=10s", *pki.etcdctl_args(), *change],
+                           input="newrootpw\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (change, r.stderr)
+        _applied_everything(c, pki, leader, follower)
+        again = update()
+        assert again.returncode == 0, (change, again.stderr)
 
 
 def test_periodic_corruption_check_over_tls(tls_auth: Cluster, pki: ClusterPKI) -> None:
