@@ -1,11 +1,12 @@
 """Which gRPC server shape to build on, and how raftkv compares with etcd under load.
 
 Starts a KV servicer that answers Range/Put/DeleteRange instantly (no consensus, no
-disk) in one of two shapes, grpc.aio or the threaded server, and points
-``etcdctl check perf --load=<load>`` at it; then the same load at a real 3-member etcd
-3.5.1 on loopback, in the same process tree. The servicer's ceiling is the best the
-server could ever do through that shape. Last, a real 3-member raftkv cluster under the
-same load. Run:
+disk) in one of three shapes, grpc.aio as the generated code registers it, grpc.aio with
+generic handlers only (as raftkv serves: ``raftkv.server.embed.GenericHandlersOnly``) or
+the threaded server, and points ``etcdctl check perf --load=<load>`` at it; then the same
+load at a real 3-member etcd 3.6.16 on loopback, in the same process tree. The servicer's
+ceiling is the best the server could ever do through that shape. Last, a real 3-member
+raftkv cluster under the same load (etcdctl 3.6.16 throughout). Run:
 ``.venv/bin/python bench/grpc_servicer.py [--load s|m|l]``.
 """
 
@@ -24,7 +25,8 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.etcd import Cluster, etcd_bin, raftkv_cluster
+from raftkv.server.embed import GenericHandlersOnly
+from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
 from tests.support.proc import free_port, port_open, wait_until
 
 
@@ -54,6 +56,9 @@ class NullKVAio(rpc_pb2_grpc.KVServicer):
         return rpc_pb2.DeleteRangeResponse(header=_header())
 
 
+MODES = ("aio", "aio-generic", "threaded")
+
+
 def serve(mode: str, port: int) -> None:
     if mode == "threaded":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
@@ -64,7 +69,8 @@ def serve(mode: str, port: int) -> None:
     else:
         async def main() -> None:
             server = grpc.aio.server()
-            rpc_pb2_grpc.add_KVServicer_to_server(NullKVAio(), server)
+            rpc_pb2_grpc.add_KVServicer_to_server(
+                NullKVAio(), GenericHandlersOnly(server) if mode == "aio-generic" else server)
             server.add_insecure_port(f"127.0.0.1:{port}")
             await server.start()
             await server.wait_for_termination()
@@ -73,7 +79,7 @@ def serve(mode: str, port: int) -> None:
 
 def check_perf(endpoints: str, load: str) -> str:
     out = subprocess.run(
-        [str(etcd_bin("etcdctl")), f"--endpoints={endpoints}", "check", "perf", f"--load={load}"],
+        [str(etcd36_bin("etcdctl")), f"--endpoints={endpoints}", "check", "perf", f"--load={load}"],
         capture_output=True, text=True, timeout=300,
     )
     text = out.stdout + out.stderr
@@ -85,14 +91,14 @@ def check_perf(endpoints: str, load: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--load", default="l", choices=["s", "m", "l", "xl"])
-    ap.add_argument("--serve", choices=["aio", "threaded"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return
     results = {}
-    for mode in ("aio", "threaded"):
+    for mode in MODES:
         port = free_port()
         proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)])
         try:
@@ -101,8 +107,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    with tempfile.TemporaryDirectory() as d, Cluster(Path(d), 3) as c:
-        results["etcd 3.5.1, 3 members"] = check_perf(",".join(c.endpoints), args.load)
+    with tempfile.TemporaryDirectory() as d, Cluster(Path(d), 3, binary=etcd36_bin()) as c:
+        results["etcd 3.6.16, 3 members"] = check_perf(",".join(c.endpoints), args.load)
     with tempfile.TemporaryDirectory() as d, raftkv_cluster(Path(d), 3) as c:
         results["raftkv, 3 members"] = check_perf(",".join(c.endpoints), args.load)
     print(f"etcdctl check perf --load={args.load}: throughput, writes/s")
