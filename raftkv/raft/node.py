@@ -129,6 +129,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
+        r.flush_appends()
         log = r.raft_log
         if r.soft_state() != self.prev_soft:
             return True
@@ -145,6 +146,7 @@ class RawNode:
 
     def ready(self) -> Ready:
         r = self.raft
+        r.flush_appends()
         log = r.raft_log
         rd = Ready(
             entries=log.unstable_entries(),

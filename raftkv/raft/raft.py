@@ -120,6 +120,11 @@ class Raft:
         self.is_learner = False
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
+        # a leader's appends for new proposals and commit advances wait for the outputs to
+        # be read (``flush_appends``): one MsgApp per follower per Ready, not one per
+        # proposal and per acknowledgement; ``_commit_sent`` is what each follower was told
+        self._appends_due = False
+        self._commit_sent: dict[int, int] = {}
         self.lead_transferee = NONE
         self.pending_conf_index = 0
         self.read_only = ReadOnly()
@@ -181,6 +186,8 @@ class Raft:
         self.pending_conf_index = 0
         self.read_only = ReadOnly()
         self.pending_read_index_messages = []
+        self._appends_due = False
+        self._commit_sent = {}
 
     def _reset_randomized_election_timeout(self) -> None:
         self.randomized_election_timeout = self.election_timeout + self.rand.randrange(
@@ -270,6 +277,7 @@ class Raft:
                 commit=log.committed,
             )
         )
+        self._commit_sent[to] = log.committed
         pr.sent_entries(pr.next - 1 + len(ents), len(ents), _payload_size(ents))
         return True
 
@@ -294,6 +302,27 @@ class Raft:
     def bcast_append(self) -> None:
         for id_ in self.prs.progress:
             if id_ != self.id:
+                self.send_append(id_)
+
+    def flush_appends(self) -> None:
+        """Send the appends that proposals and commit advances made due since the last
+        flush (the node calls this before it reads the outputs): a follower gets the
+        entries it was not sent (one MsgApp, unless they pass the message size), or else
+        one empty MsgApp if it was not told the commit index. Delaying a message to the
+        end of the step batch is no different from a slower network."""
+        if not self._appends_due:
+            return
+        self._appends_due = False
+        if self.state is not StateType.LEADER:
+            return  # stepped down meanwhile: a follower sends no appends
+        last, committed = self.raft_log.last_index(), self.raft_log.committed
+        for id_, pr in self.prs.progress.items():
+            if id_ == self.id:
+                continue
+            if pr.next <= last:
+                while self.send_append(id_, send_if_empty=False):
+                    pass  # as many appends as its flow control allows now
+            elif self._commit_sent.get(id_, 0) < committed:
                 self.send_append(id_)
 
     def bcast_heartbeat(self, ctx: bytes = b"") -> None:
@@ -555,7 +584,7 @@ class Raft:
         self.append_entry(m.entries)
         self.uncommitted_size += size
         self.pending_conf_index = pending
-        self.bcast_append()
+        self._appends_due = True
 
     def _conf_change_refusal(self, cc: ConfChange, pending: int) -> ProposalDropped | None:
         if pending > self.raft_log.applied:
@@ -601,7 +630,7 @@ class Raft:
             pr.inflights.free_le(m.index)
         if self.maybe_commit():
             self._release_pending_read_index_messages()
-            self.bcast_append()
+            self._appends_due = True
         elif old_paused:
             self.send_append(m.sender)
         while self.send_append(m.sender, send_if_empty=False):
