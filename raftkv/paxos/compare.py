@@ -217,9 +217,10 @@ def compare(seeds: list[int], entries: int = 50, window: int = 200) -> Report:
     r.add(f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}); election timeout {ELECTION_TICK} "
           f"ticks (randomized up to twice that), heartbeat every {HEARTBEAT_TICK}; both "
           "persist before sending. Messages are every message a node hands to the network, "
-          "heartbeats included. Raft is raftkv.raft (etcd's design): when the leader's "
-          "commit index advances it sends an append carrying it, and a heartbeat response "
-          "from a follower that lags gets an append; Multi-Paxos sends one CHOSEN per entry "
+          "heartbeats included. Raft is raftkv.raft (etcd's design, but once per Ready the "
+          "leader sends each follower its new entries, or an empty append with a commit "
+          "index it was not told), and a heartbeat response from a follower that lags gets "
+          "an append; Multi-Paxos sends one CHOSEN per entry "
           "to each follower (no piggybacking). Each run's network draws from Random(seed): "
           "the same settings and seeds for both protocols, but as they send different "
           "messages the k-th drop or delay falls on different messages.")
