@@ -283,22 +283,33 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for server in SERVERS:
             rows += measure(server, Path(tmp) / server.split()[0], a)
-    cmd = ".venv/bin/python -m bench.compare " + " ".join(argv if argv is not None
-                                                          else sys.argv[1:])
     text = "\n".join([
-        "# raftkv next to etcd 3.6.16 (bench/compare.py)", "",
-        f"`{cmd}`", "",
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}: "
-        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
-        f"3 members each on loopback, fsync on; load from etcdctl 3.6.16 and etcd's "
-        f"benchmark {BENCHMARK_VERSION} on the same machine. Ratios are raftkv / etcd.", "",
+        *report_head("raftkv next to etcd 3.6.16 (bench/compare.py)", "bench.compare", argv,
+                     "3 members each on loopback, fsync on; load from etcdctl 3.6.16 and "
+                     f"etcd's benchmark {BENCHMARK_VERSION} on the same machine. Ratios are "
+                     "raftkv / etcd."),
         table(rows), "", "## Against issue 14's floors (this run)", "",
         f"The null servicer's figure is the issue's ({NULL_SERVICER} writes/s, "
         "bench/grpc_servicer.py), not re-measured here.", "", floors(rows), ""])
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+    emit(text, a.out)
     return 0
+
+
+def report_head(title: str, module: str, argv: list[str] | None, setup: str) -> list[str]:
+    """A report's first lines: its title, the command that made it, when, on what machine
+    and with what setup."""
+    cmd = f".venv/bin/python -m {module} " + " ".join(argv if argv is not None
+                                                      else sys.argv[1:])
+    return [f"# {title}", "", f"`{cmd}`", "",
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}: "
+            f"{os.cpu_count()} cores, {platform.platform()}, Python "
+            f"{platform.python_version()}; {setup}", ""]
+
+
+def emit(text: str, out: Path | None) -> None:
+    print(text)
+    if out:
+        out.write_text(text)
 
 
 if __name__ == "__main__":

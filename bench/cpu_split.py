@@ -16,9 +16,7 @@ how much of that the run reached. Run (never in ``make test``)::
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,8 +29,10 @@ from bench.compare import (
     CLK_TCK,
     SERVERS,
     benchmark_bin,
+    emit,
     leader_and_follower,
     parse_benchmark,
+    report_head,
     start,
 )
 from tests.support.etcd import Cluster, Member
@@ -157,19 +157,13 @@ def main(argv: list[str] | None = None) -> int:
                          for n in a.clients]
             finally:
                 c.stop()
-    cmd = ".venv/bin/python -m bench.cpu_split " + " ".join(argv if argv is not None
-                                                            else sys.argv[1:])
     text = "\n".join([
-        "# CPU per write, raftkv next to etcd 3.6.16 (bench/cpu_split.py)", "",
-        f"`{cmd}`", "",
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}: "
-        f"{cores} cores, {platform.platform()}, Python {platform.python_version()}; "
-        f"3 members on loopback, fsync on; etcd's benchmark {BENCHMARK_VERSION} put, "
-        "256-byte values; CPU is utime + stime of every thread.", "",
+        *report_head("CPU per write, raftkv next to etcd 3.6.16 (bench/cpu_split.py)",
+                     "bench.cpu_split", argv,
+                     f"3 members on loopback, fsync on; etcd's benchmark {BENCHMARK_VERSION} "
+                     "put, 256-byte values; CPU is utime + stime of every thread."),
         table(rows, cores), "", needed(rows, cores), ""])
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+    emit(text, a.out)
     return 0
 
 
