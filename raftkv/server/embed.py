@@ -70,9 +70,10 @@ class GenericHandlersOnly:
     """What the generated ``add_*Servicer_to_server`` functions get instead of the server:
     they add each service twice, as a generic handler and as registered methods, and
     grpc.aio keeps one pending call future per registered method, over which it runs
-    ``asyncio.wait`` for every incoming call (O(methods) per call: about 10% of the loop
-    thread's CPU in a profile of serializable ranges). Generic handlers alone resolve a
-    call's method with dict lookups and serve the same methods."""
+    ``asyncio.wait`` for every incoming call: 42 futures for etcd's services, half of the
+    Python function calls of a serializable Range (696 -> 333 per call under cProfile).
+    Generic handlers alone resolve a call's method with dict lookups and serve the same
+    methods (``tests/server/test_grpc_handlers.py``)."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server

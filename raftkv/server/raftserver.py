@@ -380,7 +380,7 @@ class RaftServer:
         now = time.monotonic()
         cached = self._forward_token
         if (cached is None or now - cached[1] > self.applier.tokens.ttl / 2
-                or self.applier.tokens.user_of(dict(cached[0])["token"]) != ROOT):
+                or self.applier.tokens.user_of(dict(cached[0]).get("token", "")) != ROOT):
             cached = self._forward_token = (await self.root_metadata(), now)
         return cached[0]
 
