@@ -1,5 +1,5 @@
 """Suite-wide hooks: the time each test group took, printed at the end of the run, and the
-log tails of the processes still running when a test fails, in its report.
+log tails of the processes a failing test started and left running, in its report.
 
 A group is a test file's directory below tests/ (tests/raft, tests/e2e/kind, ...). The
 time of a group is the sum of its tests' setup, call and teardown durations, so a
@@ -8,6 +8,7 @@ session fixture's start-up counts in the group whose first test used it.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Generator
 from pathlib import PurePosixPath
@@ -31,15 +32,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _group_tests[group] += 1
 
 
+_SETUP_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_SETUP_STARTED] = time.monotonic()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call" and report.failed:
-        tails = live_log_tails()  # before teardown stops them
+        # the processes this test's setup and call started, before teardown stops them
+        tails = live_log_tails(item.stash.get(_SETUP_STARTED, 0.0))
         if tails:
-            report.sections.append(("logs of the processes still running", tails))
+            report.sections.append(("logs of the processes this test started", tails))
     return report
 
 

@@ -72,6 +72,7 @@ class Proc:
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
+        self.started = 0.0  # time.monotonic() at the last start
         self.popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,6 +99,7 @@ class Proc:
         finally:
             log.close()
         _LIVE[self.popen.pid] = self
+        self.started = time.monotonic()
         return self
 
     def alive(self) -> bool:
@@ -141,10 +143,11 @@ class Proc:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def live_log_tails() -> str:
-    """The log tails of every process still running (what a failing test prints)."""
+def live_log_tails(since: float = 0.0) -> str:
+    """The log tails of the processes still running that started at or after ``since``
+    (``time.monotonic()``): what a failing test prints of the processes it started."""
     return "\n".join(f"--- {p.name} (pid {pid}) ---\n{p.log_tail()}"
-                     for pid, p in list(_LIVE.items()))
+                     for pid, p in list(_LIVE.items()) if p.started >= since)
 
 
 @atexit.register
