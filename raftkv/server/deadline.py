@@ -24,7 +24,7 @@ async def answered(fut: asyncio.Future[T], timeout: float,
         if not fut.done():
             fut.set_exception(error())
 
-    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    timer = fut.get_loop().call_later(timeout, expire)  # no get_running_loop(): a getpid()
     try:
         return await fut
     finally:

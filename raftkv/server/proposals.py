@@ -94,7 +94,7 @@ class Proposals:
         if s.committed_index() - s.applied_index > s.max_apply_backlog:
             s.metrics.too_many_requests.inc()
             raise errors.TooManyRequests()  # etcd's maxGapBetweenApplyAndCommitIndex
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = s.loop.create_future()
         s._waiters[cmd.request_id] = fut
         s._waiter_terms[cmd.request_id] = s.term()
         s.metrics.proposals_pending.inc()
