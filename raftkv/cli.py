@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from raftkv.server import eventloop
 from raftkv.server.config import (
     ConfigError,
     ServerConfig,
@@ -184,6 +185,7 @@ async def serve(cfg: ServerConfig) -> None:
         logging.getLogger("raftkv").info(
             "ready to serve client requests on %s (member %x, cluster %x)",
             ",".join(cfg.listen_client_urls), node.server.id, node.server.cluster_id)
+        eventloop.settle()
         done = asyncio.ensure_future(stop.wait())
         fatal = node.server.fatal_task()
         await asyncio.wait({done, fatal}, return_when=asyncio.FIRST_COMPLETED)
@@ -209,6 +211,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     except unsafe.UnsafeSwitchRefused as exc:
         sys.stderr.write(f"raftkv: {exc}\n")
         return unsafe.EXIT_REFUSED
+    try:
+        loop = eventloop.chosen(environ)
+    except eventloop.UnknownLoop as exc:
+        sys.stderr.write(f"raftkv: {exc}\n")
+        return EXIT_USAGE
     ns = parser.parse_args([*env.args, *args])
     try:
         cfg = config_from_args(ns)
@@ -231,10 +238,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         log.warning("%s", w)
     for used in env.used:
         log.info("recognized and used environment variable %s", used)
+    log.info("event loop: %s", loop)
     from raftkv.storage.errors import StorageError
 
     try:
-        asyncio.run(serve(cfg))
+        eventloop.run(serve(cfg), loop)
     except ConfigError as exc:
         sys.stderr.write(f"raftkv: {exc}\n")
         return EXIT_USAGE

@@ -3,6 +3,7 @@ dir used by one process only, a corrupt WAL refused, and a clean exit on SIGTERM
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -25,9 +26,9 @@ def _flags(data: Path, name: str = "a") -> list[str]:
             f"--initial-cluster={name}=http://127.0.0.1:{p}"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(raftkv_bin()), *args], capture_output=True, text=True,
-                          timeout=30)
+                          timeout=30, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -57,9 +58,19 @@ def test_data_dir_is_locked_and_sigterm_is_clean(tmp_path: Path) -> None:
         first.signal(signal.SIGTERM)
         assert first.popen is not None
         assert first.popen.wait(15) == 0
-        assert "shutting down" in first.log_path.read_text()
+        log = first.log_path.read_text()
+        assert "shutting down" in log
+        assert "event loop: uvloop" in log  # the default (raftkv.server.eventloop)
     finally:
         first.stop()
+
+
+def test_an_unknown_event_loop_is_refused_before_start(tmp_path: Path) -> None:
+    r = _run(*_flags(tmp_path / "a"), env={"RAFTKV_EVENT_LOOP": "tokio"})
+    assert r.returncode == 2
+    assert "RAFTKV_EVENT_LOOP='tokio': expected one of uvloop, asyncio" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "a").exists()  # refused before the data dir was made
 
 
 def test_corrupt_wal_is_refused_with_file_and_offset(tmp_path: Path) -> None:
