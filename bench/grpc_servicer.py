@@ -1,9 +1,10 @@
 """Which gRPC server shape to build on, and how raftkv compares with etcd under load.
 
 Starts a KV servicer that answers Range/Put/DeleteRange instantly (no consensus, no
-disk) in one of three shapes, grpc.aio as the generated code registers it, grpc.aio with
-generic handlers only (as raftkv serves: ``raftkv.server.embed.GenericHandlersOnly``) or
-the threaded server, and points ``etcdctl check perf --load=<load>`` at it; then the same
+disk) in one of four shapes, grpc.aio as the generated code registers it, grpc.aio with
+generic handlers only (``raftkv.server.embed.GenericHandlersOnly``), the same on uvloop
+(as raftkv serves: ``raftkv.server.eventloop``) or the threaded server, and points
+``etcdctl check perf --load=<load>`` at it; then the same
 load at a real 3-member etcd 3.6.16 on loopback, in the same process tree. The servicer's
 ceiling is the best the server could ever do through that shape. Last, a real 3-member
 raftkv cluster under the same load (etcdctl 3.6.16 throughout). Run:
@@ -13,7 +14,6 @@ raftkv cluster under the same load (etcdctl 3.6.16 throughout). Run:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import subprocess
 import sys
@@ -25,6 +25,7 @@ import grpc
 from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from raftkv.server import eventloop
 from raftkv.server.embed import GenericHandlersOnly
 from tests.support.etcd import Cluster, etcd36_bin, raftkv_cluster
 from tests.support.proc import free_port, port_open, wait_until
@@ -56,7 +57,7 @@ class NullKVAio(rpc_pb2_grpc.KVServicer):
         return rpc_pb2.DeleteRangeResponse(header=_header())
 
 
-MODES = ("aio", "aio-generic", "threaded")
+MODES = ("aio", "aio-generic", "aio-generic-uvloop", "threaded")
 
 
 def serve(mode: str, port: int) -> None:
@@ -70,11 +71,12 @@ def serve(mode: str, port: int) -> None:
         async def main() -> None:
             server = grpc.aio.server()
             rpc_pb2_grpc.add_KVServicer_to_server(
-                NullKVAio(), GenericHandlersOnly(server) if mode == "aio-generic" else server)
+                NullKVAio(), GenericHandlersOnly(server) if mode.startswith("aio-generic")
+                else server)
             server.add_insecure_port(f"127.0.0.1:{port}")
             await server.start()
             await server.wait_for_termination()
-        asyncio.run(main())
+        eventloop.run(main(), "uvloop" if mode.endswith("uvloop") else "asyncio")
 
 
 def check_perf(endpoints: str, load: str) -> str:
@@ -88,6 +90,18 @@ def check_perf(endpoints: str, load: str) -> str:
     return f"{m.group(1) if m else '?'}   ({verdict})"
 
 
+def null_servicer(mode: str, load: str) -> str:
+    """``check perf`` at a null servicer of one shape, in a process of its own."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)])
+    try:
+        wait_until(lambda: port_open(port), 30, f"{mode} servicer")
+        return check_perf(f"127.0.0.1:{port}", load)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--load", default="l", choices=["s", "m", "l", "xl"])
@@ -97,23 +111,15 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port)
         return
-    results = {}
-    for mode in MODES:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)])
-        try:
-            wait_until(lambda port=port: port_open(port), 30, f"{mode} servicer")
-            results[f"null KV servicer, grpc {mode}"] = check_perf(f"127.0.0.1:{port}", args.load)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    results = {f"null KV servicer, grpc {mode}": null_servicer(mode, args.load)
+               for mode in MODES}
     with tempfile.TemporaryDirectory() as d, Cluster(Path(d), 3, binary=etcd36_bin()) as c:
         results["etcd 3.6.16, 3 members"] = check_perf(",".join(c.endpoints), args.load)
     with tempfile.TemporaryDirectory() as d, raftkv_cluster(Path(d), 3) as c:
         results["raftkv, 3 members"] = check_perf(",".join(c.endpoints), args.load)
     print(f"etcdctl check perf --load={args.load}: throughput, writes/s")
     for what, fig in results.items():
-        print(f"  {what:32} {fig}")
+        print(f"  {what:40} {fig}")
 
 
 if __name__ == "__main__":

@@ -48,10 +48,11 @@ def test_floors_hold_or_not_per_row() -> None:
     rows = [Row(rk, "check perf --load=l", 2200.0), Row(et, "check perf --load=l", 2600.0),
             Row(rk, "put, 1 client via leader", 255.0, 3.7, 8.7),
             Row(et, "put, 1 client via leader", 761.0, 1.1, 5.9)]
-    text = floors(rows)
+    text = floors(rows, 2300.0)  # the null servicer's rate in the same run
     assert ("| check perf --load=l: writes/s | >= 0.8x etcd | 2200.0 | 2600.0 | 0.85x | yes |"
             in text)
     assert "| put, 1 client via leader: p50 | <= 1.5x etcd | 3.7 | 1.1 | 3.36x | **no** |" in text
     assert "| put, 1 client via leader: p99 | <= 2.0x etcd | 8.7 | 5.9 | 1.47x | yes |" in text
-    assert "null grpc.aio servicer | >= 1.0x | 2200.0 | 2148.0 | 1.02x | yes |" in text
+    assert "etcd column) | >= 1.0x | 2200.0 | 2300.0 | 0.96x | **no** |" in text
+    assert "null grpc.aio servicer" not in floors(rows, None)  # not measured: no floor
     assert "via follower" not in text  # a floor without both rows is left out
