@@ -7,10 +7,12 @@ way out should uvloop misbehave somewhere); ``settle``, called once the member s
 moves every object alive then (modules, protobuf descriptors, the recovered state) into
 the collector's permanent generation (``gc.freeze``), so no later collection walks them.
 
-Why (issue 14, ``bench/results/event-loop.md``): on the 2-core box, a 3-member cluster
-under etcd's benchmark used less CPU per write and answered one client sooner on uvloop
-(figures there); without the freeze a full collection walked some 50,000 start-up objects,
-40-130 ms each time, a few times a benchmark run.
+Why (issue 14, ``bench/results/event-loop.md``): on the 2-core box, interleaved rounds of
+a 3-member cluster under etcd's benchmark gave uvloop 8-11% lower one-client latency and
+about 9% less CPU per write at 256 clients than the standard loop. The freeze halves the
+pause of each full collection (17-35 ms without it, 7-17 ms with it, measured with
+``gc.callbacks``, a few per member per benchmark run); its effect on throughput was
+within the noise of three interleaved rounds.
 
 Invariants: the member behaves the same on either loop (the suite runs members through
 the ``raftkv`` command, so on uvloop); an unknown loop name is refused before anything
