@@ -8,7 +8,7 @@ moves every object alive then (modules, protobuf descriptors, the recovered stat
 the collector's permanent generation (``gc.freeze``), so no later collection walks them.
 
 Why (issue 14, ``bench/results/event-loop.md``): on the 2-core box, interleaved rounds of
-a 3-member cluster under etcd's benchmark gave uvloop 8-11% lower one-client latency and
+a 3-member cluster under etcd's benchmark gave uvloop 7-11% lower one-client p50 and
 about 9% less CPU per write at 256 clients than the standard loop. The freeze halves the
 pause of each full collection (17-35 ms without it, 7-17 ms with it, measured with
 ``gc.callbacks``, a few per member per benchmark run); its effect on throughput was
