@@ -1,5 +1,5 @@
-"""The member process's event loop (raftkv.server.eventloop): uvloop by default, the
-standard loop on request, unknown names refused, and start-up objects frozen."""
+"""The member process's event loop (raftkv.server.eventloop): asyncio's by default,
+uvloop on request, unknown names refused, and start-up objects frozen."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ async def _loop_type() -> type:
     return type(asyncio.get_running_loop())
 
 
-def test_uvloop_is_the_default() -> None:
-    assert eventloop.chosen({}) == "uvloop"
-    assert eventloop.chosen({"RAFTKV_EVENT_LOOP": ""}) == "uvloop"
-    assert issubclass(eventloop.run(_loop_type()), uvloop.Loop)
+def test_the_standard_loop_is_the_default() -> None:
+    assert eventloop.chosen({}) == "asyncio"
+    assert eventloop.chosen({"RAFTKV_EVENT_LOOP": ""}) == "asyncio"
+    assert not issubclass(eventloop.run(_loop_type()), uvloop.Loop)
 
 
-def test_the_standard_loop_on_request() -> None:
-    assert eventloop.chosen({"RAFTKV_EVENT_LOOP": "asyncio"}) == "asyncio"
-    assert not issubclass(eventloop.run(_loop_type(), "asyncio"), uvloop.Loop)
+def test_uvloop_on_request() -> None:
+    assert eventloop.chosen({"RAFTKV_EVENT_LOOP": "uvloop"}) == "uvloop"
+    assert issubclass(eventloop.run(_loop_type(), "uvloop"), uvloop.Loop)
 
 
 def test_an_unknown_loop_is_refused() -> None:
-    with pytest.raises(eventloop.UnknownLoop, match="expected one of uvloop, asyncio"):
+    with pytest.raises(eventloop.UnknownLoop, match="expected one of asyncio, uvloop"):
         eventloop.chosen({"RAFTKV_EVENT_LOOP": "tokio"})
 
 
