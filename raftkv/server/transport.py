@@ -98,6 +98,15 @@ def frame(kind: int, payload: bytes) -> bytes:
     return _HDR.pack(len(payload), kind) + payload
 
 
+def put(w: asyncio.StreamWriter, data: bytes) -> None:
+    """Write to a peer connection. One the far end already reset is a ConnectionResetError
+    on every event loop: asyncio's drops the bytes, uvloop raises RuntimeError, which
+    ended a stream task for good (a member never heard from its leader again)."""
+    if w.is_closing():
+        raise ConnectionResetError("the peer closed the connection")
+    w.write(data)
+
+
 def received_snapshot_path(snapshot_dir: Path, term: int, index: int) -> Path:
     """Where a snapshot's backend file received from the leader is kept until installed."""
     return snapshot_dir / f"{term:016x}-{index:016x}.snap.db"
@@ -130,8 +139,8 @@ async def discover(peer_url: str, peer_urls: list[str], timeout: float = 5.0,
     without a word otherwise."""
     reader, writer = await open_peer(peer_url, tls, timeout)
     try:
-        writer.write(frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
-        writer.write(frame(WHO, json.dumps(sorted(peer_urls)).encode()))
+        put(writer, frame(HELLO, _HELLO.pack(PROTOCOL_VERSION, DISCOVER, 0, 0, 0)))
+        put(writer, frame(WHO, json.dumps(sorted(peer_urls)).encode()))
         await writer.drain()
         try:
             kind, payload = await asyncio.wait_for(read_frame(reader), timeout)
@@ -303,12 +312,12 @@ class Transport:
             try:
                 r, w = await open_peer(p.url, self.tls, 2)
                 writer = w
-                w.write(self._hello(STREAM, p.id))
+                put(w, self._hello(STREAM, p.id))
                 await w.drain()
                 p.connected = True
                 backoff = 0.05
                 if p.pending:
-                    w.write(b"".join(p.pending))
+                    put(w, b"".join(p.pending))
                     p.pending.clear()
                 p.writer = w
                 try:
@@ -348,15 +357,15 @@ class Transport:
                      m.snapshot.metadata.index, p.id, path.stat().st_size)
             reader, w = await open_peer(p.url, self.tls, 5)
             writer = w
-            w.write(self._hello(SNAPSHOT, p.id))
-            w.write(frame(SNAP_HEADER, encode_message(m)))
+            put(w, self._hello(SNAPSHOT, p.id))
+            put(w, frame(SNAP_HEADER, encode_message(m)))
             crc = 0
             with open(path, "rb") as f:
                 while chunk := f.read(SNAPSHOT_CHUNK):
                     crc = zlib.crc32(chunk, crc)
-                    w.write(frame(SNAP_CHUNK, chunk))
+                    put(w, frame(SNAP_CHUNK, chunk))
                     await w.drain()
-            w.write(frame(SNAP_END, struct.pack(">I", crc)))
+            put(w, frame(SNAP_END, struct.pack(">I", crc)))
             await w.drain()
             kind, payload = await asyncio.wait_for(read_frame(reader), 120)
             ok = kind == SNAP_END and payload == b"ok"
@@ -394,7 +403,7 @@ class Transport:
                 # the cluster's (like GET /members on etcd's peer port), once it named
                 # peer URLs that are a member's; anyone else learns nothing
                 answer = await self._discovery_answer(reader)
-                writer.write(frame(MEMBERS, answer))
+                put(writer, frame(MEMBERS, answer))
                 await writer.drain()
                 return
             if cluster != self.cluster_id:
@@ -501,6 +510,6 @@ class Transport:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        writer.write(frame(SNAP_END, b"ok"))
+        put(writer, frame(SNAP_END, b"ok"))
         await writer.drain()
         self.on_message(m)

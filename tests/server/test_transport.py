@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,3 +302,30 @@ async def test_a_peer_that_stops_reading_is_reported_and_its_buffer_bounded(
     finally:
         await tr.close()
         server.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_write_to_a_reset_connection_raises_on_either_loop(loop: str) -> None:
+    """uvloop raises RuntimeError on a write to a closed transport (asyncio drops it); a
+    stream task died of that once and a member never heard from its leader again."""
+    from raftkv.server import eventloop
+
+    async def check() -> None:
+        async def reset(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.get_extra_info("socket").setsockopt(  # an RST, as the fault proxy sends
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+
+        server = await asyncio.start_server(reset, "127.0.0.1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            with contextlib.suppress(ConnectionError):
+                await r.read(1)  # the reset arrived
+            with pytest.raises(ConnectionResetError):
+                t.put(w, b"x")
+            w.close()
+        finally:
+            server.close()
+
+    eventloop.run(check(), loop)
