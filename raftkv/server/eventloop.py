@@ -9,10 +9,11 @@ generation (``gc.freeze``), so no later collection walks them.
 
 Why uvloop is not the default (issue 14, ``bench/results/event-loop.md``): on the 2-core
 box it gave 7-11% lower one-client p50 and about 9% less CPU per write at 256 clients,
-but with members on uvloop the history harness's fault campaigns failed (kill-random,
-pause-random, partition-leader on 3 and 5 members: a member stayed unhealthy for 60 s
-after its peers' streams through the fault proxy were reset), and on asyncio's loop they
-pass. Until that is understood, uvloop serves only ``bench/event_loop.py``. The freeze
+but with members on uvloop the history harness's fault campaigns failed: uvloop raises
+RuntimeError on a write to a connection the far end reset, which ended a peer stream task
+for good (fixed: ``transport.put``; the ten failed campaigns then pass on uvloop). It
+becomes the default once the whole suite has run on it; until then it serves
+``bench/event_loop.py``. The freeze
 halves the pause of each full collection (17-35 ms without it, 7-17 ms with it, measured
 with ``gc.callbacks``, a few per member per benchmark run); its effect on throughput was
 within the noise of three interleaved rounds.
