@@ -35,11 +35,14 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 say() { echo "build-k8s: $*" >&2; }
 
 # Does binary $1 (path) report $VERSION? kubectl and kubeadm have no --version flag.
+# grep reads all the output (no -q): under pipefail, grep -q exiting at its first match
+# made kubectl, writing its second line, die of SIGPIPE now and then (2 of 30 runs), so a
+# warm cache read as cold and was rebuilt.
 reports_version() {
     case "$(basename "$1")" in
-        kubectl) "$1" version --client 2>/dev/null | grep -qx "Client Version: $VERSION" ;;
-        kubeadm) "$1" version -o short 2>/dev/null | grep -qx "$VERSION" ;;
-        *) "$1" --version 2>/dev/null | grep -qx "Kubernetes $VERSION" ;;
+        kubectl) "$1" version --client 2>/dev/null | grep -x "Client Version: $VERSION" >/dev/null ;;
+        kubeadm) "$1" version -o short 2>/dev/null | grep -x "$VERSION" >/dev/null ;;
+        *) "$1" --version 2>/dev/null | grep -x "Kubernetes $VERSION" >/dev/null ;;
     esac
 }
 
