@@ -13,10 +13,9 @@ but with members on uvloop the history harness's fault campaigns failed: uvloop 
 RuntimeError on a write to a connection the far end reset, which ended a peer stream task
 for good (fixed: ``transport.put``; the ten failed campaigns then pass on uvloop). It
 becomes the default once the whole suite has run on it; until then it serves
-``bench/event_loop.py``. The freeze
-halves the pause of each full collection (17-35 ms without it, 7-17 ms with it, measured
-with ``gc.callbacks``, a few per member per benchmark run); its effect on throughput was
-within the noise of three interleaved rounds.
+``bench/event_loop.py``. The freeze halves the pause of each full collection (17-35 ms
+without it, 7-17 ms with it, measured with ``gc.callbacks``, a few per member per
+benchmark run); its effect on throughput was within the noise of three interleaved rounds.
 
 Invariants: an unknown loop name is refused before anything starts; an embedding program
 (``raftkv.server.embed``) keeps its own loop; ``settle`` runs once, after start-up, and
