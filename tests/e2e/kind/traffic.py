@@ -6,9 +6,17 @@ every tenth write reads the last acknowledged key back (linearizable), printing 
 or ``READ n MISSING``; errors print ``ERR ...`` and the next attempt dials again.
 
 ``traffic.py sampler ENDPOINT``: about every 200 ms, reads the member list through ENDPOINT
-and each member's own Status, printing ``SAMPLE <unix time> <voters> <healthy voters>``
-(a healthy voter answers its Status within 1 s, knows a leader and reports no error;
-each member's connection is kept across samples).
+and each voter's own Status, printing ``SAMPLE <unix time> <voters> <healthy voters>
+<stall ms> <id>=<state>,...``. A healthy voter answers its Status within 1 s of the sample's
+start, reports no error and knows a leader; a voter that answers "no leader" is asked again
+until that second is up, so the few milliseconds of an election or a leadership transfer,
+where every member is between leaders, are not taken for a lost quorum, while a quorum
+that is really gone (no leader for a second) still is. ``<state>`` says why a voter is not
+healthy (``timeout``, ``no-leader``, ``unavailable``, ...). ``<stall ms>`` is how late the
+sampler's own event loop ran during the sample (a 50 ms ticker): a sampler starved of CPU
+for longer than the 1 s deadline sees every member time out, which measures the sampler,
+not the cluster, and the test counts such samples apart. Each member's connection is kept
+across samples.
 
 ``traffic.py verify ENDPOINT N...``: reads every ``w/<n>`` given and prints ``LOST n`` for
 each missing one, then ``VERIFIED <count>``.
@@ -64,12 +72,42 @@ async def writer(endpoint: str) -> None:
             await asyncio.sleep(0.1)  # back off before dialing again, not a readiness wait
 
 
-async def _status_ok(c: EtcdClient) -> tuple[int, bool, bool]:
-    try:
-        s = await c.status()
-        return s.member_id, s.leader != 0 and not s.errors, s.is_learner
-    except EtcdError:
-        return 0, False, False
+async def _voter_state(c: EtcdClient, mid: int, deadline: float) -> str:
+    """``ok`` if voter ``mid`` is healthy before ``deadline`` (monotonic), else why not."""
+    while True:
+        try:
+            s = await c.status()
+        except EtcdError as exc:
+            return exc.kind.value
+        if s.member_id != mid:
+            return "wrong-member"
+        if s.errors:
+            return "errors"
+        if s.is_learner:
+            return "learner"
+        if s.leader != 0:
+            return "ok"
+        if time.monotonic() + 0.05 >= deadline:
+            return "no-leader"
+        await asyncio.sleep(0.05)  # between leaders: ask again within the second
+
+
+class Stalls:
+    """The event loop's lateness, from a 50 ms ticker: how starved the sampler itself is."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.05)
+            self.worst = max(self.worst, time.monotonic() - t - 0.05)
+
+    def take(self) -> float:
+        worst, self.worst = self.worst, 0.0
+        return worst
 
 
 async def sampler(endpoint: str) -> None:
@@ -83,16 +121,21 @@ async def sampler(endpoint: str) -> None:
             members[url] = dial(url, 1, 1)
         return members[url]
 
+    stalls = Stalls()
     while True:
         started = time.monotonic()
+        stalls.take()
         try:
             ml = await c.member_list()
             voters = [m for m in ml.members if not m.is_learner]
-            results = await asyncio.gather(*(_status_ok(member(m.client_urls[0]))
-                                             for m in voters if m.client_urls))
-            healthy = sum(1 for mid, ok, learner in results
-                          if ok and not learner and any(v.id == mid for v in voters))
-            out(f"SAMPLE {time.time():.3f} {len(voters)} {healthy}")
+            deadline = time.monotonic() + 1.0
+            states = await asyncio.gather(*(
+                _voter_state(member(m.client_urls[0]), m.id, deadline) if m.client_urls
+                else asyncio.sleep(0, "no-url") for m in voters))
+            healthy = sum(1 for st in states if st == "ok")
+            detail = ",".join(f"{m.id:x}={st}" for m, st in zip(voters, states, strict=True))
+            out(f"SAMPLE {time.time():.3f} {len(voters)} {healthy} "
+                f"{stalls.take() * 1000:.0f} {detail}")
         except EtcdError as exc:
             out(f"SAMPLE-ERR {time.time():.3f} {exc}")
             await c.close()
