@@ -20,6 +20,7 @@ from tests.support.kind import REPO, KindCluster
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 
 SA = "system:serviceaccount:raftkv-system:raftkv-operator"
+CRDS = ("crd/raftclusters.raftkv.dev", "crd/clusterkopfpeerings.kopf.dev")
 ALLOWED = [
     ("patch", "raftclusters.raftkv.dev", "status"),
     ("watch", "raftclusters.raftkv.dev", None),
@@ -57,8 +58,7 @@ def test_kustomize_base_applies_in_one_pass_with_the_contract_rbac(
     base = str(REPO / "manifests")
     k.kubectl("apply", "-k", base)
     try:
-        k.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                  "crd/raftclusters.raftkv.dev", "crd/clusterkopfpeerings.kopf.dev")
+        k.kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRDS)
         for verb, resource, sub in ALLOWED:
             assert can_i(k, verb, resource, sub), f"operator cannot {verb} {resource} {sub}"
         for verb, resource, sub in DENIED:
@@ -69,15 +69,23 @@ def test_kustomize_base_applies_in_one_pass_with_the_contract_rbac(
     finally:
         k.kubectl("delete", "-k", base, "--wait=true", "--timeout=120s", check=False,
                   timeout=150)
+        # the next test installs the chart, whose CRs cannot be created while these CRDs
+        # are still terminating: wait until they are gone, and say so if they are not
+        gone = k.kubectl("wait", "--for=delete", "--timeout=120s", *CRDS, check=False,
+                         timeout=150)
+        assert gone.returncode == 0 or "not found" in gone.stderr, (
+            f"CRDs of the kustomize base not deleted: {gone.stderr}")
 
 
 def test_helm_install_with_two_replicas(kind_cluster: KindCluster) -> None:
     k = kind_cluster
     ns = f"op-{secrets.token_hex(3)}"
     release = "raftkv-operator"
-    k.helm("install", release, str(k.chart), "--namespace", ns, "--create-namespace",
-           "--set", "replicas=2", "--set", "image.tag=0.1.1", "--wait=false")
     try:
+        # inside the try: a half-done install leaves cluster-scoped objects (ClusterRole,
+        # peering) owned by this release, which would refuse the next test's install
+        k.helm("install", release, str(k.chart), "--namespace", ns, "--create-namespace",
+               "--set", "replicas=2", "--set", "image.tag=0.1.1", "--wait=false")
         dep = json.loads(k.kubectl("-n", ns, "get", f"deploy/{release}", "-o", "json").stdout)
         assert dep["spec"]["replicas"] == 2
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "raftkv:0.1.1"
