@@ -16,12 +16,14 @@ Invariants:
 - nothing is re-issued unless it is absent, broken, from another CA or due, so calling
   these on every reconcile changes nothing while the certificates are fresh;
 - the client's files live under a private directory (0700), the key file 0600, and are
-  rewritten only when their content changes.
+  rewritten only when their content changes; a directory the store made itself is
+  removed by :meth:`CertStore.close` (the operator's cleanup), so no key outlives it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +42,18 @@ class CertsMissing(Exception):
 class CertStore:
     def __init__(self, kube: Kube, workdir: Path | None = None) -> None:
         self.kube = kube
+        self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="raftkv-operator-tls-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
         # (ns, cluster) -> expiry of the client certificate (Secrets mode: the earliest of
         # the client, server and peer Secrets, which no pod annotation records)
         self.client_not_after: dict[tuple[str, str], int] = {}
+
+    def close(self) -> None:
+        """Remove the client's key files if this store made their directory."""
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     async def ca(self, spec: ClusterSpec) -> KeyPair:
         got = certs.pair_of(await self.kube.secret_data(spec.namespace, spec.ca_secret))

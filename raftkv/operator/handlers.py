@@ -71,6 +71,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler()
 
 
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    """On exit, remove the client key files the reconciler wrote (nothing else to undo)."""
+    r = _state.pop("r", None)
+    if r is not None and r.certs is not None:
+        r.certs.close()
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)

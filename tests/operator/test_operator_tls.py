@@ -289,3 +289,12 @@ def test_4_disabled_is_plain_text_without_secrets(env: Env) -> None:
     cmd = env.get("pod", "plain-0")["spec"]["containers"][0]["command"]
     assert not [a for a in cmd if "cert" in a or "https" in a]
     assert env.status("plain")["tls"] == {"mode": "Disabled"}
+
+
+def test_5_operator_stopped_leaves_no_key_files(env: Env) -> None:
+    made = list(env.tmpdir.glob("raftkv-operator-tls-*"))
+    assert made, f"the operator wrote no client TLS directory under {env.tmpdir}"
+    assert any(made[0].rglob("tls.key")), \
+        f"no key file under {made[0]}: {list(made[0].rglob('*'))}"
+    assert env.operator.stop() == 0  # SIGTERM: kopf runs its cleanup handlers
+    assert list(env.tmpdir.glob("raftkv-operator-tls-*")) == []

@@ -37,12 +37,16 @@ class OperatorEnv:
         self.k8s, self.workdir, self.ns = k8s, workdir, namespace
         self.host_template = host_template
         self.runner = PodRunner(k8s.kubeconfig, namespace, workdir, host_template)
+        self.tmpdir = workdir / "operator-tmp"
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         self.operator = Proc("raftkv-operator", [
             str(OPERATOR), "--namespace", namespace, "--standalone",
             "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
         ], workdir / "operator.log", env={
             "KUBECONFIG": str(k8s.kubeconfig), "RAFTKV_OPERATOR_INTERVAL": "1",
-            "RAFTKV_MEMBER_HOST_TEMPLATE": host_template})
+            "RAFTKV_MEMBER_HOST_TEMPLATE": host_template,
+            # its temporary files (the client's TLS keys) stay in the test's own directory
+            "TMPDIR": str(self.tmpdir)})
 
     # --- lifecycle ------------------------------------------------------------------------
 
