@@ -19,6 +19,7 @@ from raftkv.raft.storage import MemoryStorage, Storage
 from raftkv.raft.types import (
     EMPTY_HARD_STATE,
     LOCAL_MESSAGES,
+    NONE,
     RESPONSE_MESSAGES,
     ConfChange,
     ConfChangeType,
@@ -128,21 +129,22 @@ class RawNode:
     # --- outputs ----------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # Called after every input: the same tests as ready() makes, cheapest first, and
+        # field by field (no SoftState/HardState built just to compare).
         r = self.raft
         r.flush_appends()
+        if r.msgs or r.read_states:
+            return True
         log = r.raft_log
-        if r.soft_state() != self.prev_soft:
+        soft, hard = self.prev_soft, self.prev_hard
+        if r.lead != soft.lead or r.state is not soft.state:
             return True
-        hs = r.hard_state()
-        if not hs.is_empty() and hs != self.prev_hard:
+        term, vote, commit = r.term, r.vote, log.committed
+        if (term != hard.term or vote != hard.vote or commit != hard.commit) \
+                and not (term == 0 and vote == NONE and commit == 0):
             return True
-        return bool(
-            log.unstable.snapshot is not None
-            or r.msgs
-            or log.unstable.entries
-            or log.has_next_committed_ents()
-            or r.read_states
-        )
+        return bool(log.unstable.snapshot is not None or log.unstable.entries
+                    or log.has_next_committed_ents())
 
     def ready(self) -> Ready:
         r = self.raft
