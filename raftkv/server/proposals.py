@@ -203,12 +203,16 @@ class Proposals:
             raise errors.Timeout() from None
 
     async def transfer_leadership_before_stop(self) -> int:
+        """Hand leadership to the most caught-up voter whose stream is up (etcd's
+        longestConnected), and wait for it up to an election timeout, or until that
+        voter's stream is lost (it is stopping too): the new leader, or 0."""
         s = self.s
         if not s.is_leader() or s.removed:
             return 0
         r = s.node.raft
         others = [(pr.match, vid) for vid, pr in r.prs.progress.items()
-                  if vid != s.id and vid in r.prs.voters and pr.recent_active]
+                  if vid != s.id and vid in r.prs.voters and pr.recent_active
+                  and s.transport.connected(vid)]
         if not others:
             return 0
         match, target = max(others)
@@ -216,16 +220,19 @@ class Proposals:
                  r.raft_log.last_index())
         s.node.transfer_leadership(target)
         s._wake.set()
-
-        async def moved() -> None:
-            while s.lead in (s.id, NONE):
-                await s.leader_changed.wait()
-
-        try:
-            await asyncio.wait_for(moved(), s.cfg.election_timeout_ms / 1000)
-        except TimeoutError:
-            log.warning("stopping: leadership transfer to %x did not complete", target)
-            return 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.cfg.election_timeout_ms / 1000
+        while s.lead in (s.id, NONE):
+            left = deadline - loop.time()
+            if left <= 0 or not s.transport.connected(target):
+                why = "timed out" if left <= 0 else "its stream was lost"
+                log.warning("stopping: leadership transfer to %x did not complete (%s)",
+                            target, why)
+                return 0
+            # woken by a leader change; the stream is looked at once per heartbeat
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(s.leader_changed.wait(),
+                                       min(left, s.cfg.heartbeat_interval_ms / 1000))
         log.info("stopping: leadership transferred to %x", s.lead)
         return s.lead
 
