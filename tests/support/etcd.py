@@ -35,7 +35,7 @@ from raftkv.etcdtools import ETCD36_VERSION as ETCD36_VERSION  # re-exported
 from raftkv.etcdtools import etcd36_bin as etcd36_bin
 from raftkv.etcdtools import etcd36_dir as etcd36_dir
 from tests.support.pki import ClusterPKI
-from tests.support.proc import Proc, free_port, port_open, wait_until
+from tests.support.proc import Proc, free_port, port_open, stop_all, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -246,9 +246,7 @@ class Cluster:
             wait_until(m.serving, timeout, f"{m.name} serving after restart")
 
     def stop(self) -> None:
-        for m in self.members:
-            if m.proc is not None:
-                m.proc.stop()
+        stop_all([m.proc for m in self.members if m.proc is not None])
 
     def etcdctl(self, *args: str, endpoints: list[str] | None = None, version: str = "3.5",
                 check: bool = True, timeout: float = 30.0,
