@@ -68,7 +68,7 @@ def test_diag_agrees_with_etcdctl_on_kubeadm_etcd(kind_cluster: KindCluster) -> 
         assert fsync["url"] == "http://127.0.0.1:2381/metrics"
         assert fsync["wal_fsync"]["observations"] > 0
 
-        check = _exec(k, "diag", "-w", "json", "check", check=False)
+        check = _exec(k, "diag", "-w", "json", "check", "--window", "1s", check=False)
         verdict = json.loads(check.stdout)
         assert check.returncode == verdict["exit_code"] <= ExitCode.WARNING, check.stdout
         assert not {f["rule"] for f in verdict["findings"] if f["severity"] != "OK"} & {
