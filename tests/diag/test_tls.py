@@ -74,6 +74,10 @@ def tls_cluster(workdir: Path, certs: Certs, size: int, server: Pair | None = No
     return c
 
 
+# etcdctl refused too: a failed handshake is retried until the command timeout (5 s)
+FAIL_FAST = "--command-timeout=2s"
+
+
 def ctl(c: Cluster, *args: str, check: bool = True, endpoints: list[str] | None = None
         ) -> Any:
     return c.etcdctl(*args, version="3.6", check=check,
@@ -133,7 +137,7 @@ def test_unknown_ca(mtls: Cluster, certs: Certs) -> None:
     r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_UNKNOWN_CA, "TLS failure (unknown CA)",
               f"--cacert {certs.other_ca}")
-    assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
+    assert ctl(mtls, FAIL_FAST, *tls, "endpoint", "status", endpoints=[_https(m)],
                check=False).returncode != 0
 
 
@@ -144,7 +148,7 @@ def test_client_certificate_required(mtls: Cluster, certs: Certs) -> None:
         r = diag(mtls, certs, cmd, tls=tls, member=m)
         _one_line(r, ExitCode.TLS_CLIENT_CERT_REQUIRED, "client certificate required",
                   "--cert and --key")
-    assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
+    assert ctl(mtls, FAIL_FAST, *tls, "endpoint", "status", endpoints=[_https(m)],
                check=False).returncode != 0
 
 
@@ -154,7 +158,7 @@ def test_client_certificate_from_another_ca(mtls: Cluster, certs: Certs) -> None
     r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_CLIENT_CERT_REJECTED, "client certificate rejected",
               str(certs.other_client.cert))
-    assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
+    assert ctl(mtls, FAIL_FAST, *tls, "endpoint", "status", endpoints=[_https(m)],
                check=False).returncode != 0
 
 
@@ -163,7 +167,7 @@ def test_hostname_mismatch(mtls: Cluster, certs: Certs) -> None:
     r = diag(mtls, certs, "status", member=m, host=OTHER_HOST)
     _one_line(r, ExitCode.TLS_HOSTNAME_MISMATCH, "hostname mismatch", OTHER_HOST,
               "IP Address:127.0.0.1")
-    assert ctl(mtls, *certs.client_args(), "endpoint", "status",
+    assert ctl(mtls, FAIL_FAST, *certs.client_args(), "endpoint", "status",
                endpoints=[_https(m, OTHER_HOST)], check=False).returncode != 0
 
 
@@ -173,7 +177,7 @@ def test_expired_client_certificate(mtls: Cluster, certs: Certs) -> None:
     r = diag(mtls, certs, "status", tls=tls, member=m)
     _one_line(r, ExitCode.TLS_CERT_EXPIRED, "certificate expired",
               str(certs.expired_client.cert))
-    assert ctl(mtls, *tls, "endpoint", "status", endpoints=[_https(m)],
+    assert ctl(mtls, FAIL_FAST, *tls, "endpoint", "status", endpoints=[_https(m)],
                check=False).returncode != 0
 
 
@@ -218,7 +222,7 @@ def test_expired_server_certificate(tmp_path: Path, certs: Certs) -> None:
     try:
         r = diag(c, certs, "status")
         _one_line(r, ExitCode.TLS_CERT_EXPIRED, "server's certificate has expired")
-        assert ctl(c, *certs.client_args(), "endpoint", "status",
+        assert ctl(c, FAIL_FAST, *certs.client_args(), "endpoint", "status",
                    check=False).returncode != 0
     finally:
         c.stop()
