@@ -91,7 +91,8 @@ class Env:
             "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
         ], self.workdir / f"operator-{self.op_runs}.log", env={
             "KUBECONFIG": str(self.k8s.kubeconfig), "RAFTKV_OPERATOR_INTERVAL": "1",
-            "RAFTKV_MEMBER_HOST_TEMPLATE": self.host_template}).start()
+            "RAFTKV_MEMBER_HOST_TEMPLATE": self.host_template,
+            "TMPDIR": str(self.workdir)}).start()  # its TLS key files: killed, it leaves them
 
     def kubectl(self, *args: str, input: str | None = None) -> Any:
         return self.k8s.kubectl("-n", NS, *args, input=input, check=True)
