@@ -122,16 +122,23 @@ class Proc:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code."""
+        self._terminate()
+        return self._reap(grace)
+
+    def _terminate(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, signal.SIGCONT)  # a paused one must see it
+                os.kill(self.popen.pid, signal.SIGTERM)
+
+    def _reap(self, grace: float) -> int | None:
+        """Wait up to ``grace`` seconds for the exit, then SIGKILL; the exit code."""
         if self.popen is None:
             return None
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, signal.SIGCONT)
-                os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
         _LIVE.pop(self.popen.pid, None)
         return self.popen.returncode
 
@@ -148,19 +155,10 @@ def stop_all(procs: Sequence[Proc], grace: float = 10.0) -> None:
     for all to exit, then SIGKILL to what is left (a cluster's members stop side by side,
     not one after another)."""
     for p in procs:
-        if p.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGCONT)
-                os.kill(p.pid, signal.SIGTERM)
+        p._terminate()
     deadline = time.monotonic() + grace
     for p in procs:
-        if p.popen is None:
-            continue
-        try:
-            p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-        _LIVE.pop(p.popen.pid, None)
+        p._reap(max(0.0, deadline - time.monotonic()))
 
 
 def live_log_tails(since: float = 0.0) -> str:
