@@ -6,6 +6,7 @@ its record in status.tls keeps it on plain text."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, cast
 
 from raftkv.operator.certstore import CertsMissing, CertStore
@@ -88,11 +89,13 @@ class LegacyKube:
         return True
 
 
-def test_a_cluster_from_before_spec_tls_stays_plain_text_with_one_warning() -> None:
+def test_a_cluster_from_before_spec_tls_stays_plain_text_with_one_warning(
+        tmp_path: Path) -> None:
     kube = LegacyKube()
     events: list[tuple[str, str, str]] = []
     r = Reconciler(cast(Kube, kube), lambda _b, t, reason, m: events.append((t, reason, m)),
-                   host_template="127.77.{ordinal}.1")
+                   host_template="127.77.{ordinal}.1",
+                   certs=CertStore(cast(Kube, kube), tmp_path / "tls"))
     # what the API server returns for an object stored before spec.tls: the default Auto
     body: dict[str, Any] = {"metadata": {"name": "old", "namespace": "ns", "uid": "u2"},
                             "spec": {"replicas": 3, "tls": {"mode": "Auto"}}}
