@@ -62,3 +62,40 @@ def test_sigterm_on_the_leader_transfers_leadership(tmp_path: Path) -> None:
         raise
     finally:
         c.stop()
+
+
+def test_sigterm_on_the_leader_skips_a_voter_whose_stream_is_down(tmp_path: Path) -> None:
+    """The stopping leader must not pick a voter it has no stream to (etcd's
+    longestConnected). With both followers caught up, the choice ties on match and
+    falls to the higher id; that follower is killed first, so only the connected()
+    filter makes the leader hand over to the other one."""
+    c = raftkv_cluster(tmp_path, 3, extra_args=[
+        f"--election-timeout={int(ELECTION_S * 1000)}", "--heartbeat-interval=100"])
+    try:
+        c.start()
+        asyncio.run(put_retry(c.members[0].client_url, b"k", b"v"))
+        by_id = {asyncio.run(_status(m.client_url)).header.member_id: m for m in c.members}
+        old = asyncio.run(_status(c.members[0].client_url)).leader
+        leader = by_id[old]
+        dead_id, live_id = sorted((i for i in by_id if i != old), reverse=True)
+
+        def caught_up() -> bool:
+            return len({asyncio.run(_status(m.client_url)).raftIndex
+                        for m in c.members}) == 1
+        wait_until(caught_up, 30, "every member to hold the same log")
+        dead = by_id[dead_id]
+        assert dead.proc is not None and leader.proc is not None
+        dead.proc.signal(signal.SIGKILL)
+        wait_until(lambda: f"lost stream to peer {dead_id:x}" in leader.proc.log_path.read_text(),  # type: ignore[union-attr]
+                   30, "the leader to see the killed follower's stream close")
+        leader.proc.signal(signal.SIGTERM)
+        wait_until(lambda: not leader.proc.alive(), 30, "the old leader to exit")  # type: ignore[union-attr]
+        log = leader.proc.log_path.read_text()
+        assert f"transferring leadership to {dead_id:x}" not in log
+        assert f"transferring leadership to {live_id:x}" in log
+        assert f"leadership transferred to {live_id:x}" in log
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
