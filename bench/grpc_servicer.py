@@ -14,10 +14,12 @@ raftkv cluster under the same load (etcdctl 3.6.16 throughout). Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -90,16 +92,23 @@ def check_perf(endpoints: str, load: str) -> str:
     return f"{m.group(1) if m else '?'}   ({verdict})"
 
 
-def null_servicer(mode: str, load: str) -> str:
-    """``check perf`` at a null servicer of one shape, in a process of its own."""
+@contextlib.contextmanager
+def running(mode: str) -> Iterator[int]:
+    """A null servicer of one shape in a process of its own; yields its port."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)])
     try:
         wait_until(lambda: port_open(port), 30, f"{mode} servicer")
-        return check_perf(f"127.0.0.1:{port}", load)
+        yield port
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def null_servicer(mode: str, load: str) -> str:
+    """``check perf`` at a null servicer of one shape."""
+    with running(mode) as port:
+        return check_perf(f"127.0.0.1:{port}", load)
 
 
 def main() -> None:
