@@ -12,7 +12,7 @@ MsgApp; the first follower to answer receives it, hands its WAL save to a worker
 syncs, comes back to the loop and answers; the leader, its own save done too, commits,
 applies and replies.
 
-Run: ``.venv/bin/python -m bench.put_timeline [--total 3000] [--out FILE]``.
+Run: ``.venv/bin/python -m bench.put_timeline [--total 3000] [--members 1|3] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
              followers: dict[int, Events]) -> dict[str, list[float]]:
     """Per step, its durations in µs over the puts (the first tenth left out as warm-up)."""
     steps: dict[str, list[float]] = defaultdict(list)
-    indexes = sorted(i for (name, i) in leader if name == "send_app")
+    indexes = sorted(i for (name, i) in leader if name == "wal_call")
     starts = [t for t, n in leader_puts if n == "put0"]
     ends = [t for t, n in leader_puts if n == "put1"]
 
@@ -82,24 +82,47 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
             steps[step].append((b - a) / 1e3)
 
     for i in indexes[len(indexes) // 10:]:
-        sent = leader[("send_app", i)]
+        # the MsgApp's send (with followers), else the hand-off of the leader's own save
+        sent = leader.get(("send_app", i), leader[("wal_call", i)])
         start = max((t for t in starts if t <= sent), default=None)
         commit, apply0, apply1 = (leader.get((e, i)) for e in ("commit", "apply0", "apply1"))
         end = min((t for t in ends if apply1 is not None and t >= apply1), default=None)
         if start is None or end is None or commit is None:
             continue
         add("total: handler start to reply", start, end)
-        add("leader: handler start to MsgApp sent", start, sent)
-        add("leader: MsgApp sent to its own WAL save handed to a worker", sent,
-            leader.get(("wal_call", i)))
+        if followers:
+            add("leader: handler start to MsgApp sent", start, sent)
+        else:
+            add("leader: handler start to its WAL save handed to a worker", start, sent)
+        add("outside the handler: its reply to the next request's handler start (gRPC "
+            "both ways, the client)", end, min((t for t in starts if t > end), default=None))
+        if followers:
+            add("leader: MsgApp sent to its own WAL save handed to a worker", sent,
+                leader.get(("wal_call", i)))
         add("leader: WAL hand-off to the worker thread", leader.get(("wal_call", i)),
             leader.get(("wal_in", i)))
         add("leader: WAL write + fdatasync", leader.get(("wal_in", i)), leader.get(("wal_out", i)))
         add("leader: back from the worker thread", leader.get(("wal_out", i)),
             leader.get(("wal_back", i)))
-        # the follower whose answer arrived first is the one on the commit path
+        # the follower whose answer arrived first is the one on the commit path (none
+        # with one member: the leader's own save commits)
         answers = {fid: leader.get((f"recv_resp:{fid:x}", i)) for fid in followers}
         arrived = {fid: t for fid, t in answers.items() if t is not None}
+        if followers and not arrived:
+            continue
+        known = [t for t in (min(arrived.values(), default=None),
+                             leader.get(("wal_back", i))) if t is not None]
+        quorum = max(known) if known else None
+        if quorum is not None and commit < quorum:
+            # one voter: the Ready that carries the entry also commits it; apply still
+            # waits for the save (step 3 comes after step 1)
+            add("leader: its save back to apply start (committed in the Ready that "
+                "carried it)", quorum, apply0)
+        else:
+            add("leader: quorum (first answer and own save) to commit Ready", quorum, commit)
+            add("leader: commit Ready to apply start", commit, apply0)
+        add("leader: apply of the entry", apply0, apply1)
+        add("leader: apply end to reply", apply1, end)
         if not arrived:
             continue
         fid = min(arrived, key=lambda f: arrived[f])
@@ -115,29 +138,22 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
         add("follower: back to MsgAppResp sent", f.get(("wal_back", i)), f.get(("send_resp", i)))
         add("follower: MsgAppResp sent to received by the leader", f.get(("send_resp", i)),
             arrived[fid])
-        own = leader.get(("wal_back", i))
-        quorum = max(arrived[fid], own) if own is not None else arrived[fid]
-        add("leader: quorum (first answer and own save) to commit Ready", quorum, commit)
-        add("leader: commit Ready to apply start", commit, apply0)
-        add("leader: apply of the entry", apply0, apply1)
-        add("leader: apply end to reply", apply1, end)
-        add("outside the handler: its reply to the next request's handler start (gRPC "
-            "both ways, the client)", end, min((t for t in starts if t > end), default=None))
     return steps
 
 
-def measure(total: int, workdir: Path) -> tuple[str, dict[str, list[float]], list[float]]:
+def measure(total: int, workdir: Path,
+            members: int = 3) -> tuple[str, dict[str, list[float]], list[float]]:
     hooks = workdir / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text("import bench.timeline_hooks  # noqa: F401\n")
     events = workdir / "events"
     events.mkdir()
     repo = Path(__file__).resolve().parent.parent
-    c = raftkv_cluster(workdir / "cluster", 3, env={
+    c = raftkv_cluster(workdir / "cluster", members, env={
         "PYTHONPATH": f"{hooks}:{repo}", "RAFTKV_TIMELINE_DIR": str(events)})
     c.start()
     try:
-        leader, _ = leader_and_follower(c)
+        leader = leader_and_follower(c)[0] if members > 1 else c.members[0]
         assert leader.proc is not None
         leader_pid = leader.proc.pid
         rps, p50, p99 = run_benchmark([leader], [
@@ -146,8 +162,8 @@ def measure(total: int, workdir: Path) -> tuple[str, dict[str, list[float]], lis
     finally:
         c.stop()
     loaded = {int(p.stem): load(p) for p in events.glob("*.events")}
-    if leader_pid not in loaded or len(loaded) != 3:
-        raise RuntimeError(f"expected the events of 3 members, got {sorted(loaded)}")
+    if leader_pid not in loaded or len(loaded) != members:
+        raise RuntimeError(f"expected the events of {members} members, got {sorted(loaded)}")
     _, lev, lputs = loaded.pop(leader_pid)
     steps = timeline(lev, lputs, {mid: ev for mid, ev, _ in loaded.values()})
     syncs = [x for p in events.glob("*.events") for x in fsyncs(p)]
@@ -184,14 +200,16 @@ def report(head: str, steps: dict[str, list[float]], syncs: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--total", type=int, default=3000, help="puts, one client via the leader")
+    p.add_argument("--members", type=int, choices=(1, 3), default=3,
+                   help="1: the same put with no followers (no replication on the path)")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="raftkv-timeline-") as d:
-        head, steps, syncs = measure(a.total, Path(d))
+        head, steps, syncs = measure(a.total, Path(d), a.members)
     head += "; " + null_servicer_put(a.total)
     text = "\n".join(report_head("One put's time line, via the leader (bench/put_timeline.py)",
                                  "bench.put_timeline", argv,
-                                 "3 raftkv members on loopback, fsync on, one client "
+                                 f"{a.members} raftkv member(s) on loopback, fsync on, one client "
                                  "(etcd's benchmark v3.6.8, 256-byte values)"))
     emit(text + "\n" + report(head, steps, syncs) + "\n", a.out)
     return 0

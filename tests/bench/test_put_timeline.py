@@ -1,7 +1,7 @@
 """bench.put_timeline's join of the members' stamps: steps are measured on the follower
 whose answer reached the leader first, the commit waits for that answer and the leader's
 own save (whichever is later), and each put runs from the handler's start before its
-MsgApp to the first reply after its apply."""
+MsgApp to the first reply after its apply. With one member its own save commits."""
 
 from __future__ import annotations
 
@@ -39,11 +39,21 @@ def test_steps_follow_the_first_answer_and_the_later_of_answer_and_own_save() ->
                  "(gRPC both ways, the client)"] == [1500.0]
 
 
-def test_a_put_without_an_answer_is_left_out_and_files_parse(tmp_path: Path) -> None:
-    leader = _events([(10, "send_app", 3), (700, "commit", 3), (750, "apply0", 3),
-                      (950, "apply1", 3)])
-    steps = timeline(leader, [(0, "put0"), (1000 * US, "put1")], {0xA: {}})
-    assert "follower: WAL write + fdatasync" not in steps
+def test_one_member_commits_on_its_own_save_and_files_parse(tmp_path: Path) -> None:
+    # one voter: the Ready that carries the entry commits it too (stamped first)
+    leader = _events([(5, "commit", 3), (10, "wal_call", 3), (40, "wal_in", 3),
+                      (240, "wal_out", 3), (300, "wal_back", 3), (400, "apply0", 3),
+                      (600, "apply1", 3)])
+    steps = timeline(leader, [(0, "put0"), (700 * US, "put1")], {})
+    assert steps["leader: handler start to its WAL save handed to a worker"] == [10.0]
+    assert steps["leader: its save back to apply start (committed in the Ready that "
+                 "carried it)"] == [100.0]
+    assert "leader: commit Ready to apply start" not in steps
+    assert steps["total: handler start to reply"] == [700.0]
+    assert not any(name.startswith("follower") for name in steps)
+    # with followers, a put that no follower answered is left out
+    assert timeline(leader, [(0, "put0"), (700 * US, "put1")], {0xA: {}}).get(
+        "leader: apply of the entry") is None
     f = tmp_path / "1.events"
     f.write_text("5 id 42\n10 put0 0\n20 send_app 3\n30 send_app 3\n40 fsync0 0\n"
                  "140 fsync1 0\n")
