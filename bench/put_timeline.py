@@ -110,6 +110,21 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
         arrived = {fid: t for fid, t in answers.items() if t is not None}
         if followers and not arrived:
             continue
+        if arrived:
+            fid = min(arrived, key=lambda f: arrived[f])
+            f = followers[fid]
+            add("follower: MsgApp sent to received by the Ready loop", sent, f.get(("recv_app", i)))
+            add("follower: received to WAL save handed to a worker", f.get(("recv_app", i)),
+                f.get(("wal_call", i)))
+            add("follower: WAL hand-off to the worker thread", f.get(("wal_call", i)),
+                f.get(("wal_in", i)))
+            add("follower: WAL write + fdatasync", f.get(("wal_in", i)), f.get(("wal_out", i)))
+            add("follower: back from the worker thread", f.get(("wal_out", i)),
+                f.get(("wal_back", i)))
+            add("follower: back to MsgAppResp sent", f.get(("wal_back", i)),
+                f.get(("send_resp", i)))
+            add("follower: MsgAppResp sent to received by the leader", f.get(("send_resp", i)),
+                arrived[fid])
         known = [t for t in (min(arrived.values(), default=None),
                              leader.get(("wal_back", i))) if t is not None]
         quorum = max(known) if known else None
@@ -123,21 +138,6 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
             add("leader: commit Ready to apply start", commit, apply0)
         add("leader: apply of the entry", apply0, apply1)
         add("leader: apply end to reply", apply1, end)
-        if not arrived:
-            continue
-        fid = min(arrived, key=lambda f: arrived[f])
-        f = followers[fid]
-        add("follower: MsgApp sent to received by the Ready loop", sent, f.get(("recv_app", i)))
-        add("follower: received to WAL save handed to a worker", f.get(("recv_app", i)),
-            f.get(("wal_call", i)))
-        add("follower: WAL hand-off to the worker thread", f.get(("wal_call", i)),
-            f.get(("wal_in", i)))
-        add("follower: WAL write + fdatasync", f.get(("wal_in", i)), f.get(("wal_out", i)))
-        add("follower: back from the worker thread", f.get(("wal_out", i)),
-            f.get(("wal_back", i)))
-        add("follower: back to MsgAppResp sent", f.get(("wal_back", i)), f.get(("send_resp", i)))
-        add("follower: MsgAppResp sent to received by the leader", f.get(("send_resp", i)),
-            arrived[fid])
     return steps
 
 
@@ -189,7 +189,8 @@ def report(head: str, steps: dict[str, list[float]], syncs: list[float]) -> str:
         return sorted(v)[min(len(v) - 1, int(len(v) * p))]
 
     lines = [head, "", "| step | puts | p50 µs | p90 µs |", "|---|---:|---:|---:|"]
-    for name, v in steps.items():
+    # the critical path in order, the time outside the handler last
+    for name, v in sorted(steps.items(), key=lambda kv: kv[0].startswith("outside")):
         lines.append(f"| {name} | {len(v)} | {statistics.median(v):.0f} | {q(v, 0.9):.0f} |")
     if syncs:
         lines.append(f"| (every member's fdatasync alone) | {len(syncs)} | "
