@@ -141,6 +141,12 @@ def timeline(leader: Events, leader_puts: list[tuple[int, str]],
     return steps
 
 
+def one_client_put(total: int) -> list[str]:
+    """The benchmark's arguments for the load both servers get: one client, 256-byte values."""
+    return ["--clients=1", "--conns=1", "put", f"--total={total}", "--key-size=8",
+            "--val-size=256"]
+
+
 def measure(total: int, workdir: Path,
             members: int = 3) -> tuple[str, dict[str, list[float]], list[float]]:
     hooks = workdir / "hooks"
@@ -156,9 +162,7 @@ def measure(total: int, workdir: Path,
         leader = leader_and_follower(c)[0] if members > 1 else c.members[0]
         assert leader.proc is not None
         leader_pid = leader.proc.pid
-        rps, p50, p99 = run_benchmark([leader], [
-            "--clients=1", "--conns=1", "put", f"--total={total}", "--key-size=8",
-            "--val-size=256"])
+        rps, p50, p99 = run_benchmark([leader], one_client_put(total))
     finally:
         c.stop()
     loaded = {int(p.stem): load(p) for p in events.glob("*.events")}
@@ -175,9 +179,8 @@ def null_servicer_put(total: int) -> str:
     """The same one-client put at the null servicer in raftkv's gRPC shape: what gRPC,
     the event loop and the client cost with no consensus and no disk."""
     with running("aio-generic") as port:
-        args = ["--clients=1", "--conns=1", "put", f"--total={total}", "--key-size=8",
-                "--val-size=256"]
-        r = subprocess.run([str(benchmark_bin()), f"--endpoints=127.0.0.1:{port}", *args],
+        r = subprocess.run([str(benchmark_bin()), f"--endpoints=127.0.0.1:{port}",
+                            *one_client_put(total)],
                            capture_output=True, text=True, timeout=600, check=True)
     rps, p50, p99 = parse_benchmark(r.stdout)
     return (f"the same load at the null grpc.aio servicer (`bench/grpc_servicer.py`, "
