@@ -7,10 +7,13 @@ holds named blobs (member id, cluster id, ...).
 
 Invariants:
 - One ``WriteTxn`` that writes is one main revision (current + 1); its operations take
-  sub revisions 0, 1, ... in order. A WriteTxn that wrote must call ``end(index)``,
-  which records the consistent index (and the current revision) with SQL statements in
-  the same SQLite transaction as the data, so no committed state can hold data without
-  its index or the reverse. Leaving without ``end`` rolls the WriteTxn back and raises.
+  sub revisions 0, 1, ... in order. A WriteTxn that wrote must call ``end(index)``;
+  leaving it without ``end`` rolls it back and raises.
+- The ``state`` rows (consistent index, current and compacted revision, pending
+  compaction) change in memory as each WriteTxn or compaction succeeds and are written
+  once per batch, by ``force_commit`` just before its COMMIT, so they land in the same
+  SQLite transaction as the data they describe: no committed state holds data without
+  its index or the reverse. A rolled-back WriteTxn or compaction leaves them untouched.
 - Writes join a batch SQLite transaction committed by count (``batch_limit``) or age
   (``batch_interval``, checked by ``maybe_commit``) or ``force_commit``; each commit is
   timed into ``etcd_disk_backend_commit_duration_seconds``. Reads use the same
@@ -123,13 +126,15 @@ class WriteTxn:
             conn.execute("RELEASE wtxn")
             return
         conn.execute("RELEASE wtxn")
+        b = self._b
         if self._sub:
-            self._b._current_rev = self.rev
+            b._current_rev = self.rev
         if self._ended:
-            self._b._ci = self._ci
-        self._b._pending += 1
-        if self._b._pending >= self._b.batch_limit:
-            self._b.force_commit()
+            b._ci = self._ci
+            b._set_state(consistent_index=self._ci, current_rev=b._current_rev)
+        b._pending += 1
+        if b._pending >= b.batch_limit:
+            b.force_commit()
 
     def _insert(self, key: bytes, value: bytes, create: int, version: int, lease: int,
                 tomb: int) -> None:
@@ -176,11 +181,10 @@ class WriteTxn:
         return self._b._range_at(key, range_end, self.rev, limit)
 
     def end(self, consistent_index: int) -> None:
-        """Record the Raft index this transaction applies, in the same SQL transaction."""
+        """Record the Raft index this transaction applies; it reaches the state rows of
+        the batch, and the backend, when the transaction leaves without an error."""
         if self._ended:
             raise StorageError("WriteTxn already ended")
-        self._b._set_state(consistent_index=consistent_index,
-                           current_rev=self.rev if self._sub else self._b.current_revision())
         self._ci = consistent_index
         self._ended = True
 
@@ -195,6 +199,7 @@ class Backend:
         self._in_tx = False
         self._batch_start = 0.0
         self._pending = 0
+        self._state: dict[str, int] = {}  # state rows changed in the open batch
         st = dict(conn.execute("SELECT name, value FROM state").fetchall())
         self._ci: int = st.get("consistent_index", 0)
         # An empty etcd store is at revision 1 (the server opens with initial_revision=1).
@@ -232,11 +237,9 @@ class Backend:
         return WriteTxn(self)
 
     def _set_state(self, **values: int) -> None:
+        """Change state rows in the open batch; ``force_commit`` writes them."""
         self._begin()
-        self._conn.executemany(
-            "INSERT INTO state (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            list(values.items()))
+        self._state.update(values)
 
     def commit_due(self) -> bool:
         """Whether ``maybe_commit`` would commit now (callers that commit in a worker)."""
@@ -257,6 +260,12 @@ class Backend:
             return
         failpoints.hit("backendBeforeCommit")
         start = time.perf_counter()
+        if self._state:
+            self._conn.executemany(
+                "INSERT INTO state (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                list(self._state.items()))
+            self._state.clear()
         self._conn.execute("COMMIT")
         BACKEND_COMMIT_SECONDS.observe(time.perf_counter() - start)
         self._in_tx = False
@@ -443,6 +452,7 @@ class Backend:
         except BaseException:
             self._conn.execute("ROLLBACK")
             self._in_tx = False
+            self._state.clear()
             raise
         self._set_state(current_rev=current_rev, compacted_rev=compacted_rev,
                         compact_pending=compact_pending, consistent_index=0)
@@ -464,15 +474,15 @@ class Backend:
                       "WHERE n.key = kv.key AND n.rev <= :r AND "
                       "(n.rev > kv.rev OR (n.rev = kv.rev AND n.sub > kv.sub)))", {"r": rev})
             c.execute("DELETE FROM kv WHERE rev <= ? AND tombstone = 1", (rev,))
-            values = {"compacted_rev": rev}
-            if consistent_index is not None:
-                values["consistent_index"] = consistent_index
-            self._set_state(**values)
         except BaseException:
             c.execute("ROLLBACK TO compact")
             c.execute("RELEASE compact")
             raise
         c.execute("RELEASE compact")
+        values = {"compacted_rev": rev}
+        if consistent_index is not None:
+            values["consistent_index"] = consistent_index
+        self._set_state(**values)
         self._compacted_rev = rev
         if consistent_index is not None:
             self._ci = consistent_index
@@ -647,6 +657,7 @@ class Backend:
         """Drop the open batch as a crash would (tests, and failing nodes)."""
         self._conn.close()
         self._in_tx = False
+        self._state.clear()
 
 
 def _fsync_file(path: Path) -> str:

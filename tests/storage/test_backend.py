@@ -206,6 +206,9 @@ def test_txn_left_without_end_is_rolled_back(tmp_path: Path) -> None:
         t.end(1)
         raise ZeroDivisionError
     assert b.range(b"a") == ([], 0) and b.consistent_index() == 0
+    b.close()  # commits the batch: the rolled-back txn must not have reached its state rows
+    b = Backend.open(tmp_path / "db")
+    assert (b.consistent_index(), b.current_revision(), b.range(b"a")) == (0, 0, ([], 0))
 
 
 def test_crash_loses_the_uncommitted_batch_whole(tmp_path: Path) -> None:
