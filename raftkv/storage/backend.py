@@ -23,6 +23,12 @@ Invariants:
   state at the revision before, ``prev``) in ``changes_made`` in write order, for the watch
   hub; ``history`` reads the same changes back for a revision interval (index ``kv_rev``).
 - ``journal_mode=WAL`` with ``synchronous=FULL``: a returned commit is durable.
+- The latest-row cache holds, for recently written keys, what ``_latest`` would read
+  (the live KeyValue, or None for a deleted key). A WriteTxn reads its own writes from
+  its own map and adds them to the cache only when it leaves without an error; nothing
+  else changes a key's newest row (compaction removes superseded rows and tombstones
+  only), and ``load_history`` and a dropped batch clear it. It is bounded by bytes and
+  emptied when full.
 - Compaction at rev keeps, per key, the newest row at or below rev unless it is a
   tombstone; reads below the compacted revision raise ``CompactedError`` (as etcd,
   a read at exactly the compacted revision is still served).
@@ -58,6 +64,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 _REV_SHIFT = 1 << 32  # rev * _REV_SHIFT + sub orders (rev, sub); subs stay below 2**32
 _COLS = "key, value, create_rev, rev, version, lease"
+LATEST_CACHE_BYTES = 4 << 20  # keys + values the latest-row cache may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,7 @@ class WriteTxn:
         self._ended = False
         self.rev = backend.current_revision() + 1
         self.changes_made: list[Change] = []
+        self._latest: dict[bytes, KeyValue | None] = {}  # keys this txn wrote, as now
 
     @property
     def changes(self) -> int:
@@ -132,6 +140,8 @@ class WriteTxn:
         if self._ended:
             b._ci = self._ci
             b._set_state(consistent_index=self._ci, current_rev=b._current_rev)
+        for key, kv in self._latest.items():
+            b._cache_latest(key, kv)
         b._pending += 1
         if b._pending >= b.batch_limit:
             b.force_commit()
@@ -155,12 +165,13 @@ class WriteTxn:
         """Write key at this revision; returns the previous live KeyValue, if any."""
         if self._ended:
             raise StorageError("WriteTxn already ended")
-        prev = self._b._latest(key)
+        prev = self._latest[key] if key in self._latest else self._b._latest(key)
         if prev is None:
             new = KeyValue(key, value, self.rev, self.rev, 1, lease)
         else:
             new = KeyValue(key, value, prev.create_revision, self.rev, prev.version + 1, lease)
         self._insert(key, value, new.create_revision, new.version, lease, 0)
+        self._latest[key] = new
         self.changes_made.append(Change(new, False, self._prev(prev, key)))
         return prev
 
@@ -171,6 +182,7 @@ class WriteTxn:
         deleted, _ = self._b._range_at(key, range_end, self.rev)  # sees this txn's puts
         for kv in deleted:
             self._insert(kv.key, b"", 0, 0, 0, 1)
+            self._latest[kv.key] = None
             self.changes_made.append(
                 Change(KeyValue(kv.key, b"", 0, self.rev, 0, 0), True, self._prev(kv, kv.key)))
         return deleted
@@ -190,6 +202,8 @@ class WriteTxn:
 
 
 class Backend:
+    latest_cache_bytes = LATEST_CACHE_BYTES
+
     def __init__(self, path: Path, conn: sqlite3.Connection, batch_limit: int,
                  batch_interval: float, initial_revision: int = 0) -> None:
         self.path = Path(path)
@@ -200,6 +214,8 @@ class Backend:
         self._batch_start = 0.0
         self._pending = 0
         self._state: dict[str, int] = {}  # state rows changed in the open batch
+        self._cache: dict[bytes, KeyValue | None] = {}  # the latest-row cache
+        self._cache_bytes = 0
         st = dict(conn.execute("SELECT name, value FROM state").fetchall())
         self._ci: int = st.get("consistent_index", 0)
         # An empty etcd store is at revision 1 (the server opens with initial_revision=1).
@@ -275,12 +291,22 @@ class Backend:
     # --- reads -----------------------------------------------------------------------
 
     def _latest(self, key: bytes) -> KeyValue | None:
+        """The key's live KeyValue at the current revision (None: absent or deleted)."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
         row = self._conn.execute(
             f"SELECT {_COLS}, tombstone FROM kv WHERE key = ? ORDER BY rev DESC, sub DESC "
             "LIMIT 1", (key,)).fetchone()
-        if row is None or row[6]:
-            return None
-        return _kv(row)
+        return None if row is None or row[6] else _kv(row)
+
+    def _cache_latest(self, key: bytes, kv: KeyValue | None) -> None:
+        self._cache_bytes += len(key) + (len(kv.value) if kv is not None else 0)
+        if self._cache_bytes > self.latest_cache_bytes:
+            self._cache.clear()
+            self._cache_bytes = len(key) + (len(kv.value) if kv is not None else 0)
+        self._cache[key] = kv
 
     def _check_rev(self, rev: int) -> int:
         if rev > self._current_rev:
@@ -454,6 +480,7 @@ class Backend:
             self._in_tx = False
             self._state.clear()
             raise
+        self._cache.clear()
         self._set_state(current_rev=current_rev, compacted_rev=compacted_rev,
                         compact_pending=compact_pending, consistent_index=0)
         self._current_rev, self._compacted_rev = current_rev, compacted_rev
@@ -658,6 +685,7 @@ class Backend:
         self._conn.close()
         self._in_tx = False
         self._state.clear()
+        self._cache.clear()
 
 
 def _fsync_file(path: Path) -> str:

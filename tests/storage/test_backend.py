@@ -3,6 +3,7 @@ atomicity of data and consistent index, size and defragmentation, snapshot round
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -113,6 +114,7 @@ op = st.one_of(
     st.tuples(st.just("del"), st.sampled_from(KEYS), st.sampled_from([None, b"c", b"\0"])),
     st.tuples(st.just("compact"), st.integers(0, 40)),
     st.tuples(st.just("commit")),
+    st.tuples(st.just("abort")),  # the txn raises after its writes: rolled back
 )
 
 
@@ -155,19 +157,24 @@ class Model:
 def test_against_model(tmp_path_factory: pytest.TempPathFactory,
                        txns: list[list[tuple]]) -> None:
     b = Backend.open(tmp_path_factory.mktemp("m") / "db", batch_limit=3)
+    b.latest_cache_bytes = 24  # a few keys: the latest-row cache empties often
     m = Model()
     index = 0
     for ops in txns:
-        index += 1
         data_ops = [o for o in ops if o[0] in ("put", "del")]
-        with b.write_txn() as t:
+        abort = ("abort",) in ops
+        with contextlib.suppress(ZeroDivisionError), b.write_txn() as t:
             for o in data_ops:
                 if o[0] == "put":
                     t.put(o[1], o[2], o[3])
                 else:
                     t.delete_range(o[1], o[2])
+            if abort:
+                raise ZeroDivisionError
+            index += 1
             t.end(index)
-        m.txn(data_ops)
+        if not abort:
+            m.txn(data_ops)
         for o in ops:
             if o[0] == "compact":
                 cur = len(m.states) - 1
@@ -194,6 +201,37 @@ def test_against_model(tmp_path_factory: pytest.TempPathFactory,
 
 
 # --- atomicity of data and consistent index --------------------------------------------
+
+
+def test_latest_row_cache_sees_what_the_database_holds(tmp_path: Path) -> None:
+    """A put's version and create revision come from the key's newest row; the cache of
+    those rows must give the same after a txn that wrote a key twice, a rolled-back txn,
+    a delete, and when it empties for lack of room."""
+    b = Backend.open(tmp_path / "db")
+    with b.write_txn() as t:
+        t.put(b"a", b"1")
+        t.end(1)
+    with b.write_txn() as t:  # the second put sees the first, not the cached row before
+        t.put(b"a", b"2")
+        t.put(b"a", b"3")
+        t.end(2)
+    with pytest.raises(ZeroDivisionError), b.write_txn() as t:
+        t.put(b"a", b"x")
+        t.end(3)
+        raise ZeroDivisionError
+    with b.write_txn() as t:
+        t.put(b"a", b"4")
+        t.end(3)
+    assert b.range(b"a")[0] == [KeyValue(b"a", b"4", 1, 3, 4, 0)]
+    with b.write_txn() as t:
+        t.delete_range(b"a")
+        t.end(4)
+    b.latest_cache_bytes = 3
+    for i, v in enumerate([b"5", b"6", b"long value"]):
+        with b.write_txn() as t:
+            t.put(b"a", v)
+            t.end(5 + i)
+    assert b.range(b"a")[0] == [KeyValue(b"a", b"long value", 5, 7, 3, 0)]
 
 
 def test_txn_left_without_end_is_rolled_back(tmp_path: Path) -> None:
