@@ -8,7 +8,11 @@ of every member is read from /proc, and the load generator's own from its rusage
 table gives, per write: the leader's CPU (and, for raftkv, its event loop thread's), the
 followers', the load generator's and the sum; then ``cores / sum``, the writes/s these
 cores could give if every cycle went to this work in any arrangement of processes, and
-how much of that the run reached. Run (never in ``make test``)::
+how much of that the run reached. Last, the same loads at the null KV servicer of
+``bench.grpc_servicer`` (grpc.aio with generic handlers, raftkv's shape; no consensus, no
+disk), one process: what gRPC alone costs per request here, which raftkv pays once per
+write in the member the client talks to, so the rest of raftkv's CPU is its own work.
+Run (never in ``make test``)::
 
     .venv/bin/python -m bench.cpu_split --out bench/results/cpu-split.md
 """
@@ -35,7 +39,8 @@ from bench.compare import (
     report_head,
     start,
 )
-from tests.support.etcd import Cluster, Member
+from bench.grpc_servicer import running
+from tests.support.etcd import Cluster
 
 
 @dataclass
@@ -75,10 +80,13 @@ def _delta(before: dict[int, float], after: dict[int, float]) -> dict[int, float
     return {t: v - before.get(t, 0.0) for t, v in after.items()}
 
 
-def run_load(endpoints: list[Member], args: list[str]) -> tuple[str, float]:
+NULL = "null grpc.aio servicer"
+
+
+def run_load(ports: list[int], args: list[str]) -> tuple[str, float]:
     """The benchmark's output and its own CPU seconds (the rusage of the children reaped
     meanwhile: only it, as the members are reaped when the cluster stops)."""
-    eps = ",".join(f"127.0.0.1:{m.client_port}" for m in endpoints)
+    eps = ",".join(f"127.0.0.1:{p}" for p in ports)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([str(benchmark_bin()), f"--endpoints={eps}", *args],
                        capture_output=True, text=True, timeout=1800, check=False)
@@ -92,16 +100,24 @@ def run_load(endpoints: list[Member], args: list[str]) -> tuple[str, float]:
 def split(c: Cluster, server: str, clients: int, total: int) -> Split:
     leader, _ = leader_and_follower(c)
     pids = {m.name: m.proc.pid for m in c.members if m.proc is not None}
-    before = {n: thread_cpu(p) for n, p in pids.items()}
     endpoints = [leader] if clients == 1 else c.members
-    out, load_s = run_load(endpoints, [f"--clients={clients}", f"--conns={min(clients, 16)}",
-                                       "put", f"--total={total}", "--key-size=8",
-                                       "--val-size=256"])
+    return measure(server, pids, leader.name, [m.client_port for m in endpoints], clients,
+                   total)
+
+
+def measure(server: str, pids: dict[str, int], leader: str, ports: list[int], clients: int,
+            total: int) -> Split:
+    """One benchmark run at ``ports`` and the CPU every thread of ``pids`` used meanwhile;
+    ``leader`` names the process counted as the leader, the others as followers."""
+    before = {n: thread_cpu(p) for n, p in pids.items()}
+    out, load_s = run_load(ports, [f"--clients={clients}", f"--conns={min(clients, 16)}",
+                                   "put", f"--total={total}", "--key-size=8",
+                                   "--val-size=256"])
     used = {n: _delta(before[n], thread_cpu(p)) for n, p in pids.items()}
     rps, p50, _ = parse_benchmark(out)
-    lead = used.pop(leader.name)
+    lead = used.pop(leader)
     return Split(server, clients, total, rps, p50, sum(lead.values()),
-                 lead.get(pids[leader.name]) if server == "raftkv" else None,
+                 lead.get(pids[leader]) if server == "raftkv" else None,
                  sum(sum(u.values()) for u in used.values()), load_s)
 
 
@@ -140,6 +156,26 @@ def needed(rows: list[Split], cores: int, share: float = 0.8) -> str:
             f"({rk.total_ms / budget:.1f}x that budget), etcd {et.total_ms:.2f} ms.")
 
 
+def beyond_grpc(rows: list[Split]) -> list[str]:
+    """Per client count: raftkv's members' CPU per write, less what gRPC alone costs per
+    request (the null servicer's process), next to etcd's members'."""
+    by = {(r.server, r.clients): r for r in rows}
+    lines = []
+    for n in sorted({r.clients for r in rows}):
+        rk, et, null = by.get(("raftkv", n)), by.get((SERVERS[1], n)), by.get((NULL, n))
+        if rk is None or null is None:
+            continue
+        members = (rk.leader_s + rk.followers_s) / rk.writes * 1000
+        grpc = null.leader_s / null.writes * 1000
+        etcd = "" if et is None else (
+            f"; etcd's three members spend {(et.leader_s + et.followers_s) / et.writes * 1000:.2f}"
+            " ms per write in all")
+        lines.append(f"- {n} clients: raftkv's members spend {members:.2f} ms per write; "
+                     f"gRPC alone (the null servicer) {grpc:.2f} ms per request, so "
+                     f"{members - grpc:.2f} ms is raftkv's own work{etcd}.")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")],
@@ -157,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                          for n in a.clients]
             finally:
                 c.stop()
+    with running("aio-generic") as (port, pid):
+        rows += [measure(NULL, {NULL: pid}, NULL, [port], n,
+                         a.total // 5 if n == 1 else a.total) for n in a.clients]
     text = "\n".join([
         *report_head("CPU per write, raftkv next to etcd 3.6.16 (bench/cpu_split.py)",
                      "bench.cpu_split", argv,
                      f"3 members on loopback, fsync on; etcd's benchmark {BENCHMARK_VERSION} "
                      "put, 256-byte values; CPU is utime + stime of every thread."),
-        table(rows, cores), "", needed(rows, cores), ""])
+        table(rows, cores), "", needed(rows, cores), "", *beyond_grpc(rows), ""])
     emit(text, a.out)
     return 0
 

@@ -93,13 +93,13 @@ def check_perf(endpoints: str, load: str) -> str:
 
 
 @contextlib.contextmanager
-def running(mode: str) -> Iterator[int]:
-    """A null servicer of one shape in a process of its own; yields its port."""
+def running(mode: str) -> Iterator[tuple[int, int]]:
+    """A null servicer of one shape in a process of its own; yields its port and pid."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)])
     try:
         wait_until(lambda: port_open(port), 30, f"{mode} servicer")
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -107,7 +107,7 @@ def running(mode: str) -> Iterator[int]:
 
 def null_servicer(mode: str, load: str) -> str:
     """``check perf`` at a null servicer of one shape."""
-    with running(mode) as port:
+    with running(mode) as (port, _):
         return check_perf(f"127.0.0.1:{port}", load)
 
 

@@ -178,7 +178,7 @@ def measure(total: int, workdir: Path,
 def null_servicer_put(total: int) -> str:
     """The same one-client put at the null servicer in raftkv's gRPC shape: what gRPC,
     the event loop and the client cost with no consensus and no disk."""
-    with running("aio-generic") as port:
+    with running("aio-generic") as (port, _):
         r = subprocess.run([str(benchmark_bin()), f"--endpoints=127.0.0.1:{port}",
                             *one_client_put(total)],
                            capture_output=True, text=True, timeout=600, check=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from bench.cpu_split import Split, needed, table, thread_cpu
+from bench.cpu_split import NULL, Split, beyond_grpc, needed, table, thread_cpu
 
 
 def _rows() -> list[Split]:
@@ -33,3 +33,13 @@ def test_thread_cpu_reads_this_process() -> None:
     sum(i * i for i in range(200_000))  # some CPU on the main thread
     got = thread_cpu(os.getpid())
     assert os.getpid() in got and got[os.getpid()] > 0
+
+
+def test_beyond_grpc_takes_the_null_servicers_cost_from_raftkvs() -> None:
+    rows = [*_rows(), Split(NULL, 256, 10_000, 2500.0, 90.0, 4.0, None, 0.0, 1.5),
+            Split("raftkv", 16, 1000, 900.0, 9.0, 1.0, 0.8, 1.0, 0.2)]
+    # raftkv: (5 + 7) s / 10,000 = 1.20 ms; null: 4 s / 10,000 = 0.40 ms; etcd 0.19 ms
+    assert beyond_grpc(rows) == [
+        "- 256 clients: raftkv's members spend 1.20 ms per write; gRPC alone (the null "
+        "servicer) 0.40 ms per request, so 0.80 ms is raftkv's own work; etcd's three "
+        "members spend 0.19 ms per write in all."]  # 16 clients: no null row, no line
