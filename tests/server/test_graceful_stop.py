@@ -99,3 +99,42 @@ def test_sigterm_on_the_leader_skips_a_voter_whose_stream_is_down(tmp_path: Path
         raise
     finally:
         c.stop()
+
+
+def test_sigterm_on_the_leader_stops_waiting_when_the_chosen_voter_goes(tmp_path: Path) -> None:
+    """The stopping leader waits for its chosen voter to take over only while that voter's
+    stream is up: the voter is frozen (SIGSTOP, so its stream stays up and the leader
+    picks it), then killed once the transfer has started. The leader must give up on
+    the lost stream, not wait out the election timeout (10 s here, so the two are told
+    apart by the reason it logs, not by a clock)."""
+    c = raftkv_cluster(tmp_path, 3, extra_args=["--election-timeout=10000",
+                                                "--heartbeat-interval=100"])
+    try:
+        c.start()
+        asyncio.run(put_retry(c.members[0].client_url, b"k", b"v"))
+        by_id = {asyncio.run(_status(m.client_url)).header.member_id: m for m in c.members}
+        old = asyncio.run(_status(c.members[0].client_url)).leader
+        leader = by_id[old]
+        chosen_id = max(i for i in by_id if i != old)  # ties on match fall to the higher id
+
+        def caught_up() -> bool:
+            return len({asyncio.run(_status(m.client_url)).raftIndex
+                        for m in c.members}) == 1
+        wait_until(caught_up, 30, "every member to hold the same log")
+        chosen = by_id[chosen_id]
+        assert chosen.proc is not None and leader.proc is not None
+        chosen.proc.signal(signal.SIGSTOP)
+        leader.proc.signal(signal.SIGTERM)
+        wait_until(lambda: f"transferring leadership to {chosen_id:x}"
+                   in leader.proc.log_path.read_text(), 30,  # type: ignore[union-attr]
+                   "the leader to start the transfer to the frozen follower")
+        chosen.proc.signal(signal.SIGKILL)
+        wait_until(lambda: not leader.proc.alive(), 30, "the old leader to exit")  # type: ignore[union-attr]
+        log = leader.proc.log_path.read_text()
+        assert f"transfer to {chosen_id:x} did not complete (its stream was lost)" in log
+        assert "(timed out)" not in log
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
