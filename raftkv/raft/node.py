@@ -153,7 +153,7 @@ class RawNode:
         rd = Ready(
             entries=log.unstable_entries(),
             committed_entries=log.next_committed_ents(),
-            messages=r.msgs,
+            messages=r.take_messages(),
             read_states=r.read_states,
             snapshot=log.unstable.snapshot,
         )
@@ -170,7 +170,6 @@ class RawNode:
         )
         if hard != self.prev_hard:
             self.prev_hard = hard
-        r.msgs = []
         r.read_states = []
         return rd
 

@@ -112,6 +112,8 @@ class Raft:
         self.uncommitted_size = 0
         hs, cs = storage.initial_state()
         self.max_msg_size = cfg.max_size_per_msg
+        # the last proposal forwarded with only normal entries, unsent, and its bytes
+        self._forwarding: tuple[Message, int] | None = None
         self.prs = ProgressTracker(cfg.max_inflight_msgs, cfg.max_inflight_bytes)
         self.term = 0
         self.vote = NONE
@@ -723,13 +725,37 @@ class Raft:
 
     # --- follower --------------------------------------------------------------------------
 
+    def _forward_proposal(self, m: Message) -> None:
+        """Send a proposal on to the leader, joined to the one forwarded before it when
+        that is still unsent (``take_messages`` forgets it), both hold only normal
+        entries for the same leader and together fit in ``max_msg_size``: under load the
+        leader then steps one message per Ready of ours, not one per proposal. Order
+        among forwarded proposals is kept; a configuration change travels alone and
+        ends the joining, so a refused one never takes normal entries with it."""
+        normal = all(e.type is EntryType.NORMAL for e in m.entries)
+        size = sum(len(e.data) for e in m.entries)
+        if normal and self._forwarding is not None:
+            last, last_size = self._forwarding
+            if last.to == m.to and last_size + size <= self.max_msg_size:
+                last.entries.extend(m.entries)
+                self._forwarding = (last, last_size + size)
+                return
+        self.send(m)
+        self._forwarding = (m, size) if normal else None
+
+    def take_messages(self) -> list[Message]:
+        """The messages to send, handed out once (a Ready's)."""
+        msgs, self.msgs = self.msgs, []
+        self._forwarding = None
+        return msgs
+
     def _step_follower(self, m: Message) -> None:
         t = m.type
         if t is MessageType.PROP:
             if self.lead == NONE:
                 raise ProposalDropped("no leader")
             m.to = self.lead
-            self.send(m)
+            self._forward_proposal(m)
         elif t is MessageType.APP:
             self.election_elapsed = 0
             self.lead = m.sender
