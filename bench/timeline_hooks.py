@@ -11,7 +11,7 @@ events of the three members can be put on one time line. Events (value: a Raft i
 - ``put0`` / ``put1``: the KV Put handler starts / returns (value 0);
 - ``send_app`` / ``send_resp``: the transport is handed a MsgApp with entries / an
   accepting MsgAppResp; ``recv_app`` / ``recv_resp:<sender>``: the Ready loop is handed one;
-- ``wal_call`` / ``wal_back``: the loop hands a synced WAL save to a worker thread / is
+- ``wal_call`` / ``wal_back``: the loop hands a synced WAL save to its worker thread / is
   back from it; ``wal_in`` / ``wal_out``: the save starts / ends in the worker;
   ``fsync0`` / ``fsync1``: around the fdatasync itself;
 - ``commit``: a Ready with committed entries reaches the Ready loop; ``apply0`` /
@@ -34,6 +34,7 @@ from raftkv.server.applytask import ApplyTask
 from raftkv.server.readyloop import ReadyLoop
 from raftkv.server.services import KVService
 from raftkv.server.transport import Transport
+from raftkv.server.worker import SerialWorker
 from raftkv.storage.fs import OsFile
 from raftkv.storage.wal import WAL
 
@@ -110,22 +111,14 @@ def _on_ready(_: ReadyLoop, rd: Any) -> None:
         ev("commit", _last(rd.committed_entries))
 
 
-_to_thread = asyncio.to_thread
+def _wal_event(name: str) -> Callable[..., None]:
+    def stamp(_: SerialWorker, __: Any, func: Callable[..., Any], *args: Any) -> None:
+        if getattr(func, "__name__", "") == "save" and len(args) > 1 and args[1]:
+            ev(name, _last(args[1]))
+    return stamp
 
 
-async def _timed_to_thread(func: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
-    """asyncio.to_thread, with wal_call / wal_back around a WAL save."""
-    entries = args[1] if getattr(func, "__name__", "") == "save" and len(args) > 1 else None
-    if entries:
-        ev("wal_call", _last(entries))
-    try:
-        return await _to_thread(func, *args, **kw)
-    finally:
-        if entries:
-            ev("wal_back", _last(entries))
-
-
-asyncio.to_thread = _timed_to_thread
+_wrap(SerialWorker, "run", _wal_event("wal_call"), _wal_event("wal_back"))
 _wrap(KVService, "Put", lambda *a, **k: ev("put0"), lambda *a, **k: ev("put1"))
 _wrap(Transport, "send", _on_send)
 _wrap(ReadyLoop, "on_message", _on_message)

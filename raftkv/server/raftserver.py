@@ -77,6 +77,7 @@ from raftkv.server.transport import (
     discover,
 )
 from raftkv.server.waiters import ReadIndexQueue
+from raftkv.server.worker import SerialWorker
 from raftkv.storage.lock import DataDirLock
 from raftkv.storage.wal import WAL
 
@@ -127,6 +128,7 @@ class RaftServer:
         # the WAL is written by the Ready loop (entries, in a worker) and by snapshots
         # (markers, releases, in the apply task): one at a time
         self._wal_lock = asyncio.Lock()
+        self.wal_worker = SerialWorker("raftkv-wal")  # the Ready loop's synced saves
         self.ready_loop = ReadyLoop(self)
         self.proposals = Proposals(self)
         self.apply_task = ApplyTask(self)
@@ -277,6 +279,7 @@ class RaftServer:
                 fut.set_exception(errors.Stopped())
         self.backend.force_commit()
         self.backend.close()
+        self.wal_worker.close()  # a save still running (its task was cancelled) ends first
         self.wal.close()
         if self._lock is not None:
             self._lock.release()

@@ -128,7 +128,8 @@ class ReadyLoop:
         if hs is not None or rd.entries:
             async with s._wal_lock:
                 if rd.entries or rd.must_sync:
-                    await asyncio.to_thread(s.wal.save, hs, rd.entries, rd.must_sync)
+                    await s.wal_worker.run(s.loop, s.wal.save, hs, rd.entries,
+                                           rd.must_sync)
                 else:
                     # only the commit index moved: no fdatasync, a small write done inline
                     # (an inline fdatasync, though quick here, stalls the loop now and
